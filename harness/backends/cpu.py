@@ -1,0 +1,36 @@
+"""The CPU: BN, gloo, no AMP, and the two mmengine 0.10.7 CPU-DDP workarounds (stack-notes)."""
+from __future__ import annotations
+
+from collections.abc import MutableMapping
+
+from harness.backends.base import ContainerDevices, replace_norm, set_dist_backend
+
+NAME = "cpu"
+DIST_BACKEND = "gloo"
+TORCHRUN_ENV: dict[str, str] = {"OMP_NUM_THREADS": "1"}
+
+
+def environment(world_size: int) -> dict[str, str]:
+    # Several ranks on 2 cores: one thread each, or they fight over the cores.
+    return dict(TORCHRUN_ENV) if world_size > 1 else {}
+
+
+def container_devices(device_ids: tuple[int, ...], runtime: str) -> ContainerDevices:
+    return ContainerDevices()
+
+
+def adapt_config(cfg: MutableMapping, *, world_size: int, norm: str, amp: bool) -> list[str]:
+    notes = []
+    if norm == "SyncBN" or amp:
+        raise ValueError("the CPU backend supports neither SyncBN nor AMP")
+    replace_norm(cfg["model"], "BN")
+    set_dist_backend(cfg, DIST_BACKEND)
+    cfg.setdefault("env_cfg", {})["cudnn_benchmark"] = False
+    if world_size > 1:
+        # mmengine passes device_ids=[rank] to DDP, which CPU modules reject.
+        cfg["model_wrapper_cfg"] = dict(
+            type="MMDistributedDataParallel", device_ids=None, broadcast_buffers=False, find_unused_parameters=False
+        )
+        notes.append("DDP on CPU: device_ids=None, broadcast_buffers=False")
+    notes.append("norm BN, dist backend gloo, cudnn_benchmark off")
+    return notes

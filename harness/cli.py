@@ -1,0 +1,190 @@
+"""The ``harness`` command line.
+
+Exit codes (all commands):
+  0    success
+  1    the run itself failed (training error, killed, timeout): see its status.json and train.log
+  2    bad input: recipe, dataset, log file or arguments (one line on stderr says which and why)
+  3    the environment is not ready: Docker engine unreachable, image missing, devices absent
+  130  interrupted (Ctrl-C / SIGTERM): the run is marked 'interrupted', its logs are kept
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+from pathlib import Path
+
+from harness.recipe import RecipeError, load_recipe
+
+EXIT_BAD_INPUT = 2
+EXIT_ENVIRONMENT = 3
+DEFAULT_RESULTS = Path("results")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (the full usage stays under --help)."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def _fail(message: str, code: int = EXIT_BAD_INPUT) -> int:
+    print(f"harness: error: {message}", file=sys.stderr)
+    return code
+
+
+def _recipe_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("recipe", type=Path, help="a recipe YAML file, e.g. recipes/smoke_cpu.yaml")
+    parser.add_argument(
+        "--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+        help="override a recipe field (dotted, YAML value), e.g. --set train.iterations=20; repeatable",
+    )
+    parser.add_argument(
+        "--executor", choices=("local", "docker"), default=None,
+        help="where to run: 'local' (subprocesses here) or 'docker'; default: docker when the recipe names an image "
+        "and --executor is not given, except for the CPU recipes, which default to local",
+    )
+
+
+def default_executor(recipe) -> str:
+    # The CPU smoke recipes run anywhere without Docker; device recipes need their image.
+    return "docker" if recipe.image and recipe.device.kind != "cpu" else "local"
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    from harness.execute import describe_plan, plan_inputs
+    from harness.plan import build_plan
+
+    loaded = load_recipe(args.recipe, args.sets)
+    executor = args.executor or default_executor(loaded.recipe)
+    if executor == "docker" and not loaded.recipe.image:
+        raise RecipeError(f"{loaded.path}: image: the docker executor needs an image; the recipe names none")
+    dataset = loaded.recipe.dataset
+    dataset_dir = loaded.resolve(dataset.root) if dataset.root else Path("<synthetic cache>")
+    inputs = plan_inputs(loaded, Path("results/runs/<run-id>").resolve(), dataset_dir)
+    plan = build_plan(loaded.recipe, inputs, executor)
+    described = {"recipe": str(loaded.path), **describe_plan(plan)}
+    if args.json:
+        print(json.dumps(described, indent=2))
+    else:
+        import yaml
+
+        print(yaml.safe_dump(described, sort_keys=False, default_flow_style=None, width=120), end="")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from harness.execute import run_recipe
+
+    loaded = load_recipe(args.recipe, args.sets, for_run=True)
+    executor = args.executor or default_executor(loaded.recipe)
+    if executor == "docker" and not loaded.recipe.image:
+        raise RecipeError(f"{loaded.path}: image: the docker executor needs an image; the recipe names none")
+    # SIGTERM (docker stop, a batch scheduler) is handled like Ctrl-C: stop, keep, mark interrupted.
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    outcome = run_recipe(loaded, results_dir=args.results, executor=executor, quiet=args.quiet)
+    result = outcome.run.read_json("result.json") or {}
+    summary = {k: result.get(k) for k in ("fps", "final", "best", "iterations")}
+    print(f"harness: run {outcome.run.run_id} {outcome.state}: {json.dumps(summary)}", file=sys.stderr)
+    if not args.no_report:
+        from harness.report import write_report
+
+        path, _ = write_report(args.results)
+        print(f"harness: report written to {path}", file=sys.stderr)
+    return outcome.exit_code
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from harness.report import write_report
+
+    path, report = write_report(args.results, args.recipes)
+    if args.print:
+        print(path.read_text())
+    print(f"harness: report of {len(report.rows)} run(s) written to {path}", file=sys.stderr)
+    return 0
+
+
+def cmd_data_synth(args: argparse.Namespace) -> int:
+    from harness.data.synth import SynthSpec, write_synthetic_voc
+
+    try:
+        spec = SynthSpec(seed=args.seed, n_train=args.n_train, n_aug=args.n_aug, n_val=args.n_val)
+    except ValueError as exc:
+        return _fail(str(exc))
+    devkit = write_synthetic_voc(args.root, spec)
+    print(devkit)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="harness",
+        description="Reproduce PSPNet (R50-D8) VOC2012+aug training tables with mmsegmentation on NPU, GPU or CPU.",
+        epilog=__doc__.split("\n", 2)[2],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+
+    plan = sub.add_parser("plan", help="validate a recipe and print the resolved plan (runs nothing)")
+    _recipe_arguments(plan)
+    plan.add_argument("--json", action="store_true", help="print JSON instead of YAML")
+    plan.set_defaults(func=cmd_plan)
+
+    run = sub.add_parser("run", help="run a recipe, store the run under results/runs/, update the report")
+    _recipe_arguments(run)
+    run.add_argument("--results", type=Path, default=DEFAULT_RESULTS, help="results folder (default: results)")
+    run.add_argument("--quiet", action="store_true", help="do not echo the training log, only progress lines")
+    run.add_argument("--no-report", action="store_true", help="do not rewrite results/README.md afterwards")
+    run.set_defaults(func=cmd_run)
+
+    report = sub.add_parser("report", help="rebuild results/README.md from the stored runs")
+    report.add_argument("--results", type=Path, default=DEFAULT_RESULTS, help="results folder (default: results)")
+    report.add_argument("--recipes", type=Path, default=Path(__file__).resolve().parents[1] / "recipes",
+                        help="where the reference recipes live (default: the shipped recipes/)")
+    report.add_argument("--print", action="store_true", help="also print the report")
+    report.set_defaults(func=cmd_report)
+
+    data = sub.add_parser("data", help="datasets: synthesise, prepare, check")
+    data_sub = data.add_subparsers(dest="data_command", metavar="DATA_COMMAND", parser_class=_Parser)
+    data_sub.required = True
+    synth = data_sub.add_parser("synth", help="write the deterministic synthetic VOC-format dataset")
+    synth.add_argument("--root", type=Path, required=True, help="folder to write VOCdevkit/ into")
+    synth.add_argument("--seed", type=int, default=0)
+    synth.add_argument("--n-train", type=int, default=64)
+    synth.add_argument("--n-aug", type=int, default=64)
+    synth.add_argument("--n-val", type=int, default=24)
+    synth.set_defaults(func=cmd_data_synth)
+    _register_optional(sub, data_sub)
+    return parser
+
+
+def _register_optional(sub, data_sub) -> None:
+    """Commands that live in their own modules (``harness/commands/``)."""
+    from harness.commands import COMMANDS, DATA_COMMANDS
+
+    for register in COMMANDS:
+        register(sub)
+    for register in DATA_COMMANDS:
+        register(data_sub)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except RecipeError as exc:
+        return _fail(str(exc))
+    except KeyboardInterrupt:
+        print("harness: interrupted", file=sys.stderr)
+        return 130
+    except _environment_errors() as exc:
+        return _fail(str(exc), EXIT_ENVIRONMENT)
+
+
+def _environment_errors() -> tuple[type[BaseException], ...]:
+    from harness.errors import EnvironmentNotReady
+
+    return (EnvironmentNotReady,)

@@ -1,0 +1,45 @@
+"""Recipe dataset -> a VOCdevkit folder on this machine (generating the synthetic set on first use)."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+from harness.data.synth import SynthSpec, write_synthetic_voc
+from harness.recipe import LoadedRecipe, RecipeError
+
+REQUIRED = ("VOC2012/JPEGImages", "VOC2012/ImageSets/Segmentation")
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("PSPNET_CACHE") or Path.home() / ".cache" / "pspnet-repro")
+
+
+def synth_spec(loaded: LoadedRecipe) -> SynthSpec:
+    synthetic = loaded.recipe.dataset.synthetic
+    return SynthSpec(seed=synthetic.seed, n_train=synthetic.n_train, n_aug=synthetic.n_aug, n_val=synthetic.n_val)
+
+
+def synthetic_root(spec: SynthSpec) -> Path:
+    digest = hashlib.sha256(json.dumps(spec.__dict__, sort_keys=True).encode()).hexdigest()[:12]
+    return cache_dir() / f"synthetic-voc-{digest}"
+
+
+def check_layout(devkit: Path, where: str) -> None:
+    missing = [sub for sub in REQUIRED if not (devkit / sub).is_dir()]
+    if missing:
+        raise RecipeError(
+            f"{where}: {devkit} does not look like a VOCdevkit folder (missing {', '.join(missing)}); "
+            "expected VOCdevkit/VOC2012/{JPEGImages,SegmentationClass,ImageSets/Segmentation}"
+        )
+
+
+def resolve_dataset(loaded: LoadedRecipe) -> Path:
+    dataset = loaded.recipe.dataset
+    if dataset.synthetic is not None:
+        spec = synth_spec(loaded)
+        return write_synthetic_voc(synthetic_root(spec), spec)
+    devkit = loaded.resolve(dataset.root)
+    check_layout(devkit, f"{loaded.path}: dataset.root")
+    return devkit

@@ -1,0 +1,6 @@
+"""Errors that map to the CLI's exit codes (see ``harness.cli``)."""
+
+
+class EnvironmentNotReady(Exception):
+    """The machine cannot run this yet: Docker engine unreachable, image missing, devices absent.
+    ``str()`` is the one line shown, naming what is missing and how to fix it."""

@@ -1,0 +1,1 @@
+"""Where a plan runs: ``local`` (subprocesses here) or ``docker`` (a container per run)."""

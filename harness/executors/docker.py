@@ -1,0 +1,215 @@
+"""Run a ``ContainerSpec`` on a Docker engine through docker-py (never through shell strings).
+
+``run_container`` creates the container exactly as the spec says, streams its output line by line
+to a callback and a log file, waits, records the ID of the image actually run and always removes
+the container. ``preflight`` finds the mistakes that would otherwise surface as an obscure engine
+error halfway into a launch (missing image, device node or bind source).
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness.images import ImageError, missing_image_message
+from harness.spec import ContainerSpec
+
+# The engine .ci/docker-up.sh starts; used when neither DOCKER_HOST nor the system socket is there.
+PROJECT_SOCKET = Path(os.environ.get("PSPNET_DOCKER_RUN", "/run/pspnet-repro-docker")) / "docker.sock"
+SYSTEM_SOCKET = Path("/var/run/docker.sock")
+STOP_TIMEOUT_S = 10
+
+
+class EngineUnavailable(Exception):
+    """No Docker engine answers; ``str()`` says how to start one."""
+
+
+class PreflightError(Exception):
+    """A spec that cannot start; ``str()`` has one line per problem."""
+
+    def __init__(self, problems: list[str]):
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+@dataclass(frozen=True)
+class DockerOutcome:
+    exit_code: int
+    image_id: str
+    container_id: str
+    oom_killed: bool
+
+
+def engine_url() -> str | None:
+    """Where to find the engine: DOCKER_HOST, the system socket, then the project's own."""
+    if os.environ.get("DOCKER_HOST"):
+        return os.environ["DOCKER_HOST"]
+    for sock in (SYSTEM_SOCKET, PROJECT_SOCKET):
+        if sock.exists():
+            return f"unix://{sock}"
+    return None
+
+
+def connect(timeout: int = 120):
+    """A pinged docker-py client, or EngineUnavailable with the command that starts an engine."""
+    import docker
+    import docker.errors
+
+    url = engine_url()
+    hint = "start one with `bash .ci/docker-up.sh` and `source .ci-state/docker.env`"
+    if url is None:
+        raise EngineUnavailable(f"no Docker engine: DOCKER_HOST is unset and no socket exists; {hint}")
+    try:
+        client = docker.DockerClient(base_url=url, timeout=timeout)
+        client.ping()
+    except (docker.errors.DockerException, OSError) as exc:
+        raise EngineUnavailable(f"Docker engine at {url} does not answer ({exc}); {hint}") from None
+    return client
+
+
+# ---------------------------------------------------------------------------------------------
+# Spec -> docker-py arguments (pure)
+
+
+def container_kwargs(spec: ContainerSpec) -> dict:
+    """``client.containers.create`` arguments for ``spec``; None-valued options are left out."""
+    import docker.types
+
+    if spec.privileged or spec.cap_add:
+        # Never: not needed for NPUs/GPUs, and the project's engines refuse it anyway.
+        raise PreflightError(["containers never run privileged or with added capabilities"])
+    kwargs = {
+        "image": spec.image,
+        "command": list(spec.command),
+        "environment": {k: str(v) for k, v in spec.environment.items()},
+        "devices": [m.as_docker() for m in spec.devices],
+        # List form ("host:container:mode"), not a dict keyed by host path: the same host path may
+        # be bound at two places.
+        "volumes": [f"{b.host_path}:{b.container_path}:{'ro' if b.read_only else 'rw'}" for b in spec.binds],
+        "shm_size": spec.shm_size,
+        "working_dir": spec.working_dir,
+        "network_mode": spec.network_mode,
+        "runtime": spec.runtime,
+        "user": spec.user,
+        "ipc_mode": spec.ipc_mode,
+        "privileged": False,
+        "detach": True,
+    }
+    if spec.gpu_device_ids:
+        kwargs["device_requests"] = [
+            docker.types.DeviceRequest(device_ids=list(spec.gpu_device_ids), capabilities=[["gpu"]])
+        ]
+    return {k: v for k, v in kwargs.items() if v is not None}
+
+
+# ---------------------------------------------------------------------------------------------
+# Preflight
+
+
+def preflight_problems(spec: ContainerSpec, *, image_present: bool, runtimes: set[str] | None = None) -> list[str]:
+    """Every reason ``spec`` cannot start on this host (pure but for path checks)."""
+    problems = []
+    if not image_present:
+        problems.append(missing_image_message(spec.image))
+    for dev in spec.devices:
+        if not os.path.exists(dev.host_path):
+            problems.append(f"device {dev.host_path} does not exist on this host (wanted at {dev.container_path})")
+    for bind in spec.binds:
+        if not os.path.exists(bind.host_path):
+            problems.append(f"bind source {bind.host_path} does not exist on this host (for {bind.container_path})")
+    if spec.runtime and runtimes is not None and spec.runtime not in runtimes:
+        problems.append(
+            f"the engine has no '{spec.runtime}' runtime (it has: {', '.join(sorted(runtimes)) or 'none'});"
+            " install it (e.g. the Ascend Docker Runtime) or use plain device mounts"
+        )
+    if spec.privileged or spec.cap_add:
+        problems.append("containers never run privileged or with added capabilities")
+    return problems
+
+
+def preflight(spec: ContainerSpec, client) -> None:
+    """Raise PreflightError listing every problem (missing image, device node, bind source...)."""
+    from harness.images import image_exists
+
+    runtimes = set(client.info().get("Runtimes", {}).keys())
+    problems = preflight_problems(spec, image_present=image_exists(client, spec.image), runtimes=runtimes)
+    if problems:
+        raise PreflightError(problems)
+
+
+# ---------------------------------------------------------------------------------------------
+# Running
+
+
+def _stream_lines(container, log_path: Path, on_line: Callable[[str], None] | None) -> None:
+    """Forward the container's stdout+stderr line by line, as it arrives."""
+    pending = b""
+    with open(log_path, "ab") as log:
+
+        def emit(raw: bytes) -> None:
+            log.write(raw + b"\n")
+            log.flush()  # a crash or Ctrl-C keeps everything seen so far
+            if on_line:
+                on_line(raw.decode("utf-8", errors="replace").rstrip("\r"))
+
+        for chunk in container.logs(stream=True, follow=True, stdout=True, stderr=True):
+            pending += chunk
+            *lines, pending = pending.split(b"\n")
+            for raw in lines:
+                emit(raw)
+        if pending:
+            emit(pending)
+
+
+def _outcome(container, status: dict) -> DockerOutcome:
+    container.reload()
+    state = container.attrs.get("State", {})
+    return DockerOutcome(
+        exit_code=int(status.get("StatusCode", state.get("ExitCode", -1))),
+        image_id=container.attrs.get("Image", ""),  # the ID actually run, not the tag asked for
+        container_id=container.id,
+        oom_killed=bool(state.get("OOMKilled", False)),
+    )
+
+
+def _discard(container, *, stop: bool) -> None:
+    import docker.errors
+
+    try:
+        if stop:
+            container.stop(timeout=STOP_TIMEOUT_S)
+        container.remove(force=True)
+    except docker.errors.NotFound:
+        pass
+
+
+def run_container(
+    spec: ContainerSpec,
+    *,
+    log_path: str | os.PathLike,
+    on_line: Callable[[str], None] | None = None,
+    client=None,
+) -> DockerOutcome:
+    """Run ``spec`` to completion; the container is removed whatever happens."""
+    import docker.errors
+
+    client = client or connect()
+    try:
+        client.images.get(spec.image)
+    except docker.errors.ImageNotFound:
+        raise ImageError(missing_image_message(spec.image)) from None
+    log_path = Path(log_path)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    container = client.containers.create(**container_kwargs(spec))
+    interrupted = False
+    try:
+        container.start()
+        _stream_lines(container, log_path, on_line)
+        status = container.wait()
+        return _outcome(container, status)
+    except KeyboardInterrupt:
+        interrupted = True  # stop politely (SIGTERM, then SIGKILL after the timeout), then remove
+        raise
+    finally:
+        _discard(container, stop=interrupted)

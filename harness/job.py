@@ -1,0 +1,61 @@
+"""The worker's input: everything the training process needs, as seen from where it runs.
+
+The host writes it to ``<run dir>/job.json``; the worker (locally or in a container) reads it.
+Paths in it are the worker's paths (container paths under Docker).
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+JOB_FILE = "job.json"
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    batch_per_device: int
+    iterations: int
+    log_interval: int
+    val_interval: int
+    checkpoint_interval: int
+    workers_per_device: int
+    norm: str
+    amp: bool
+    lr: float | None = None
+    seed: int | None = 0
+
+
+@dataclass(frozen=True)
+class Job:
+    recipe_name: str
+    mode: str
+    device_kind: str
+    world_size: int
+    config: str
+    work_dir: str
+    data_root: str
+    train: TrainSettings
+    pretrained: str | None = None
+    checkpoint: str | None = None
+    overrides: dict[str, Any] = field(default_factory=dict)
+    resume: bool = False
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Job":
+        data = dict(data)
+        data["train"] = TrainSettings(**data["train"])
+        return cls(**data)
+
+    def write(self, path: Path) -> None:
+        from harness.fileio import write_json_atomic
+
+        write_json_atomic(path, self.to_dict())
+
+    @classmethod
+    def read(cls, path: Path) -> "Job":
+        return cls.from_dict(json.loads(Path(path).read_text()))

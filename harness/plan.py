@@ -1,0 +1,199 @@
+"""Recipe -> plan: the launch command, environment, container spec and worker job. Pure: nothing
+here touches the disk, Docker or the network, so every shipped recipe's plan is testable here.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import PurePosixPath
+from typing import Literal
+
+from harness.backends import get_backend
+from harness.job import JOB_FILE, Job, TrainSettings
+from harness.recipe import Recipe
+from harness.spec import BindMount, ContainerSpec, LaunchSpec
+
+Executor = Literal["local", "docker"]
+
+CONTAINER_RUN_DIR = "/workspace/run"
+CONTAINER_DATA_DIR = "/data/VOCdevkit"
+CONTAINER_INPUTS_DIR = "/workspace/inputs"
+CONTAINER_USER = "1000:1000"
+MASTER_ADDR = "127.0.0.1"
+MASTER_PORT = 29688  # the seed scripts' port
+CONFIGS_DIR = "configs"
+WORK_DIR = "work_dir"
+
+# Data loader workers share memory through /dev/shm; Docker's 64 MB default kills them.
+SHM_PER_DEVICE_GB = {"cpu": 1, "gpu": 4, "npu": 4}
+
+
+@dataclass(frozen=True)
+class PlanInputs:
+    """The facts about this machine a plan depends on, passed in so planning stays pure."""
+
+    run_dir: str
+    dataset_dir: str  # the VOCdevkit folder on the host
+    config_name: str  # the recipe's config file name, copied into <run>/configs/
+    python: str = "python"
+    pretrained_host_path: str | None = None
+    checkpoint_host_path: str | None = None
+    resume: bool = False
+
+
+@dataclass(frozen=True)
+class Plan:
+    recipe_name: str
+    mode: str
+    executor: Executor
+    backend: str
+    dist_backend: str
+    world_size: int
+    device_ids: tuple[int, ...]
+    job: Job
+    launch: LaunchSpec
+    container: ContainerSpec | None
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["job"] = self.job.to_dict()
+        data["launch"] = self.launch.to_dict()
+        data["container"] = self.container.to_dict() if self.container else None
+        return data
+
+
+def worker_argv(python: str, job_path: str, world_size: int) -> tuple[str, ...]:
+    worker = ("-m", "harness.worker", "--job", job_path)
+    if world_size == 1:
+        return (python, *worker)
+    return (
+        python,
+        "-m",
+        "torch.distributed.run",
+        f"--nproc_per_node={world_size}",
+        "--nnodes=1",
+        f"--master_addr={MASTER_ADDR}",
+        f"--master_port={MASTER_PORT}",
+        *worker,
+    )
+
+
+def _paths(inputs: PlanInputs, executor: Executor) -> dict[str, str | None]:
+    """Where the worker sees the run folder, data, weights and checkpoint."""
+    if executor == "local":
+        return {
+            "run": inputs.run_dir,
+            "data": inputs.dataset_dir,
+            "pretrained": inputs.pretrained_host_path,
+            "checkpoint": inputs.checkpoint_host_path,
+        }
+    return {
+        "run": CONTAINER_RUN_DIR,
+        "data": CONTAINER_DATA_DIR,
+        "pretrained": _container_input(inputs.pretrained_host_path, "pretrained"),
+        "checkpoint": _container_input(inputs.checkpoint_host_path, "checkpoint"),
+    }
+
+
+def _container_input(host_path: str | None, role: str) -> str | None:
+    if host_path is None or "://" in host_path:
+        return host_path  # URLs are fetched by mmengine inside the container
+    return f"{CONTAINER_INPUTS_DIR}/{role}/{PurePosixPath(host_path).name}"
+
+
+def build_job(recipe: Recipe, inputs: PlanInputs, executor: Executor) -> Job:
+    paths = _paths(inputs, executor)
+    run = PurePosixPath(paths["run"])
+    train = recipe.train
+    pretrained = paths["pretrained"] if inputs.pretrained_host_path else recipe.model.pretrained
+    return Job(
+        recipe_name=recipe.name,
+        mode=recipe.mode,
+        device_kind=recipe.device.kind,
+        world_size=recipe.device.count,
+        config=str(run / CONFIGS_DIR / inputs.config_name),
+        work_dir=str(run / WORK_DIR),
+        data_root=str(PurePosixPath(paths["data"]) / "VOC2012"),
+        train=TrainSettings(
+            batch_per_device=train.batch_per_device,
+            iterations=train.iterations,
+            log_interval=train.log_interval,
+            val_interval=train.val_interval,
+            checkpoint_interval=train.checkpoint_interval,
+            workers_per_device=train.workers_per_device,
+            norm=train.norm,
+            amp=train.amp,
+            lr=train.lr,
+            seed=train.seed,
+        ),
+        pretrained=pretrained,
+        checkpoint=paths["checkpoint"],
+        overrides=dict(recipe.model.overrides),
+        resume=inputs.resume,
+    )
+
+
+def _container_binds(inputs: PlanInputs) -> tuple[BindMount, ...]:
+    binds = [
+        BindMount(inputs.dataset_dir, CONTAINER_DATA_DIR, read_only=True),
+        BindMount(inputs.run_dir, CONTAINER_RUN_DIR, read_only=False),
+    ]
+    for host, role in ((inputs.pretrained_host_path, "pretrained"), (inputs.checkpoint_host_path, "checkpoint")):
+        if host and "://" not in host:
+            binds.append(BindMount(host, _container_input(host, role), read_only=True))
+    return tuple(binds)
+
+
+def build_container(recipe: Recipe, inputs: PlanInputs, launch: LaunchSpec) -> ContainerSpec:
+    if recipe.image is None:
+        raise ValueError(f"recipe {recipe.name!r} names no image; the docker executor needs 'image'")
+    kind = recipe.device.kind
+    backend = get_backend(kind)
+    devices = backend.container_devices(recipe.device.device_ids, recipe.device.runtime)
+    environment = {
+        "PYTHONUNBUFFERED": "1",
+        "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1",
+        **launch.environment,
+        **devices.environment,
+    }
+    return ContainerSpec(
+        image=recipe.image,
+        command=launch.argv,
+        environment=environment,
+        devices=devices.devices,
+        binds=devices.binds + _container_binds(inputs),
+        gpu_device_ids=devices.gpu_device_ids,
+        runtime=devices.runtime,
+        shm_size=f"{SHM_PER_DEVICE_GB[kind] * recipe.device.count}g",
+        # The NPU driver's nodes belong to the host's HwHiAiUser, whose uid differs between hosts;
+        # CANN containers run as root for that reason. CPU and GPU need no such access.
+        user=None if kind == "npu" else CONTAINER_USER,
+        working_dir=CONTAINER_RUN_DIR,
+        # Multi-rank NCCL/HCCL use shared memory between ranks beyond /dev/shm's files.
+        ipc_mode="host" if kind != "cpu" and recipe.device.count > 1 else None,
+        network_mode="none" if recipe.device.count == 1 or kind == "cpu" else "host",
+    )
+
+
+def build_plan(recipe: Recipe, inputs: PlanInputs, executor: Executor) -> Plan:
+    backend = get_backend(recipe.device.kind)
+    job = build_job(recipe, inputs, executor)
+    job_path = str(PurePosixPath(_paths(inputs, executor)["run"]) / JOB_FILE)
+    python = inputs.python if executor == "local" else "python"
+    launch = LaunchSpec(
+        argv=worker_argv(python, job_path, recipe.device.count),
+        environment={"TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1", **backend.environment(recipe.device.count)},
+        world_size=recipe.device.count,
+    )
+    container = build_container(recipe, inputs, launch) if executor == "docker" else None
+    return Plan(
+        recipe_name=recipe.name,
+        mode=recipe.mode,
+        executor=executor,
+        backend=backend.NAME,
+        dist_backend=backend.DIST_BACKEND,
+        world_size=recipe.device.count,
+        device_ids=recipe.device.device_ids,
+        job=job,
+        launch=launch,
+        container=container,
+    )

@@ -1,0 +1,58 @@
+"""Progress while training: the current iteration, ETA and loss, read from mmengine's log lines."""
+from __future__ import annotations
+
+import re
+import sys
+from dataclasses import dataclass
+from typing import TextIO
+
+TRAIN_LINE = re.compile(r"Iter\(train\)\s*\[\s*(\d+)/(\d+)\].*?eta:\s*(\S+).*?\bloss:\s*([0-9.eE+-]+|nan)")
+VAL_LINE = re.compile(r"Iter\((?:val|test)\)\s*\[\s*(\d+)/(\d+)\]\s+aAcc:\s*([0-9.]+)\s+mIoU:\s*([0-9.]+)")
+
+
+@dataclass
+class Progress:
+    """Echoes the log (unless quiet) and draws a one-line bar on a terminal, or prints a
+    ``progress:`` line per logged window when the output is not a terminal."""
+
+    stream: TextIO = sys.stderr
+    quiet: bool = False
+    last: str = ""
+
+    def __post_init__(self) -> None:
+        self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
+
+    def feed(self, line: str) -> None:
+        train = TRAIN_LINE.search(line)
+        val = VAL_LINE.search(line)
+        if not self.quiet:
+            self._clear()
+            print(line, file=self.stream, flush=True)
+        if train:
+            done, total, eta, loss = int(train[1]), int(train[2]), train[3], train[4]
+            width = 30
+            filled = int(width * done / max(total, 1))
+            self.last = f"[{'#' * filled}{'.' * (width - filled)}] {done}/{total} ({100 * done // max(total, 1)}%) eta {eta} loss {loss}"
+            self._draw()
+        elif val:
+            self._clear()
+            print(f"evaluation: aAcc {val[3]} mIoU {val[4]}", file=self.stream, flush=True)
+            self._draw()
+
+    def _clear(self) -> None:
+        if self.tty and self.last:
+            self.stream.write("\r\033[K")
+
+    def _draw(self) -> None:
+        if not self.last:
+            return
+        if self.tty:
+            self.stream.write("\r" + self.last)
+            self.stream.flush()
+        elif self.quiet:
+            print(f"progress: {self.last}", file=self.stream, flush=True)
+
+    def close(self) -> None:
+        if self.tty and self.last:
+            self.stream.write("\n")
+            self.stream.flush()

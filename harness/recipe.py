@@ -1,0 +1,281 @@
+"""Recipes: one YAML file binds a training run to the published numbers it must reproduce.
+
+Loading validates everything up front and turns every problem into one ``RecipeError`` line that
+names the file, the field and what was expected.
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+Mode = Literal["accuracy", "performance", "eval"]
+DeviceKind = Literal["npu", "gpu", "cpu"]
+METRICS = ("aAcc", "mIoU", "mAcc")
+
+
+class RecipeError(Exception):
+    """A recipe that cannot be used; ``str()`` is the one line shown to the user."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def parse_device_ids(text: str) -> tuple[int, ...]:
+    """``"0-7"``, ``"4,5"`` or ``"0-3,6"`` -> sorted unique ids."""
+    ids: set[int] = set()
+    for part in str(text).split(","):
+        part = part.strip()
+        match = re.fullmatch(r"(\d+)(?:-(\d+))?", part)
+        if not match:
+            raise ValueError(f"device ids must look like '0-7' or '4,5', got {text!r}")
+        low = int(match.group(1))
+        high = int(match.group(2) or low)
+        if high < low:
+            raise ValueError(f"device id range {part!r} runs backwards")
+        ids.update(range(low, high + 1))
+    return tuple(sorted(ids))
+
+
+class Device(_Strict):
+    kind: DeviceKind
+    count: int = Field(ge=1, le=64)
+    ids: str | None = Field(default=None, description="host device ids, e.g. '0-7' or '4,5'; default 0..count-1")
+    runtime: Literal["plain", "ascend"] = Field(
+        default="plain", description="npu only: 'plain' mounts the device nodes and driver; 'ascend' uses the Ascend Docker Runtime"
+    )
+
+    @field_validator("ids", mode="before")
+    @classmethod
+    def _ids_parse(cls, value):
+        if isinstance(value, int) and not isinstance(value, bool):
+            value = str(value)  # `ids: 3` in YAML or --set device.ids=3
+        if isinstance(value, str):
+            parse_device_ids(value)
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "Device":
+        if self.ids is not None and len(parse_device_ids(self.ids)) != self.count:
+            raise ValueError(f"ids {self.ids!r} name {len(parse_device_ids(self.ids))} devices but count is {self.count}")
+        if self.runtime == "ascend" and self.kind != "npu":
+            raise ValueError("runtime 'ascend' is only for device.kind 'npu'")
+        return self
+
+    @property
+    def device_ids(self) -> tuple[int, ...]:
+        return parse_device_ids(self.ids) if self.ids is not None else tuple(range(self.count))
+
+
+class Model(_Strict):
+    config: str = Field(description="mmseg config file, relative to the recipe file")
+    pretrained: str | None = Field(default=None, description="local checkpoint path or URL for the backbone; null trains from scratch")
+    overrides: dict[str, Any] = Field(default_factory=dict, description="dotted mmengine config keys -> values")
+
+
+class Train(_Strict):
+    batch_per_device: int = Field(ge=1)
+    iterations: int = Field(ge=1)
+    log_interval: int = Field(default=50, ge=1)
+    val_interval: int = Field(default=1000, ge=1)
+    checkpoint_interval: int = Field(default=1000, ge=1)
+    workers_per_device: int = Field(default=2, ge=0)
+    lr: float | None = Field(default=None, gt=0)
+    norm: Literal["BN", "SyncBN"] = "BN"
+    amp: bool = False
+    seed: int | None = 0
+
+
+class Synthetic(_Strict):
+    n_train: int = Field(default=64, ge=1)
+    n_aug: int = Field(default=64, ge=0)
+    n_val: int = Field(default=24, ge=1)
+    seed: int = 0
+
+
+class Dataset(_Strict):
+    root: str | None = Field(default=None, description="the VOCdevkit folder (holding VOC2012/); relative to the recipe file")
+    synthetic: Synthetic | None = Field(default=None, description="generate the synthetic VOC-format set into the cache instead")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "Dataset":
+        if (self.root is None) == (self.synthetic is None):
+            raise ValueError("give exactly one of 'root' (a VOCdevkit folder) or 'synthetic'")
+        return self
+
+
+class Tolerance(_Strict):
+    fps_ratio: float = Field(default=0.9, gt=0, le=1, description="PASS when fps >= fps_ratio x reference fps")
+    accuracy_points: float = Field(default=1.0, ge=0, description="PASS when a metric >= reference - points")
+    warn_points: float = Field(default=1.0, ge=0, description="WARN (not FAIL) within this many further points")
+
+
+class PublishedRow(_Strict):
+    """A published table row: label, where it comes from, under which conditions, its numbers."""
+
+    label: str = Field(description="the row's device label, e.g. 'NPU-8p'")
+    source: str
+    conditions: str = ""
+    fps: float | None = Field(default=None, gt=0)
+    aAcc: float | None = Field(default=None, ge=0, le=100)
+    mIoU: float | None = Field(default=None, ge=0, le=100)
+    mAcc: float | None = Field(default=None, ge=0, le=100)
+
+
+class Reference(PublishedRow):
+    """The row this recipe must reproduce, with its tolerances."""
+
+    compare: Literal["best", "final"] = Field(
+        default="best", description="judge the best evaluation (the seed scripts' definition) or the final one"
+    )
+    tolerance: Tolerance = Tolerance()
+
+
+class Eval(_Strict):
+    checkpoint: str = Field(description="checkpoint to evaluate (path, relative to the recipe file)")
+
+
+class Recipe(_Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+    description: str = ""
+    mode: Mode
+    image: str | None = Field(default=None, description="container image; the docker executor is the default when set")
+    device: Device
+    model: Model
+    train: Train
+    dataset: Dataset
+    reference: Reference
+    published: list[PublishedRow] = Field(default_factory=list, description="further published rows shown for context, not judged")
+    eval: Eval | None = None
+    timeout_minutes: float | None = Field(default=None, gt=0)
+
+    @model_validator(mode="after")
+    def _mode_rules(self) -> "Recipe":
+        if self.mode == "eval" and self.eval is None:
+            raise ValueError("mode 'eval' needs an 'eval' block with the checkpoint to evaluate")
+        if self.train.norm == "SyncBN" and self.device.kind == "cpu":
+            raise ValueError("train.norm 'SyncBN' does not work on the CPU (gloo DDP); use 'BN'")
+        return self
+
+
+def _loc(error: dict) -> str:
+    return ".".join(str(part) for part in error["loc"]) or "(top level)"
+
+
+def _format_validation(path: Path, exc: ValidationError) -> str:
+    first = exc.errors()[0]
+    field = _loc(first)
+    message = first["msg"]
+    if first["type"] == "extra_forbidden":
+        message = "unknown key (not a recipe field)"
+    elif first["type"] == "missing":
+        message = "required field is missing"
+    more = f" (+{exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+    return f"{path}: {field}: {message}{more}"
+
+
+class _SafeLoader(yaml.SafeLoader):
+    """Safe loading only: ``!!python/...`` tags are rejected, never constructed."""
+
+
+def load_recipe_data(path: Path) -> dict:
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise RecipeError(f"{path}: recipe file does not exist") from None
+    except (IsADirectoryError, PermissionError, UnicodeDecodeError) as exc:
+        raise RecipeError(f"{path}: cannot read recipe ({exc.__class__.__name__})") from None
+    try:
+        data = yaml.load(text, Loader=_SafeLoader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}: " if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise RecipeError(f"{path}: {where}invalid YAML: {problem}") from None
+    if not isinstance(data, dict):
+        raise RecipeError(f"{path}: (top level): expected a mapping of recipe fields, got {type(data).__name__}")
+    return data
+
+
+def set_dotted(data: dict, dotted: str, value: Any) -> None:
+    keys = dotted.split(".")
+    node = data
+    for key in keys[:-1]:
+        child = node.get(key)
+        if child is None:
+            child = node[key] = {}
+        if not isinstance(child, dict):
+            raise RecipeError(f"--set {dotted}: '{key}' is not a mapping")
+        node = child
+    node[keys[-1]] = value
+
+
+def parse_set_arguments(items: list[str]) -> list[tuple[str, Any]]:
+    """``KEY=VALUE`` strings from ``--set``; values are YAML scalars (``3``, ``true``, ``[1,2]``)."""
+    pairs = []
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*", key):
+            raise RecipeError(f"--set {item!r}: expected KEY=VALUE with a dotted recipe key, e.g. train.iterations=20")
+        try:
+            value = yaml.load(raw, Loader=_SafeLoader) if raw else ""
+        except yaml.YAMLError:
+            raise RecipeError(f"--set {item!r}: the value is not valid YAML") from None
+        pairs.append((key, value))
+    return pairs
+
+
+def load_recipe(path: Path, sets: list[str] | tuple[str, ...] = (), *, for_run: bool = False) -> "LoadedRecipe":
+    """Read, apply ``--set`` overrides, validate, and check the paths the recipe names exist.
+
+    The mmseg config must always exist; the data, weights and checkpoint only when the recipe is
+    about to run here (a plan for an NPU cluster is printable on a laptop without its dataset).
+    """
+    path = Path(path)
+    data = load_recipe_data(path)
+    for key, value in parse_set_arguments(list(sets)):
+        set_dotted(data, key, value)
+    try:
+        recipe = Recipe.model_validate(data)
+    except ValidationError as exc:
+        raise RecipeError(_format_validation(path, exc)) from None
+    loaded = LoadedRecipe(path=path.resolve(), recipe=recipe, data=data)
+    loaded.check_paths(for_run=for_run)
+    return loaded
+
+
+class LoadedRecipe:
+    """A validated recipe and where it came from (relative paths resolve against its folder)."""
+
+    def __init__(self, path: Path, recipe: Recipe, data: dict):
+        self.path = path
+        self.recipe = recipe
+        self.data = data
+
+    def resolve(self, relative: str) -> Path:
+        return (self.path.parent / relative).resolve()
+
+    @property
+    def config_path(self) -> Path:
+        return self.resolve(self.recipe.model.config)
+
+    def check_paths(self, *, for_run: bool) -> None:
+        recipe = self.recipe
+        if not self.config_path.is_file():
+            raise RecipeError(f"{self.path}: model.config: file {self.config_path} does not exist")
+        if not for_run:
+            return
+        if recipe.eval is not None and not self.resolve(recipe.eval.checkpoint).is_file():
+            raise RecipeError(f"{self.path}: eval.checkpoint: file {self.resolve(recipe.eval.checkpoint)} does not exist")
+        pretrained = recipe.model.pretrained
+        if pretrained and "://" not in pretrained and not self.resolve(pretrained).is_file():
+            raise RecipeError(f"{self.path}: model.pretrained: file {self.resolve(pretrained)} does not exist")
+        if recipe.dataset.root is not None and not self.resolve(recipe.dataset.root).is_dir():
+            raise RecipeError(
+                f"{self.path}: dataset.root: folder {self.resolve(recipe.dataset.root)} does not exist "
+                "(expected a VOCdevkit folder holding VOC2012/; override with --set dataset.root=PATH)"
+            )

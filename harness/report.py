@@ -1,0 +1,216 @@
+"""Stored runs + recipe references -> ``results/README.md`` in the seed README's table format.
+
+Everything is rebuilt from the run folders (their ``result.json``, or the logs when a result is
+missing or stale), so the report never needs a rerun.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from harness.fileio import write_text_atomic
+from harness.recipe import METRICS, PublishedRow, Recipe, RecipeError, load_recipe
+from harness.result import build_result
+from harness.runs import RunDir, RunStore, utc_now
+
+DEFAULT_RECIPES_DIR = Path(__file__).resolve().parents[1] / "recipes"
+SEED_REFERENCE_RECIPES = ("gpu_full_8p", "full_8p")
+
+
+@dataclass
+class RunRow:
+    run: RunDir
+    state: str
+    recipe: Recipe | None
+    result: dict | None
+    problem: str | None = None
+
+
+@dataclass
+class Report:
+    rows: list[RunRow]
+    references: list[PublishedRow] = field(default_factory=list)
+
+
+def _load_run_recipe(run: RunDir) -> Recipe:
+    data = yaml.safe_load(run.recipe_file.read_text())
+    return Recipe.model_validate(data)
+
+
+def collect_run(run: RunDir) -> RunRow:
+    state = run.status().get("state", "unknown")
+    try:
+        recipe = _load_run_recipe(run)
+    except (OSError, ValueError, yaml.YAMLError) as exc:
+        return RunRow(run, state, None, None, f"recipe.yaml unreadable: {exc.__class__.__name__}")
+    result = run.read_json("result.json")
+    if result is None and state not in ("running", "created"):
+        plan = run.read_json("plan.json") or {"world_size": recipe.device.count}
+        result = build_result(run, recipe, plan)
+    return RunRow(run, state, recipe, result)
+
+
+def reference_rows(recipes: list[Recipe]) -> list[PublishedRow]:
+    """Every published row the recipes name, once each, in the order first seen."""
+    seen: dict[tuple[str, str], PublishedRow] = {}
+    for recipe in recipes:
+        for row in [*recipe.published, recipe.reference]:
+            seen.setdefault((row.label, row.source), PublishedRow(**{k: getattr(row, k) for k in PublishedRow.model_fields}))
+    return list(seen.values())
+
+
+def shipped_recipes(recipes_dir: Path) -> list[Recipe]:
+    recipes = []
+    for name in SEED_REFERENCE_RECIPES:
+        path = recipes_dir / f"{name}.yaml"
+        if path.is_file():
+            try:
+                recipes.append(load_recipe(path).recipe)
+            except RecipeError:
+                continue
+    return recipes
+
+
+def collect(results_dir: Path, recipes_dir: Path = DEFAULT_RECIPES_DIR) -> Report:
+    rows = [collect_run(run) for run in RunStore(results_dir).all()]
+    recipes = shipped_recipes(recipes_dir) + [row.recipe for row in rows if row.recipe]
+    return Report(rows=rows, references=reference_rows(recipes))
+
+
+def _num(value: float | None, digits: int) -> str:
+    return "--" if value is None else f"{value:.{digits}f}"
+
+
+def _verdicts(result: dict | None) -> dict[str, dict]:
+    return {v["metric"]: v for v in (result or {}).get("verdicts", [])}
+
+
+def _cell(value: float | None, digits: int, verdict: dict | None) -> str:
+    text = _num(value, digits)
+    if verdict and verdict["status"] != "NONE":
+        text = f"{text} {verdict['status']}"
+    return text
+
+
+def device_label(row: RunRow) -> str:
+    if row.recipe is None:
+        return f"? ({row.run.run_id})"
+    kind = row.recipe.device.kind.upper()
+    return f"{kind}-{row.recipe.device.count}p {row.recipe.name} `{row.run.run_id}`"
+
+
+def main_table(report: Report) -> list[str]:
+    lines = [
+        "| device | fps |  aAcc |  mIoU | mAcc |",
+        "| :------: | :------: | :------: | :------: | :------: |",
+    ]
+    for ref in report.references:
+        cells = [_num(ref.fps, 3) if ref.fps else "", *(_num(getattr(ref, m), 2) for m in METRICS)]
+        lines.append(f"|{ref.label} (reference)| " + " | ".join(cells) + " |")
+    for row in report.rows:
+        result = row.result or {}
+        verdicts = _verdicts(result)
+        compared = result.get(result.get("compared", "best")) or {}
+        if row.state not in ("succeeded",):
+            label = f"{device_label(row)} ({row.state})"
+        else:
+            label = device_label(row)
+        cells = [_cell(result.get("fps"), 3, verdicts.get("fps"))]
+        cells += [_cell(compared.get(m), 2, verdicts.get(m)) for m in METRICS]
+        lines.append(f"|{label}| " + " | ".join(cells) + " |")
+    return lines
+
+
+def verdict_table(report: Report) -> list[str]:
+    lines = [
+        "| run | reference | metric | measured | reference value | verdict | reason |",
+        "| --- | --- | --- | ---: | ---: | :---: | --- |",
+    ]
+    for row in report.rows:
+        if not row.result or row.recipe is None:
+            continue
+        for verdict in row.result.get("verdicts", []):
+            if verdict["status"] == "NONE":
+                continue
+            digits = 3 if verdict["metric"] == "fps" else 2
+            lines.append(
+                f"| `{row.run.run_id}` | {row.recipe.reference.label} | {verdict['metric']} | "
+                f"{_num(verdict['measured'], digits)} | {_num(verdict['reference'], digits)} | "
+                f"{verdict['status']} | {verdict['reason']} |"
+            )
+    return lines
+
+
+def runs_table(report: Report) -> list[str]:
+    lines = [
+        "| run | recipe | state | iterations | mean s/iter | fps (seed definition) | evaluations | compared | where the numbers come from |",
+        "| --- | --- | --- | ---: | ---: | ---: | ---: | --- | --- |",
+    ]
+    for row in report.rows:
+        result = row.result or {}
+        status = row.run.status()
+        state = row.state + (f" ({status['reason']})" if status.get("reason") else "")
+        sources = result.get("sources") or {}
+        where = result.get("parse_error") or row.problem or "; ".join(f"{k}: {v}" for k, v in sorted(sources.items())[:4])
+        lines.append(
+            f"| `{row.run.run_id}` | {row.recipe.name if row.recipe else '?'} | {state} | "
+            f"{result.get('iterations') if result.get('iterations') is not None else '--'} | "
+            f"{_num(result.get('mean_iter_time_s'), 4)} | {_num(result.get('fps_seed_definition'), 3)} | "
+            f"{result.get('evaluations_count', '--')} | {result.get('compared', '--')} | {where} |"
+        )
+    return lines
+
+
+def references_section(report: Report) -> list[str]:
+    lines = ["| row | source | conditions |", "| --- | --- | --- |"]
+    for ref in report.references:
+        lines.append(f"| {ref.label} | {ref.source} | {ref.conditions or '--'} |")
+    return lines
+
+
+FPS_NOTE = (
+    "**fps** (harness definition): global images/s = batch per device x devices / mean of the logged "
+    "training `time` values (seconds per iteration, data loading included), excluding the first logged "
+    "window (warm-up). **fps (seed definition)**: what the Ascend scripts report as `ActualFPS`: the "
+    "*peak* logged window's batch/time (their `fps:` field), times the number of cards; it is optimistic "
+    "by construction. Accuracy cells show the evaluation named in *compared*: `best` (the seed's "
+    "definition: the best of all evaluations) or `final` (the last one)."
+)
+
+
+def render(report: Report) -> str:
+    parts = [
+        "# Results",
+        "",
+        f"Written by `harness report` at {utc_now()} from {len(report.rows)} stored run(s) in `results/runs/`. "
+        "Each cell is followed by its verdict against the run's reference row (PASS / WARN / FAIL / MISSING).",
+        "",
+        "### PSPNET",
+        "",
+        *main_table(report),
+        "",
+        FPS_NOTE,
+        "",
+        "## Verdicts",
+        "",
+        *verdict_table(report),
+        "",
+        "## Runs",
+        "",
+        *runs_table(report),
+        "",
+        "## Reference rows",
+        "",
+        *references_section(report),
+        "",
+    ]
+    return "\n".join(parts)
+
+
+def write_report(results_dir: Path, recipes_dir: Path = DEFAULT_RECIPES_DIR) -> tuple[Path, Report]:
+    report = collect(results_dir, recipes_dir)
+    path = Path(results_dir) / "README.md"
+    write_text_atomic(path, render(report))
+    return path, report

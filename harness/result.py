@@ -1,0 +1,71 @@
+"""A run folder's logs -> ``result.json``: the parsed numbers, the verdicts against the recipe's
+reference, and where each number came from. Rebuilt from the stored logs at any time."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from harness.logs import LogParseError, parse_logs
+from harness.plan import Plan
+from harness.recipe import METRICS, Recipe
+from harness.runs import RunDir
+from harness.verdict import judge_all
+
+RESULT_VERSION = 1
+
+
+def attempt_folders(run: RunDir) -> list[Path]:
+    if not run.work_dir.is_dir():
+        return []
+    return sorted(p for p in run.work_dir.iterdir() if p.is_dir() and any(p.glob("*.log")))
+
+
+def build_result(run: RunDir, recipe: Recipe, plan: Plan | dict) -> dict:
+    world_size = plan.world_size if isinstance(plan, Plan) else plan["world_size"]
+    batch = recipe.train.batch_per_device
+    result: dict = {
+        "version": RESULT_VERSION,
+        "run_id": run.run_id,
+        "recipe": recipe.name,
+        "mode": recipe.mode,
+        "device": {"kind": recipe.device.kind, "count": world_size},
+        "batch_per_device": batch,
+        "reference": recipe.reference.model_dump(),
+        "provenance": {"log_files": []},
+        "parse_error": None,
+    }
+    folders = attempt_folders(run)
+    parsed = None
+    if not folders:
+        result["parse_error"] = f"{run.work_dir}: no mmengine log folder (the run stopped before training started)"
+    else:
+        try:
+            parsed = parse_logs(folders, batch_per_device=batch, devices=world_size)
+        except LogParseError as exc:
+            result["parse_error"] = str(exc)
+    compared = recipe.reference.compare
+    if parsed is not None:
+        data = parsed.to_dict()
+        result.update(
+            iterations=data["iterations"],
+            max_iters=data["max_iters"],
+            mean_iter_time_s=data["mean_iter_time_s"],
+            fps=data["fps"],
+            fps_seed_definition=data["fps_seed_definition"],
+            final=data["final"],
+            best=data["best"],
+            per_class=data["per_class"],
+            evaluations_count=data["evaluations_count"],
+            final_loss=data["final_loss"],
+            definitions=data["definitions"],
+            sources=data["sources"],
+            warnings=data["warnings"],
+            partial=data["partial"],
+            log_format=data["format"],
+            train=[{k: p[k] for k in ("iter", "lr", "time", "data_time", "loss")} for p in data["train"]],
+            evaluations=[{k: e[k] for k in ("iteration", *METRICS, "source")} for e in data["evaluations"]],
+        )
+        result["provenance"]["log_files"] = data["files"]
+    metrics = (result.get(compared) or {}) if parsed is not None else {}
+    result["compared"] = compared
+    result["verdicts"] = [v.to_dict() for v in judge_all(result.get("fps"), metrics, recipe.reference)]
+    return result

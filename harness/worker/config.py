@@ -1,0 +1,144 @@
+"""Job -> mmengine config: the recipe's training settings, the dataset, the backend's adaptations,
+then the recipe's own overrides (last, so a recipe can always win). Works on the loaded config
+object only; the checked-in config file is never touched.
+"""
+from __future__ import annotations
+
+from collections.abc import MutableMapping
+from typing import Any
+
+from harness.backends import get_backend
+from harness.job import Job
+
+
+def dataset_configs(loader_cfg: MutableMapping) -> list[MutableMapping]:
+    """The leaf dataset dicts of a dataloader (ConcatDataset/RepeatDataset unwrapped)."""
+    leaves = []
+    stack = [loader_cfg["dataset"]]
+    while stack:
+        node = stack.pop()
+        if "datasets" in node:
+            stack.extend(node["datasets"])
+        elif "dataset" in node:
+            stack.append(node["dataset"])
+        else:
+            leaves.append(node)
+    return leaves
+
+
+def set_data_root(cfg: MutableMapping, data_root: str) -> None:
+    for loader in ("train_dataloader", "val_dataloader", "test_dataloader"):
+        if loader in cfg and cfg[loader] is not None:
+            for dataset in dataset_configs(cfg[loader]):
+                dataset["data_root"] = data_root
+    cfg["data_root"] = data_root
+
+
+def apply_train_settings(cfg: MutableMapping, job: Job) -> None:
+    train = job.train
+    loader = cfg["train_dataloader"]
+    loader["batch_size"] = train.batch_per_device
+    loader["num_workers"] = train.workers_per_device
+    loader["persistent_workers"] = train.workers_per_device > 0
+    for name in ("val_dataloader", "test_dataloader"):
+        if cfg.get(name):
+            cfg[name]["num_workers"] = min(train.workers_per_device, 2)
+            cfg[name]["persistent_workers"] = False
+    cfg["train_cfg"]["max_iters"] = train.iterations
+    cfg["train_cfg"]["val_interval"] = train.val_interval
+    for scheduler in cfg.get("param_scheduler") or []:
+        if not scheduler.get("by_epoch", True) and "end" in scheduler:
+            scheduler["end"] = train.iterations
+    hooks = cfg["default_hooks"]
+    hooks["logger"]["interval"] = train.log_interval
+    hooks["checkpoint"]["interval"] = train.checkpoint_interval
+    if train.lr is not None:
+        cfg["optim_wrapper"]["optimizer"]["lr"] = train.lr
+    if train.seed is not None:
+        cfg["randomness"] = dict(seed=train.seed)
+
+
+def set_dotted(cfg: MutableMapping, dotted: str, value: Any) -> None:
+    node = cfg
+    keys = dotted.split(".")
+    for key in keys[:-1]:
+        node = node[int(key)] if isinstance(node, list) else node.setdefault(key, {})
+    last = keys[-1]
+    if isinstance(node, list):
+        node[int(last)] = value
+    else:
+        node[last] = value
+
+
+def adapt(cfg: MutableMapping, job: Job) -> list[str]:
+    """Everything but loading and saving; returns notes on what the backend changed."""
+    apply_train_settings(cfg, job)
+    set_data_root(cfg, job.data_root)
+    if job.pretrained:
+        cfg["model"]["pretrained"] = job.pretrained
+    notes = get_backend(job.device_kind).adapt_config(
+        cfg, world_size=job.world_size, norm=job.train.norm, amp=job.train.amp
+    )
+    for key, value in job.overrides.items():
+        set_dotted(cfg, key, value)
+    cfg["work_dir"] = job.work_dir
+    cfg["launcher"] = "pytorch" if job.world_size > 1 else "none"
+    if job.resume:
+        cfg["resume"] = True
+    if job.checkpoint:
+        cfg["load_from"] = job.checkpoint
+    return notes
+
+
+def build_config(job: Job):
+    from mmengine.config import Config
+
+    cfg = Config.fromfile(job.config)
+    notes = adapt(cfg, job)
+    return cfg, notes
+
+
+def _skeleton() -> dict:
+    """The shape of the stock PSPNet config, for showing what ``adapt`` changes without mmengine."""
+    norm = {"type": "SyncBN", "requires_grad": True}
+    dataset = {"type": "PascalVOCDataset", "data_root": "data/VOCdevkit/VOC2012"}
+    return {
+        "model": {
+            "backbone": {"norm_cfg": dict(norm)},
+            "decode_head": {"norm_cfg": dict(norm)},
+            "auxiliary_head": {"norm_cfg": dict(norm)},
+        },
+        "train_dataloader": {"batch_size": 4, "num_workers": 4, "dataset": {"type": "ConcatDataset", "datasets": [dict(dataset), dict(dataset)]}},
+        "val_dataloader": {"batch_size": 1, "num_workers": 4, "dataset": dict(dataset)},
+        "test_dataloader": {"batch_size": 1, "num_workers": 4, "dataset": dict(dataset)},
+        "train_cfg": {"max_iters": 20000, "val_interval": 2000},
+        "param_scheduler": [{"type": "PolyLR", "by_epoch": False, "end": 20000}],
+        "default_hooks": {"logger": {"interval": 50}, "checkpoint": {"interval": 2000}},
+        "optim_wrapper": {"type": "OptimWrapper", "optimizer": {"type": "SGD", "lr": 0.01}},
+        "env_cfg": {"cudnn_benchmark": True, "dist_cfg": {"backend": "nccl"}},
+    }
+
+
+def _flatten(node: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(node, MutableMapping):
+        out: dict[str, Any] = {}
+        for key, value in node.items():
+            out.update(_flatten(value, f"{prefix}{key}."))
+        return out
+    if isinstance(node, list) and node and all(isinstance(item, MutableMapping) for item in node):
+        out = {}
+        for index, value in enumerate(node):
+            out.update(_flatten(value, f"{prefix}{index}."))
+        return out
+    return {prefix[:-1]: node}
+
+
+def config_changes(job: Job) -> dict[str, Any]:
+    """Dotted keys -> values that the worker will set on the stock config (for ``harness plan``)."""
+    import copy
+
+    before = _skeleton()
+    after = copy.deepcopy(before)
+    adapt(after, job)
+    old, new = _flatten(before), _flatten(after)
+    return {key: value for key, value in new.items() if old.get(key, object()) != value}

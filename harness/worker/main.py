@@ -1,0 +1,93 @@
+"""``python -m harness.worker --job RUN_DIR/job.json``: one training (or evaluation) process.
+
+Under torchrun there is one of these per rank; rank 0 also writes the resolved config next to
+the job so the run folder shows exactly what was trained.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from harness.fileio import write_json_atomic
+from harness.job import Job
+from harness.provenance import host_provenance
+
+RESOLVED_CONFIG = "resolved_config.py"
+WORKER_ENV = "worker_env.json"
+CANN_VERSION_FILES = (
+    "/usr/local/Ascend/ascend-toolkit/latest/version.cfg",
+    "/usr/local/Ascend/driver/version.info",
+)
+
+
+def worker_environment(job: Job) -> dict:
+    """What the training process itself ran with (inside the container, under Docker)."""
+    import torch
+
+    info = host_provenance()
+    info["torch_threads"] = torch.get_num_threads()
+    if job.device_kind == "gpu" and torch.cuda.is_available():
+        info["cuda"] = torch.version.cuda
+        info["devices"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+    for path in CANN_VERSION_FILES:
+        if os.path.isfile(path):
+            info.setdefault("ascend_versions", {})[path] = Path(path).read_text(errors="replace")[:2000]
+    return info
+
+
+def _prepare_device(kind: str) -> None:
+    if kind == "npu":
+        # torch_npu registers the NPU device with torch; mmengine then picks it before CUDA.
+        import torch_npu  # noqa: F401
+
+
+def _init_distributed(job: Job) -> None:
+    if job.world_size > 1 and job.device_kind == "cpu":
+        # mmengine 0.10.7 calls torch.cuda.set_device in its own init even on the CPU; a process
+        # group that already exists makes it skip that.
+        import torch.distributed as dist
+
+        if not dist.is_initialized():
+            dist.init_process_group("gloo")
+
+
+def run_job(job: Job, job_path: Path) -> int:
+    # torch >= 2.6 loads with weights_only=True, which cannot read mmengine checkpoints (resume, test).
+    os.environ.setdefault("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
+    _prepare_device(job.device_kind)
+    from harness.worker import mmcv_shim
+
+    mmcv_shim.install()
+    from mmseg.utils import register_all_modules
+
+    register_all_modules(init_default_scope=True)
+    from harness.worker.config import build_config
+
+    cfg, notes = build_config(job)
+    if int(os.environ.get("RANK", "0")) == 0:
+        cfg.dump(str(job_path.parent / RESOLVED_CONFIG))
+        write_json_atomic(job_path.parent / WORKER_ENV, worker_environment(job))
+        for note in notes:
+            print(f"harness.worker: {note}", flush=True)
+    _init_distributed(job)
+    from mmengine.runner import Runner
+
+    runner = Runner.from_cfg(cfg)
+    if job.mode == "eval":
+        runner.test()
+    else:
+        runner.train()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m harness.worker", description=__doc__)
+    parser.add_argument("--job", required=True, type=Path, help="the run's job.json")
+    args = parser.parse_args(argv)
+    if not args.job.is_file():
+        print(f"harness.worker: error: {args.job}: job file does not exist", file=sys.stderr)
+        return 2
+    job = Job.read(args.job)
+    return run_job(job, args.job)
