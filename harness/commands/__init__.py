@@ -4,4 +4,4 @@ from __future__ import annotations
 from harness.commands import image, parse
 
 COMMANDS = (parse.register, image.register)
-DATA_COMMANDS: tuple = ()
+from harness.commands.data import DATA_COMMANDS  # noqa: E402  (prepare, check, fingerprint)

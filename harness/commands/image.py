@@ -57,6 +57,9 @@ def _tag(args) -> str:
 def _build(args) -> int:
     from harness.executors.docker import EngineUnavailable, connect
 
+    for folder in args.certs:
+        if not folder.is_dir():
+            raise images.ImageError(f"--certs {folder}: no such folder")
     try:
         client = connect(timeout=3600)
     except EngineUnavailable as exc:

@@ -6,7 +6,7 @@ import json
 import os
 from pathlib import Path
 
-from harness.data.synth import SynthSpec, write_synthetic_voc
+from harness.data.synth import SynthSpec, spec_identity, write_synthetic_voc
 from harness.recipe import LoadedRecipe, RecipeError
 
 REQUIRED = ("VOC2012/JPEGImages", "VOC2012/ImageSets/Segmentation")
@@ -22,7 +22,7 @@ def synth_spec(loaded: LoadedRecipe) -> SynthSpec:
 
 
 def synthetic_root(spec: SynthSpec) -> Path:
-    digest = hashlib.sha256(json.dumps(spec.__dict__, sort_keys=True).encode()).hexdigest()[:12]
+    digest = hashlib.sha256(json.dumps(spec_identity(spec), sort_keys=True).encode()).hexdigest()[:12]
     return cache_dir() / f"synthetic-voc-{digest}"
 
 

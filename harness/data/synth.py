@@ -9,6 +9,10 @@ the model is good.
 The layout is the one mmseg's ``PascalVOCDataset`` reads (``VOCdevkit/VOC2012/JPEGImages``,
 palette PNGs in ``SegmentationClass`` with 255 borders, ``SegmentationClassAug`` without borders,
 ``ImageSets/Segmentation/{train,val,aug,trainaug}.txt``).
+
+With ``SynthSpec(sbd=True)`` it also writes the raw SBD release that ``harness data prepare`` (and
+mmseg's ``voc_aug.py``) converts: ``VOCaug/dataset/cls/<id>.mat`` and ``VOCaug/dataset/{train,val}.txt``.
+The VOC2012 part is byte-identical either way: the smoke run's numbers depend on those files.
 """
 from __future__ import annotations
 
@@ -19,6 +23,8 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
+from scipy import sparse
+from scipy.io import savemat
 
 NUM_CLASSES = 21
 IGNORE_INDEX = 255
@@ -51,6 +57,9 @@ class SynthSpec:
     max_shapes: int = 3
     noise: float = 12.0
     border: int = 2
+    # Last, and left out of the identity while off (``spec_identity``), so that existing synthetic
+    # sets keep their cache folder and stamp.
+    sbd: bool = False
 
     def __post_init__(self) -> None:
         for name in ("n_train", "n_val", "width", "height", "max_shapes"):
@@ -58,6 +67,17 @@ class SynthSpec:
                 raise ValueError(f"SynthSpec.{name} must be >= 1, got {getattr(self, name)}")
         if self.n_aug < 0:
             raise ValueError(f"SynthSpec.n_aug must be >= 0, got {self.n_aug}")
+
+
+def spec_identity(spec: SynthSpec) -> dict:
+    """The spec as stored in ``synth.json`` and hashed into the cache folder name.
+
+    ``sbd`` is omitted while off so a default spec is identified exactly as before the field existed.
+    """
+    identity = asdict(spec)
+    if not spec.sbd:
+        identity.pop("sbd")
+    return identity
 
 
 def _draw_shape(draw: ImageDraw.ImageDraw, rng: np.random.Generator, width: int, height: int, fill) -> None:
@@ -144,6 +164,48 @@ def sample_ids(spec: SynthSpec) -> dict[str, list[str]]:
     return {"train": train, "aug": aug, "val": val, "trainaug": train + aug}
 
 
+def sbd_splits(spec: SynthSpec) -> dict[str, list[str]]:
+    """SBD's own train/val lists, cutting across VOC's splits like the real release.
+
+    Real SBD holds all the "aug" images, most of VOC2012 train and a part of VOC2012 val, so the
+    converter's arithmetic (train + SBD - val) has overlaps in every direction to get right. Here:
+    every aug id, three in four train ids, every other val id; every fourth of those goes to SBD val.
+    """
+    splits = sample_ids(spec)
+    covered = sorted(
+        [i for k, i in enumerate(splits["train"]) if k % 4 != 3]
+        + splits["aug"]
+        + [i for k, i in enumerate(splits["val"]) if k % 2 == 0]
+    )
+    return {
+        "train": [i for n, i in enumerate(covered) if n % 4 != 0],
+        "val": [i for n, i in enumerate(covered) if n % 4 == 0],
+    }
+
+
+def class_boundaries(label: np.ndarray) -> np.ndarray:
+    """SBD's ``Boundaries``: a 20x1 cell of sparse logical masks, one per foreground class."""
+    edge = _edges(label, 1)
+    cells = np.empty((NUM_CLASSES - 1, 1), dtype=object)
+    for cls in range(1, NUM_CLASSES):
+        cells[cls - 1, 0] = sparse.csc_matrix(edge & (label == cls))
+    return cells
+
+
+def save_sbd_mat(label: np.ndarray, path: Path) -> None:
+    """Write ``label`` as an SBD ``cls/*.mat``: struct GTcls{Boundaries, Segmentation, CategoriesPresent}.
+
+    Compressed MATLAB v5 with the fields in the real files' order, so readers pay what they pay on SBD.
+    """
+    present = np.unique(label[label > 0]).astype(np.uint8).reshape(-1, 1)
+    gtcls = {"Boundaries": class_boundaries(label), "Segmentation": label.astype(np.uint8),
+             "CategoriesPresent": present}
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "wb") as handle:
+        savemat(handle, {"GTcls": gtcls}, do_compression=True, oned_as="column")
+    os.replace(tmp, path)
+
+
 def write_synthetic_voc(root: Path, spec: SynthSpec = SynthSpec()) -> Path:
     """Write the dataset under ``root/VOCdevkit`` and return that folder.
 
@@ -153,13 +215,18 @@ def write_synthetic_voc(root: Path, spec: SynthSpec = SynthSpec()) -> Path:
     devkit = Path(root) / "VOCdevkit"
     voc = devkit / "VOC2012"
     stamp = devkit / "synth.json"
-    wanted = {"version": SYNTH_VERSION, **asdict(spec)}
+    wanted = {"version": SYNTH_VERSION, **spec_identity(spec)}
     if stamp.is_file() and json.loads(stamp.read_text()) == wanted:
         return devkit
     for sub in ("JPEGImages", "SegmentationClass", "SegmentationClassAug", "ImageSets/Segmentation"):
         (voc / sub).mkdir(parents=True, exist_ok=True)
 
     splits = sample_ids(spec)
+    sbd = sbd_splits(spec) if spec.sbd else {}
+    sbd_ids = set(sbd.get("train", [])) | set(sbd.get("val", []))
+    sbd_root = devkit / "VOCaug" / "dataset"
+    if spec.sbd:
+        (sbd_root / "cls").mkdir(parents=True, exist_ok=True)
     all_ids = splits["train"] + splits["aug"] + splits["val"]
     for index, sample_id in enumerate(all_ids):
         rgb, label, bordered = render_sample(spec, index)
@@ -167,8 +234,12 @@ def write_synthetic_voc(root: Path, spec: SynthSpec = SynthSpec()) -> Path:
         _save_palette_png(label, voc / "SegmentationClassAug" / f"{sample_id}.png")
         if sample_id not in splits["aug"]:
             _save_palette_png(bordered, voc / "SegmentationClass" / f"{sample_id}.png")
+        if sample_id in sbd_ids:
+            save_sbd_mat(label, sbd_root / "cls" / f"{sample_id}.mat")
     for name, ids in splits.items():
         _write_lines(voc / "ImageSets" / "Segmentation" / f"{name}.txt", ids)
+    for name, ids in sbd.items():
+        _write_lines(sbd_root / f"{name}.txt", ids)
     tmp = stamp.with_name(".synth.json.tmp")
     tmp.write_text(json.dumps(wanted, indent=2))
     os.replace(tmp, stamp)

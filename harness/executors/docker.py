@@ -94,6 +94,9 @@ def container_kwargs(spec: ContainerSpec) -> dict:
         "user": spec.user,
         "ipc_mode": spec.ipc_mode,
         "privileged": False,
+        # tini as PID 1: forwards SIGTERM to the worker (a bare python PID 1 ignores it, so a stop
+        # would wait for SIGKILL) and reaps orphaned data-loader processes.
+        "init": True,
         "detach": True,
     }
     if spec.gpu_device_ids:
@@ -142,24 +145,45 @@ def preflight(spec: ContainerSpec, client) -> None:
 # Running
 
 
-def _stream_lines(container, log_path: Path, on_line: Callable[[str], None] | None) -> None:
-    """Forward the container's stdout+stderr line by line, as it arrives."""
-    pending = b""
-    with open(log_path, "ab") as log:
+class _LineSink:
+    """Splits the container's byte stream into lines for the log file and the callback."""
 
-        def emit(raw: bytes) -> None:
-            log.write(raw + b"\n")
-            log.flush()  # a crash or Ctrl-C keeps everything seen so far
-            if on_line:
-                on_line(raw.decode("utf-8", errors="replace").rstrip("\r"))
+    def __init__(self, log_path: Path, on_line: Callable[[str], None] | None):
+        self._log = open(log_path, "ab")
+        self._on_line = on_line
+        self._pending = b""
+        self.received = 0  # bytes seen so far: the log is a prefix of the engine's stored log
 
-        for chunk in container.logs(stream=True, follow=True, stdout=True, stderr=True):
-            pending += chunk
-            *lines, pending = pending.split(b"\n")
-            for raw in lines:
-                emit(raw)
-        if pending:
-            emit(pending)
+    def feed(self, chunk: bytes) -> None:
+        self.received += len(chunk)
+        *lines, self._pending = (self._pending + chunk).split(b"\n")
+        for raw in lines:
+            self._emit(raw)
+
+    def _emit(self, raw: bytes) -> None:
+        self._log.write(raw + b"\n")
+        self._log.flush()  # a crash or Ctrl-C keeps everything seen so far
+        if self._on_line:
+            self._on_line(raw.decode("utf-8", errors="replace").rstrip("\r"))
+
+    def close(self) -> None:
+        if self._pending:
+            self._emit(self._pending)
+            self._pending = b""
+        self._log.close()
+
+
+def _follow(container, sink: _LineSink) -> None:
+    for chunk in container.logs(stream=True, follow=True, stdout=True, stderr=True):
+        sink.feed(chunk)
+
+
+def _catch_up(container, sink: _LineSink) -> None:
+    # A follow stream can end before the engine has stored the last, unterminated line (a race
+    # seen with dockerd 20.10); what it missed is the stored log past what we received.
+    stored = container.logs(stdout=True, stderr=True)
+    if len(stored) > sink.received:
+        sink.feed(stored[sink.received:])
 
 
 def _outcome(container, status: dict) -> DockerOutcome:
@@ -202,14 +226,17 @@ def run_container(
     log_path = Path(log_path)
     log_path.parent.mkdir(parents=True, exist_ok=True)
     container = client.containers.create(**container_kwargs(spec))
+    sink = _LineSink(log_path, on_line)
     interrupted = False
     try:
         container.start()
-        _stream_lines(container, log_path, on_line)
+        _follow(container, sink)
         status = container.wait()
+        _catch_up(container, sink)
         return _outcome(container, status)
     except KeyboardInterrupt:
         interrupted = True  # stop politely (SIGTERM, then SIGKILL after the timeout), then remove
         raise
     finally:
+        sink.close()
         _discard(container, stop=interrupted)

@@ -18,7 +18,8 @@ DEFINITIONS = {
     "mean_iter_time_s": "mean of the logged train `time` values (s/iter, each the mean over "
                         "one logging window, includes data loading), excluding the first logged "
                         "window (warm-up)",
-    "fps": "global images/s = batch_per_device x devices / mean_iter_time_s",
+    "fps": "global images/s = batch_per_device x devices / mean of the logged train `time` "
+           "values (s/iter, data loading included), excluding the first logged window (warm-up)",
     "fps_seed_definition": "the seed scripts' ActualFPS: devices x the maximum over logged "
                            "windows of the per-device `fps:` field (or batch_per_device / "
                            "`time` where no `fps:` is logged); a peak, optimistic",

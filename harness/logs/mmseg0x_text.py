@@ -30,13 +30,14 @@ def sniff(head: str) -> bool:
 
 def parse_train_fields(rest: str, path: str, lineno: int) -> dict[str, float]:
     out: dict[str, float] = {}
-    # ", " also appears inside "eta: 1 day, 2:03:04"; pieces without ": " are skipped.
+    # ", " also appears inside "eta: 1 day, 2:03:04"; pieces without ": " are skipped, and eta
+    # is skipped before float() so that no line pays for an exception.
     for piece in rest.split(", "):
         key, sep, value = piece.partition(": ")
         if not sep or key == "eta":
             continue
         try:
-            out[key.strip()] = float(value)
+            out[key] = float(value)
         except ValueError:
             if key in _CORE:
                 raise LogParseError(path, lineno,
@@ -60,6 +61,7 @@ def parse(path: Path) -> FileRecords:
     distributed: bool | None = None
     ids: tuple[int, int] | None = None
     last_iter: int | None = None
+    last_max: tuple[int, str] | None = None
     recognised = False
     for lineno, line in lines:
         i = line.find("Iter")
@@ -72,7 +74,7 @@ def parse(path: Path) -> FileRecords:
                     if pending:
                         rec.evaluations.append(pending)
                     last_iter = int(m.group(1))
-                    rec.max_iters = located(p, lineno, int(m.group(2)))
+                    last_max = (lineno, m.group(2))
                     fields = parse_train_fields(m.group(3), p, lineno)
                     rec.train.append(train_point(last_iter, fields, f"{p}:{lineno}"))
                     continue
@@ -101,6 +103,8 @@ def parse(path: Path) -> FileRecords:
     pending = tables.summary_only_eval(last_iter)
     if pending:
         rec.evaluations.append(pending)
+    if last_max is not None:
+        rec.max_iters = located(p, last_max[0], int(last_max[1]))
     if lines.truncated_tail:
         rec.truncated = True
         rec.warnings.append(lines.truncation_warning())

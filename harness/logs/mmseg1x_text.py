@@ -17,7 +17,8 @@ from .reader import Lines
 NAME = "mmseg1x-text"
 
 _TRAIN = re.compile(r"Iter\(train\) \[\s*(\d+)/\s*(\d+)\]\s*(.*)")
-_VAL = re.compile(r"Iter\(val\) \[\s*(\d+)/\s*(\d+)\]\s*(.*)")
+# tools/test.py logs its metrics as Iter(test); they belong to no training iteration.
+_VAL = re.compile(r"Iter\((val|test)\) \[\s*(\d+)/\s*(\d+)\]\s*(.*)")
 _DIST = re.compile(r"Distributed training: (True|False)")
 _WORLD = re.compile(r"(?:GPU number|world_size)\s*[:=]\s*(\d+)")
 _MAX = re.compile(r"\bmax_iters\s*=\s*(\d+)")
@@ -58,6 +59,7 @@ def parse(path: Path) -> FileRecords:
     world: Located | None = None
     cfg_max: Located | None = None
     last_iter: int | None = None
+    last_max: tuple[int, str] | None = None
     for lineno, line in lines:
         i = line.find("Iter(")
         if i >= 0:
@@ -66,7 +68,7 @@ def parse(path: Path) -> FileRecords:
                 if m:
                     header = False
                     last_iter = int(m.group(1))
-                    rec.max_iters = located(p, lineno, int(m.group(2)))
+                    last_max = (lineno, m.group(2))
                     f = _fields(m.group(3), p, lineno)
                     pop = f.pop
                     rec.train.append(TrainPoint(
@@ -74,11 +76,12 @@ def parse(path: Path) -> FileRecords:
                         data_time=pop("data_time", None), loss=pop("loss", None),
                         fps=pop("fps", None), extra=f, source=f"{p}:{lineno}"))
                     continue
-            elif line.startswith("Iter(val) [", i):
+            elif line.startswith("Iter(val) [", i) or line.startswith("Iter(test) [", i):
                 m = _VAL.match(line, i)
                 if m and ("mIoU:" in line or "aAcc:" in line):
                     header = False
-                    rec.evaluations.append(_evaluation(m.group(3), last_iter, tables, p, lineno))
+                    it = last_iter if m.group(1) == "val" else None
+                    rec.evaluations.append(_evaluation(m.group(4), it, tables, p, lineno))
                 continue
         if line[:1] == "|":
             tables.feed(line, lineno)
@@ -98,8 +101,7 @@ def parse(path: Path) -> FileRecords:
                 m = _MAX.search(line)
                 if m:
                     cfg_max = located(p, lineno, int(m.group(1)))
-    if rec.max_iters is None:
-        rec.max_iters = cfg_max
+    rec.max_iters = located(p, last_max[0], int(last_max[1])) if last_max else cfg_max
     if lines.truncated_tail:
         rec.truncated = True
         rec.warnings.append(lines.truncation_warning())

@@ -4,7 +4,6 @@ Streams the file so that a multi-gigabyte log costs time, not memory.
 """
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,9 +11,9 @@ from pathlib import Path
 from .errors import LogParseError
 
 _SNIFF_BYTES = 8192
-# torchrun --tee (``[default0]:``), torch elastic error dumps (``[rank0]: ``),
-# mpirun --tag-output (``[1,0]<stdout>:``).
-_PREFIX = re.compile(r"^(?:\[(?:rank|default)?\d+\]:|\[\d+,\d+\]<std(?:out|err)>:) ?")
+# torchrun --tee/--redirects (``[default0]:``), torch >= 2.2 rank tags (``[rank0]: ``), mpirun
+# --tag-output (``[1,0]<stdout>:``). Exactly the tag: the config dump's indentation is data.
+_PREFIX = re.compile(r"^(?:\[rank\d+\]: |\[default\d+\]:|\[\d+,\d+\]<std(?:out|err)>:)")
 
 
 def strip_prefix(line: str) -> str:
@@ -28,6 +27,11 @@ def check_readable(path: Path) -> bytes:
     try:
         with open(path, "rb") as f:
             head = f.read(_SNIFF_BYTES)
+            while head and not head.strip():  # leading blank space is not content
+                more = f.read(_SNIFF_BYTES)
+                if not more:
+                    break
+                head = more
     except IsADirectoryError:
         raise LogParseError(path, None, "is a directory with no recognisable logs") from None
     except OSError as exc:
@@ -76,10 +80,3 @@ class Lines:
     def truncation_warning(self) -> str:
         return (f"{self.path}:{self.tail_lineno}: last line has no line end (truncated write); "
                 "ignored")
-
-
-def file_size(path: Path) -> int:
-    try:
-        return os.path.getsize(path)
-    except OSError:
-        return -1

@@ -98,24 +98,29 @@ def build_config(job: Job):
     return cfg, notes
 
 
+STOCK = "<stock>"
+
+
 def _skeleton() -> dict:
-    """The shape of the stock PSPNet config, for showing what ``adapt`` changes without mmengine."""
+    """The shape of the stock PSPNet config with every value the harness may set left as
+    ``<stock>``, so that ``adapt`` on it shows what the harness sets, without mmengine."""
     norm = {"type": "SyncBN", "requires_grad": True}
-    dataset = {"type": "PascalVOCDataset", "data_root": "data/VOCdevkit/VOC2012"}
+    dataset = {"type": "PascalVOCDataset", "data_root": STOCK}
+    loader = {"batch_size": STOCK, "num_workers": STOCK, "persistent_workers": STOCK}
     return {
         "model": {
             "backbone": {"norm_cfg": dict(norm)},
             "decode_head": {"norm_cfg": dict(norm)},
             "auxiliary_head": {"norm_cfg": dict(norm)},
         },
-        "train_dataloader": {"batch_size": 4, "num_workers": 4, "dataset": {"type": "ConcatDataset", "datasets": [dict(dataset), dict(dataset)]}},
-        "val_dataloader": {"batch_size": 1, "num_workers": 4, "dataset": dict(dataset)},
-        "test_dataloader": {"batch_size": 1, "num_workers": 4, "dataset": dict(dataset)},
-        "train_cfg": {"max_iters": 20000, "val_interval": 2000},
-        "param_scheduler": [{"type": "PolyLR", "by_epoch": False, "end": 20000}],
-        "default_hooks": {"logger": {"interval": 50}, "checkpoint": {"interval": 2000}},
-        "optim_wrapper": {"type": "OptimWrapper", "optimizer": {"type": "SGD", "lr": 0.01}},
-        "env_cfg": {"cudnn_benchmark": True, "dist_cfg": {"backend": "nccl"}},
+        "train_dataloader": {**loader, "dataset": {"type": "ConcatDataset", "datasets": [dict(dataset), dict(dataset)]}},
+        "val_dataloader": {**loader, "dataset": dict(dataset)},
+        "test_dataloader": {**loader, "dataset": dict(dataset)},
+        "train_cfg": {"max_iters": STOCK, "val_interval": STOCK},
+        "param_scheduler": [{"type": "PolyLR", "by_epoch": False, "end": STOCK}],
+        "default_hooks": {"logger": {"interval": STOCK}, "checkpoint": {"interval": STOCK}},
+        "optim_wrapper": {"type": "OptimWrapper", "optimizer": {"type": "SGD", "lr": STOCK}},
+        "env_cfg": {"cudnn_benchmark": STOCK, "dist_cfg": {"backend": STOCK}},
     }
 
 
@@ -141,4 +146,5 @@ def config_changes(job: Job) -> dict[str, Any]:
     after = copy.deepcopy(before)
     adapt(after, job)
     old, new = _flatten(before), _flatten(after)
-    return {key: value for key, value in new.items() if old.get(key, object()) != value}
+    # The norm layer is shown even where it stays as stock (SyncBN on GPUs): it is a key setting.
+    return {key: value for key, value in new.items() if old.get(key, object()) != value or key.endswith("norm_cfg.type")}

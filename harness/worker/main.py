@@ -66,7 +66,9 @@ def run_job(job: Job, job_path: Path) -> int:
     from harness.worker.config import build_config
 
     cfg, notes = build_config(job)
-    if int(os.environ.get("RANK", "0")) == 0:
+    rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+    print(f"harness.worker: rank {rank} of {world} started (pid {os.getpid()}, {job.device_kind})", flush=True)
+    if rank == 0:
         cfg.dump(str(job_path.parent / RESOLVED_CONFIG))
         write_json_atomic(job_path.parent / WORKER_ENV, worker_environment(job))
         for note in notes:

@@ -46,4 +46,6 @@ train_dataloader = dict(
 val_dataloader = dict(dataset=dict(pipeline=test_pipeline))
 test_dataloader = val_dataloader
 # Too few images per class for SegVisualizationHook to matter; it only costs time.
-default_hooks = dict(visualization=dict(type='SegVisualizationHook', draw=False))
+default_hooks = dict(
+    visualization=dict(type='SegVisualizationHook', draw=False),
+    checkpoint=dict(max_keep_ckpts=1))

@@ -1,0 +1,205 @@
+"""``harness data prepare``: SBD ``cls/*.mat`` -> ``VOC2012/SegmentationClassAug/*.png`` + split lists.
+
+Produces what mmseg 1.2.2's ``tools/dataset_converters/voc_aug.py`` produces: one mode-'L' PNG
+per .mat with the same pixels, and ``trainaug.txt`` / ``aug.txt`` holding the same ids (sorted
+here; mmseg writes them in set order). Unlike mmseg it runs in chunks over a process pool, skips
+outputs that are already finished, writes every file atomically and reports bad input per file
+instead of dying in a worker.
+
+Like mmseg's script it does not copy ``SegmentationClass`` PNGs: mmseg's VOC12+aug configs read
+``train.txt`` from ``SegmentationClass`` and ``aug.txt`` (= SBD - VOC train - VOC val) from
+``SegmentationClassAug``.
+
+"Finished" means: the PNG exists, is no older than its .mat, and is complete (PNG signature and
+IEND trailer). Outputs only ever appear under their final name via ``os.replace`` of a finished
+temp file, so an interrupted run leaves whole PNGs plus at most a hidden temp file per worker; a
+PNG truncated by something else (a copy, another tool) fails the trailer test and is redone.
+"""
+from __future__ import annotations
+
+import os
+import re
+import sys
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import TextIO
+
+from harness.data.layout import (AUG_LABELS, DEFAULT_SBD, VOC, DataError, default_workers, png_complete,
+                                 read_ids, split_path)
+from harness.data.matfile import MatError, read_segmentation
+from harness.data.parallel import ProgressBar, parallel_map
+
+PNG_COMPRESS_LEVEL = 1  # level 6 (PIL's default, mmseg's) costs ~2x the encode time for ~10% smaller files
+TEMP = re.compile(r"^\..+\.png\.(\d+)\.tmp$")
+
+
+@dataclass
+class PrepareReport:
+    converted: int = 0
+    skipped: int = 0
+    problems: list[str] = field(default_factory=list)
+    splits: dict[str, int] = field(default_factory=dict)
+    manifest: Path | None = None
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+@dataclass(frozen=True)
+class Sources:
+    devkit: Path
+    sbd: Path
+
+    @property
+    def cls_dir(self) -> Path:
+        return self.sbd / "cls"
+
+    @property
+    def out_dir(self) -> Path:
+        return self.devkit / AUG_LABELS
+
+
+def locate_sources(devkit: Path, sbd: Path | None = None) -> Sources:
+    """Check the inputs exist; ``sbd`` may name SBD's ``dataset`` folder or the folder holding it."""
+    devkit = Path(devkit)
+    root = Path(sbd) if sbd is not None else devkit / DEFAULT_SBD
+    if not (root / "cls").is_dir() and (root / "dataset" / "cls").is_dir():
+        root = root / "dataset"
+    if not devkit.is_dir():
+        raise DataError(f"{devkit}: no such folder (expected a VOCdevkit folder holding {VOC}/)")
+    if not (devkit / VOC).is_dir():
+        raise DataError(f"{devkit / VOC}: missing (expected VOCdevkit/{VOC} from VOCtrainval_11-May-2012.tar)")
+    for name in ("train", "val"):
+        if not split_path(devkit, name).is_file():
+            raise DataError(f"{split_path(devkit, name)}: missing (VOC2012's own split list)")
+    if not (root / "cls").is_dir():
+        raise DataError(f"{root / 'cls'}: missing (expected SBD's benchmark_RELEASE/dataset at {root}; "
+                        "pass --sbd PATH)")
+    for name in ("train", "val"):
+        if not (root / f"{name}.txt").is_file():
+            raise DataError(f"{root / f'{name}.txt'}: missing (SBD's own split list)")
+    return Sources(devkit, root)
+
+
+def aug_splits(voc_train: list[str], voc_val: list[str], sbd_train: list[str], sbd_val: list[str]) -> dict:
+    """mmseg's arithmetic: trainaug = VOC train + SBD - VOC val; aug = SBD - VOC train - VOC val."""
+    sbd = set(sbd_train) | set(sbd_val)
+    return {
+        "trainaug": sorted((set(voc_train) | sbd) - set(voc_val)),
+        "aug": sorted(sbd - set(voc_train) - set(voc_val)),
+    }
+
+
+def is_finished(mat: Path, png: Path) -> bool:
+    try:
+        if png.stat().st_mtime_ns < mat.stat().st_mtime_ns:
+            return False
+    except OSError:
+        return False
+    return png_complete(png)
+
+
+def write_label_png(seg, out: Path) -> None:
+    from PIL import Image
+
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    try:
+        Image.fromarray(seg).save(tmp, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
+        os.replace(tmp, out)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def convert_one(mat: Path, out: Path, force: bool = False) -> tuple[str, str]:
+    """("skipped" | "converted" | "error", message) for one .mat."""
+    if not force and is_finished(mat, out):
+        return "skipped", ""
+    try:
+        write_label_png(read_segmentation(mat), out)
+    except MatError as exc:
+        return "error", f"{mat}: {exc}"
+    except OSError as exc:
+        return "error", f"{mat}: {exc.strerror or exc}"
+    return "converted", ""
+
+
+def _convert_chunk(jobs: list[tuple[Path, Path]], force: bool) -> list[tuple[str, str]]:
+    return [convert_one(mat, out, force) for mat, out in jobs]
+
+
+def conversion_jobs(sources: Sources) -> list[tuple[Path, Path]]:
+    names = sorted(e.name for e in os.scandir(sources.cls_dir) if e.name.endswith(".mat") and e.is_file())
+    return [(sources.cls_dir / n, sources.out_dir / f"{n[:-4]}.png") for n in names]
+
+
+def remove_stale_temps(out_dir: Path) -> None:
+    """Delete temp files left by prepare runs that died (their pid is gone); never a finished PNG."""
+    for entry in os.scandir(out_dir):
+        match = TEMP.match(entry.name)
+        if match and not _pid_alive(int(match[1])):
+            Path(entry.path).unlink(missing_ok=True)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def write_split(path: Path, ids: list[str]) -> None:
+    text = "".join(f"{i}\n" for i in ids)
+    if path.is_file() and path.read_text() == text:
+        return  # unchanged: keep the mtime, so a cached manifest stays valid
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def missing_mats(sources: Sources, sbd_ids: set[str], jobs: list[tuple[Path, Path]]) -> list[str]:
+    have = {mat.stem for mat, _ in jobs}
+    return [f"{sources.cls_dir / (i + '.mat')}: missing (id listed in {sources.sbd}/train.txt or val.txt)"
+            for i in sorted(sbd_ids - have)]
+
+
+def prepare_dataset(devkit: Path, sbd: Path | None = None, *, workers: int | None = None, force: bool = False,
+                    stream: TextIO | None = sys.stderr, manifest: bool = True) -> PrepareReport:
+    """Convert, write the split lists and (if all went well) the manifest. Raises DataError for
+    missing inputs; per-file problems come back in the report, and nothing finished is removed."""
+    sources = locate_sources(devkit, sbd)
+    voc_train, voc_val = read_ids(split_path(devkit, "train")), read_ids(split_path(devkit, "val"))
+    sbd_train, sbd_val = read_ids(sources.sbd / "train.txt"), read_ids(sources.sbd / "val.txt")
+    sources.out_dir.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(sources.out_dir)
+
+    report = PrepareReport()
+    jobs = conversion_jobs(sources)
+    if not jobs:
+        raise DataError(f"{sources.cls_dir}: holds no .mat files (SBD's class masks)")
+    bar = ProgressBar(len(jobs), "prepare", stream)
+    work = partial(_convert_chunk, force=force)
+    for status, message in parallel_map(work, jobs, workers or default_workers(), bar):
+        if status == "error":
+            report.problems.append(message)
+        else:
+            setattr(report, status, getattr(report, status) + 1)
+    bar.close()
+    report.problems += missing_mats(sources, set(sbd_train) | set(sbd_val), jobs)
+    if not report.ok:
+        return report
+
+    splits = aug_splits(voc_train, voc_val, sbd_train, sbd_val)
+    for name, ids in splits.items():
+        write_split(split_path(devkit, name), ids)
+    report.splits = {"train": len(voc_train), "val": len(voc_val), **{k: len(v) for k, v in splits.items()}}
+    if manifest:
+        from harness.data.manifest import write_manifest
+
+        report.manifest = write_manifest(devkit)
+    return report

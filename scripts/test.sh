@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# The whole test suite on a fresh machine: install what the tests need, start this project's own
+# Docker engine when we may (root: .ci/docker-up.sh installs Debian's docker.io and starts dockerd
+# on its own socket), run pytest, stop exactly that engine again.
+#
+# PSPNET_REQUIRE_DOCKER=1 (set by .ci/run) makes an engine that cannot be started an error, and the
+# container tests fail instead of skipping. Extra arguments go to pytest.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+python -m pip install -q -e ".[train,test]"
+
+started_engine=0
+stop_engine() {
+  if [ "$started_engine" = 1 ]; then bash .ci/docker-down.sh || true; fi
+}
+trap stop_engine EXIT
+
+if [ "${PSPNET_SKIP_DOCKER:-0}" != 1 ] && [ "$(id -u)" = 0 ]; then
+  if exports="$(bash .ci/docker-up.sh)"; then
+    eval "$exports"
+    started_engine=1
+  elif [ "${PSPNET_REQUIRE_DOCKER:-0}" = 1 ]; then
+    echo "scripts/test.sh: could not start the Docker engine (PSPNET_REQUIRE_DOCKER=1)" >&2
+    exit 1
+  else
+    echo "scripts/test.sh: no Docker engine: the container tests will skip" >&2
+  fi
+fi
+
+python -m pytest -ra "$@"

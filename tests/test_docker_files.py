@@ -1,0 +1,266 @@
+"""The container files without an engine: content tags, build contexts, pins that must agree with
+pyproject.toml, compose.yaml's services, and ContainerSpec -> docker-py arguments."""
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+
+import pytest
+import yaml
+
+from harness import images
+from harness.executors import docker as dx
+from harness.spec import BindMount, ContainerSpec, DeviceMapping
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _pyproject_pins() -> dict[str, str]:
+    train = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]["train"]
+    return dict(re.fullmatch(r"([A-Za-z0-9_.-]+)==(\S+)", req).groups() for req in train if "==" in req)
+
+
+def _arg(dockerfile: str, name: str) -> str:
+    text = (REPO / "docker" / dockerfile / "Dockerfile").read_text()
+    return re.search(rf"^ARG {name}=(\S+)", text, re.MULTILINE).group(1)
+
+
+# --- pins -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", images.KINDS)
+def test_dockerfile_pins_match_pyproject_train_extra(kind):
+    pins = _pyproject_pins()
+    assert _arg(kind, "SETUPTOOLS_VERSION") == pins["setuptools"]
+    assert _arg(kind, "MMENGINE_VERSION") == pins["mmengine"]
+    assert _arg(kind, "MMSEG_VERSION") == pins["mmsegmentation"]
+    mmcv = _arg(kind, "MMCV_LITE_VERSION" if kind == "cpu" else "MMCV_VERSION")
+    assert mmcv == pins["mmcv-lite"]  # full mmcv on accelerators, same version as the lite one
+
+
+def test_cpu_dockerfile_torch_matches_pyproject():
+    assert _arg("cpu", "TORCH_VERSION") == _pyproject_pins()["torch"] == images.TORCH_VERSION
+
+
+@pytest.mark.parametrize("kind", images.KINDS)
+def test_dockerfiles_take_their_base_as_an_arg_and_never_pull(kind):
+    text = images.dockerfile_path(kind).read_text()
+    assert re.search(r"^ARG BASE_IMAGE=\S+", text, re.MULTILINE)
+    assert "FROM ${BASE_IMAGE}" in text
+    code = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#"))
+    assert "--pull" not in code
+    assert "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1" in text
+    assert "COPY certs/ /usr/local/share/ca-certificates/" in text
+
+
+def test_npu_patches_are_explained():
+    patches = REPO / "docker" / "npu" / "patches"
+    assert (patches / "README.md").is_file()
+    for patch in patches.glob("*.patch"):
+        assert patch.read_text().strip(), f"{patch.name} is empty"
+
+
+# --- tags and contexts ------------------------------------------------------------------------
+
+
+def _mini_repo(root: Path) -> Path:
+    (root / "docker" / "cpu").mkdir(parents=True)
+    (root / "docker" / "cpu" / "Dockerfile").write_text("ARG BASE_IMAGE=debian:bookworm-slim\nFROM ${BASE_IMAGE}\n")
+    (root / "harness").mkdir()
+    (root / "harness" / "a.py").write_text("x = 1\n")
+    (root / "harness" / "__pycache__").mkdir()
+    (root / "harness" / "__pycache__" / "a.cpython-311.pyc").write_bytes(b"junk")
+    (root / "pyproject.toml").write_text("[project]\nname='x'\n")
+    return root
+
+
+def test_content_tag_is_stable_and_tracks_content(tmp_path):
+    repo = _mini_repo(tmp_path)
+    tag = images.content_tag("cpu", "base:1", repo_root=repo)
+    assert re.fullmatch(r"pspnet-repro/cpu:[0-9a-f]{12}", tag)
+    assert images.content_tag("cpu", "base:1", repo_root=repo) == tag
+    (repo / "harness" / "__pycache__" / "a.cpython-311.pyc").write_bytes(b"other junk")
+    assert images.content_tag("cpu", "base:1", repo_root=repo) == tag, "bytecode must not change the tag"
+    assert images.content_tag("cpu", "base:2", repo_root=repo) != tag, "the base is part of the tag"
+    (repo / "harness" / "a.py").write_text("x = 2\n")
+    assert images.content_tag("cpu", "base:1", repo_root=repo) != tag
+
+
+def test_content_tag_counts_wheels_by_name_and_size(tmp_path):
+    repo = _mini_repo(tmp_path / "repo")
+    wheel = tmp_path / "torch-2.13.0+cpu-cp311-cp311-manylinux_2_28_x86_64.whl"
+    wheel.write_bytes(b"1234")
+    tag = images.content_tag("cpu", "b", repo_root=repo, wheels=[wheel])
+    assert tag != images.content_tag("cpu", "b", repo_root=repo)
+    wheel.write_bytes(b"12345")
+    assert images.content_tag("cpu", "b", repo_root=repo, wheels=[wheel]) != tag
+
+
+def test_assemble_context_mirrors_the_repo_with_certs_and_wheels(tmp_path):
+    repo = _mini_repo(tmp_path / "repo")
+    certs = tmp_path / "certs"
+    certs.mkdir()
+    (certs / "proxy.pem").write_text("-----BEGIN CERTIFICATE-----\n")
+    wheel = tmp_path / "torch-2.13.0+cpu-cp311-cp311-manylinux_2_28_x86_64.whl"
+    wheel.write_bytes(b"w")
+    (tmp_path / "ctx").mkdir()
+    ctx = images.assemble_context(
+        "cpu", tmp_path / "ctx", repo_root=repo, certs=images.cert_files([certs]), wheels=[wheel]
+    )
+    assert (ctx / "Dockerfile").is_file() and (ctx / "docker" / "cpu" / "Dockerfile").is_file()
+    assert (ctx / "harness" / "a.py").is_file() and not (ctx / "harness" / "__pycache__").exists()
+    assert [p.name for p in (ctx / "certs").iterdir()] == ["00-proxy.crt"]  # update-ca-certificates wants .crt
+    assert (ctx / "wheels" / wheel.name).is_file()
+
+
+def test_find_links_and_torch_wheel_from_pip_config(tmp_path):
+    text = "global.find-links='/opt/wheels'\n:env:.find-links='/opt/wheels /other'\nglobal.cert='/x'\n"
+    assert images.find_links_from_pip_config(text) == ["/opt/wheels", "/other"]
+    (tmp_path / "torch-2.13.0+cpu-cp311-cp311-manylinux_2_28_x86_64.whl").write_bytes(b"")
+    (tmp_path / "torch-2.13.0+cpu-cp312-cp312-manylinux_2_28_x86_64.whl").write_bytes(b"")
+    found = images.find_torch_wheel(["/nonexistent", f"file://{tmp_path}"])
+    assert found is not None and "cp311" in found.name
+    assert images.find_torch_wheel([str(tmp_path)], version="9.9.9") is None
+
+
+def test_missing_image_message_names_the_build_command():
+    msg = images.missing_image_message("pspnet-repro/cpu:abc")
+    assert "harness image build cpu --base pspnet-repro/base:bookworm" in msg and "\n" not in msg
+    assert "harness image build npu --base ascendai/cann:" in images.missing_image_message("pspnet-repro/npu:latest")
+    assert "not present" in images.missing_image_message("someone/else:1")
+
+
+def test_default_base_comes_from_the_dockerfile():
+    assert images.default_base("gpu").startswith("pytorch/pytorch:")
+    assert images.default_base("npu").startswith("ascendai/cann:")
+    with pytest.raises(images.ImageError):
+        images.check_kind("tpu")
+
+
+def test_image_command_registers_build_and_tag():
+    import argparse
+
+    from harness.commands import image
+
+    parser = argparse.ArgumentParser()
+    image.register(parser.add_subparsers(dest="cmd"))
+    args = parser.parse_args(["image", "build", "cpu", "--base", "b", "--certs", "/c"])
+    assert (args.kind, args.base, args.certs, args.func) == ("cpu", "b", [Path("/c")], image.run)
+    args = parser.parse_args(["image", "tag", "npu"])
+    assert args.image_action == "tag"
+
+
+# --- spec -> docker-py -------------------------------------------------------------------------
+
+
+def _spec(**kw) -> ContainerSpec:
+    base = dict(image="img:1", command=("python3", "-V"), environment={"A": "1"})
+    return ContainerSpec(**{**base, **kw})
+
+
+def test_container_kwargs_maps_every_field():
+    spec = _spec(
+        devices=(DeviceMapping("/dev/null", "/dev/davinci0"),),
+        binds=(BindMount("/a", "/x", True), BindMount("/a", "/y", False)),
+        gpu_device_ids=("0", "3"),
+        runtime="nvidia",
+        shm_size="8g",
+        user="1000:1000",
+        ipc_mode="host",
+        network_mode="host",
+    )
+    kw = dx.container_kwargs(spec)
+    assert kw["devices"] == ["/dev/null:/dev/davinci0:rwm"]
+    assert kw["volumes"] == ["/a:/x:ro", "/a:/y:rw"]  # the same source twice survives
+    assert kw["device_requests"][0]["DeviceIDs"] == ["0", "3"]
+    assert kw["device_requests"][0]["Capabilities"] == [["gpu"]]
+    assert (kw["runtime"], kw["shm_size"], kw["user"], kw["ipc_mode"], kw["network_mode"]) == (
+        "nvidia", "8g", "1000:1000", "host", "host")
+    assert kw["privileged"] is False and "cap_add" not in kw and kw["init"] is True
+    assert kw["command"] == ["python3", "-V"] and kw["environment"] == {"A": "1"}
+
+
+def test_container_kwargs_leaves_unset_options_out():
+    kw = dx.container_kwargs(_spec())
+    assert not {"runtime", "user", "ipc_mode", "device_requests"} & kw.keys()
+    assert kw["network_mode"] == "none" and kw["working_dir"] == "/workspace"
+
+
+@pytest.mark.parametrize("bad", [dict(privileged=True), dict(cap_add=("SYS_ADMIN",))])
+def test_privileged_specs_are_refused(bad):
+    with pytest.raises(dx.PreflightError):
+        dx.container_kwargs(_spec(**bad))
+
+
+def test_preflight_problems_lists_each_problem(tmp_path):
+    spec = _spec(
+        image="pspnet-repro/npu:abc",
+        devices=(DeviceMapping("/dev/null", "/dev/null"), DeviceMapping("/dev/davinci9", "/dev/davinci9")),
+        binds=(BindMount(str(tmp_path), "/ok"), BindMount(str(tmp_path / "missing"), "/etc/ascend_install.info")),
+        runtime="ascend",
+    )
+    problems = dx.preflight_problems(spec, image_present=False, runtimes={"runc"})
+    assert len(problems) == 4
+    assert "harness image build npu" in problems[0]
+    assert "/dev/davinci9" in problems[1]
+    assert "missing" in problems[2] and "/etc/ascend_install.info" in problems[2]
+    assert "'ascend' runtime" in problems[3]
+    assert dx.preflight_problems(_spec(), image_present=True, runtimes={"runc"}) == []
+
+
+def test_engine_url_prefers_docker_host(monkeypatch):
+    monkeypatch.setenv("DOCKER_HOST", "tcp://127.0.0.1:1")
+    assert dx.engine_url() == "tcp://127.0.0.1:1"
+
+
+# --- compose ----------------------------------------------------------------------------------
+
+SERVICES = {
+    "train-1p": "full_1p", "perf-1p": "perf_1p", "train-8p": "full_8p", "perf-8p": "perf_8p",
+    "eval-8p": "eval_8p", "gpu-train-8p": "gpu_full_8p", "gpu-perf-8p": "gpu_perf_8p", "smoke": "smoke_cpu",
+}
+
+
+def _compose() -> dict:
+    """compose.yaml with every ``${VAR:-default}`` at its documented default (as compose does)."""
+    text = re.sub(r"\$\{[A-Z0-9_]+:-([^}]*)\}", r"\1", (REPO / "compose.yaml").read_text())
+    return yaml.safe_load(text)
+
+
+def test_compose_services_run_the_worker_on_their_recipe():
+    services = _compose()["services"]
+    assert set(services) == set(SERVICES)
+    for name, recipe in SERVICES.items():
+        cmd = services[name]["command"]
+        assert cmd[1:] == ["-m", "harness.worker", "--recipe", f"recipes/{recipe}.yaml",
+                           "--results", "/workspace/results"], name
+        assert (REPO / "recipes" / f"{recipe}.yaml").is_file(), f"{name}: recipe {recipe} missing"
+        assert not services[name].get("privileged") and not services[name].get("cap_add"), name
+
+
+def test_compose_npu_services_mount_devices_and_read_only_driver():
+    services = _compose()["services"]
+    for name in ("train-1p", "perf-1p", "train-8p", "perf-8p", "eval-8p"):
+        svc = services[name]
+        targets = [d.split(":")[1] for d in svc["devices"]]
+        assert {"/dev/davinci_manager", "/dev/devmm_svm", "/dev/hisi_hdc"} <= set(targets), name
+        assert sum(t.startswith("/dev/davinci") and t[12:].isdigit() for t in targets) == (
+            8 if name.endswith("8p") else 1), name
+        for path in ("/usr/local/dcmi", "/usr/local/bin/npu-smi", "/usr/local/Ascend/driver/lib64",
+                     "/usr/local/Ascend/driver/version.info", "/etc/ascend_install.info"):
+            assert f"{path}:{path}:ro" in svc["volumes"], (name, path)
+        assert any(v.endswith(":/data/VOCdevkit:ro") for v in svc["volumes"]), name
+
+
+def test_compose_gpu_services_reserve_gpus():
+    services = _compose()["services"]
+    for name in ("gpu-train-8p", "gpu-perf-8p"):
+        devices = services[name]["deploy"]["resources"]["reservations"]["devices"]
+        assert devices[0]["capabilities"] == ["gpu"], name
+
+
+def test_env_example_documents_every_compose_variable():
+    used = set(re.findall(r"\$\{([A-Z0-9_]+)", (REPO / "compose.yaml").read_text()))
+    documented = set(re.findall(r"^([A-Z0-9_]+)=", (REPO / ".env.example").read_text(), re.MULTILINE))
+    assert used <= documented, used - documented

@@ -1,0 +1,120 @@
+"""Plans are pure: the exact launch and container spec each shipped recipe would produce.
+
+NPU and GPU runs cannot happen here; these tests pin what the harness would start on such a host.
+"""
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+
+from harness.execute import describe_plan
+from harness.plan import PlanInputs, build_plan
+from harness.recipe import load_recipe
+from support import RECIPES, run_cli
+
+INPUTS = PlanInputs(run_dir="/srv/results/runs/R", dataset_dir="/srv/data/VOCdevkit", config_name="c.py", python="/usr/bin/python3")
+
+
+def plan_for(name: str, executor: str = "docker", *sets: str):
+    return build_plan(load_recipe(RECIPES / f"{name}.yaml", list(sets)).recipe, INPUTS, executor)
+
+
+@pytest.mark.parametrize("path", sorted(RECIPES.glob("*.yaml")), ids=lambda p: p.stem)
+def test_every_shipped_recipe_prints_a_plan(path):
+    proc = run_cli("plan", str(path))
+    assert proc.returncode == 0, proc.stderr
+    plan = yaml.safe_load(proc.stdout)
+    assert plan["recipe_name"] == path.stem
+    assert plan["launch"]["argv"]
+    proc = run_cli("plan", str(path), "--json")
+    assert json.loads(proc.stdout)["world_size"] >= 1
+
+
+def test_npu_8p_plan():
+    plan = plan_for("full_8p")
+    described = describe_plan(plan)
+    assert plan.world_size == 8 and plan.backend == "npu" and plan.dist_backend == "hccl"
+    assert plan.launch.argv == (
+        "python", "-m", "torch.distributed.run", "--nproc_per_node=8", "--nnodes=1",
+        "--master_addr=127.0.0.1", "--master_port=29688", "-m", "harness.worker", "--job", "/workspace/run/job.json",
+    )
+    changes = described["config_changes"]
+    assert changes["train_dataloader.batch_size"] == 16
+    assert changes["train_cfg.max_iters"] == 10000 and changes["param_scheduler.0.end"] == 10000
+    assert changes["model.backbone.norm_cfg.type"] == "BN" and changes["model.decode_head.norm_cfg.type"] == "BN"
+    assert changes["optim_wrapper.type"] == "AmpOptimWrapper" and changes["optim_wrapper.loss_scale"] == 128.0
+    assert changes["env_cfg.dist_cfg.backend"] == "hccl"
+    assert changes["default_hooks.checkpoint.interval"] == 1000 and changes["train_cfg.val_interval"] == 1000
+
+
+def test_npu_8p_container_spec_pinned():
+    spec = plan_for("full_8p").container
+    assert [d.as_docker() for d in spec.devices] == [f"/dev/davinci{i}:/dev/davinci{i}:rwm" for i in range(8)] + [
+        "/dev/davinci_manager:/dev/davinci_manager:rwm",
+        "/dev/devmm_svm:/dev/devmm_svm:rwm",
+        "/dev/hisi_hdc:/dev/hisi_hdc:rwm",
+    ]
+    assert [(b.host_path, b.container_path, b.read_only) for b in spec.binds] == [
+        ("/usr/local/dcmi", "/usr/local/dcmi", True),
+        ("/usr/local/bin/npu-smi", "/usr/local/bin/npu-smi", True),
+        ("/usr/local/Ascend/driver/lib64", "/usr/local/Ascend/driver/lib64", True),
+        ("/usr/local/Ascend/driver/version.info", "/usr/local/Ascend/driver/version.info", True),
+        ("/etc/ascend_install.info", "/etc/ascend_install.info", True),
+        ("/srv/data/VOCdevkit", "/data/VOCdevkit", True),
+        ("/srv/results/runs/R", "/workspace/run", False),
+    ]
+    assert spec.environment["ASCEND_RT_VISIBLE_DEVICES"] == "0,1,2,3,4,5,6,7"
+    assert spec.environment["HCCL_WHITELIST_DISABLE"] == "1" and spec.environment["TASK_QUEUE_ENABLE"] == "1"
+    assert spec.runtime is None and spec.gpu_device_ids == ()
+    assert spec.shm_size == "32g" and spec.ipc_mode == "host" and spec.network_mode == "host"
+    assert spec.privileged is False and spec.cap_add == ()
+    assert spec.image == "pspnet-repro/npu:latest"
+
+
+def test_npu_1p_device_3_maps_only_davinci3():
+    spec = plan_for("full_1p", "docker", "device.ids=3").container
+    nodes = [d.host_path for d in spec.devices if d.host_path.startswith("/dev/davinci") and d.host_path[12:].isdigit()]
+    assert nodes == ["/dev/davinci3"]
+    assert spec.environment["ASCEND_RT_VISIBLE_DEVICES"] == "3"
+    assert plan_for("full_1p", "docker", "device.ids=3").launch.argv[:3] == ("python", "-m", "harness.worker")
+
+
+def test_npu_ascend_runtime_spec():
+    spec = plan_for("full_8p", "docker", "device.runtime=ascend", "device.ids=0-3,6-9").container
+    assert spec.runtime == "ascend"
+    assert spec.environment["ASCEND_VISIBLE_DEVICES"] == "0,1,2,3,6,7,8,9"
+    assert spec.devices == ()  # the runtime mounts devices and driver itself
+    assert [b.container_path for b in spec.binds] == ["/data/VOCdevkit", "/workspace/run"]
+
+
+def test_gpu_8p_plan_and_spec_pinned():
+    plan = plan_for("gpu_full_8p")
+    changes = describe_plan(plan)["config_changes"]
+    assert plan.world_size == 8 and plan.dist_backend == "nccl"
+    assert changes["model.backbone.norm_cfg.type"] == "SyncBN"
+    assert changes["train_dataloader.batch_size"] == 4 and changes["train_cfg.max_iters"] == 20000
+    spec = plan.container
+    assert spec.gpu_device_ids == tuple(str(i) for i in range(8))
+    assert spec.devices == () and spec.runtime is None
+    assert spec.user == "1000:1000" and spec.shm_size == "32g" and spec.ipc_mode == "host"
+    assert [(b.container_path, b.read_only) for b in spec.binds] == [("/data/VOCdevkit", True), ("/workspace/run", False)]
+    assert spec.privileged is False
+
+
+def test_cpu_smoke_plans():
+    local = plan_for("smoke_cpu", "local")
+    assert local.container is None
+    assert local.launch.argv == ("/usr/bin/python3", "-m", "harness.worker", "--job", "/srv/results/runs/R/job.json")
+    assert local.job.data_root == "/srv/data/VOCdevkit/VOC2012"
+    two = plan_for("smoke_cpu_2p", "local")
+    assert two.world_size == 2 and two.dist_backend == "gloo"
+    assert "--nproc_per_node=2" in two.launch.argv and two.launch.environment["OMP_NUM_THREADS"] == "1"
+    docker = plan_for("smoke_cpu", "docker").container
+    assert docker.devices == () and docker.gpu_device_ids == () and docker.user == "1000:1000"
+    assert docker.network_mode == "none" and docker.shm_size == "1g"
+
+
+def test_plan_is_pure_and_repeatable():
+    assert plan_for("full_8p").to_dict() == plan_for("full_8p").to_dict()
