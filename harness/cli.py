@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 from harness.recipe import RecipeError, load_recipe
+from harness.runs import RunStoreError
 
 EXIT_BAD_INPUT = 2
 EXIT_ENVIRONMENT = 3
@@ -34,8 +35,9 @@ def _fail(message: str, code: int = EXIT_BAD_INPUT) -> int:
     return code
 
 
-def _recipe_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("recipe", type=Path, help="a recipe YAML file, e.g. recipes/smoke_cpu.yaml")
+def _recipe_arguments(parser: argparse.ArgumentParser, optional: bool = False) -> None:
+    parser.add_argument("recipe", type=Path, nargs="?" if optional else None,
+                        help="a recipe YAML file, e.g. recipes/smoke_cpu.yaml")
     parser.add_argument(
         "--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
         help="override a recipe field (dotted, YAML value), e.g. --set train.iterations=20; repeatable",
@@ -74,16 +76,27 @@ def cmd_plan(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_run(args: argparse.Namespace) -> int:
-    from harness.execute import run_recipe
+def _sigterm_as_interrupt(signum, frame):
+    raise KeyboardInterrupt()
 
-    loaded = load_recipe(args.recipe, args.sets, for_run=True)
-    executor = args.executor or default_executor(loaded.recipe)
-    if executor == "docker" and not loaded.recipe.image:
-        raise RecipeError(f"{loaded.path}: image: the docker executor needs an image; the recipe names none")
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from harness.execute import resume_run, run_recipe
+
     # SIGTERM (docker stop, a batch scheduler) is handled like Ctrl-C: stop, keep, mark interrupted.
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
-    outcome = run_recipe(loaded, results_dir=args.results, executor=executor, quiet=args.quiet)
+    signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
+    if args.resume:
+        if args.recipe or args.sets or args.executor:
+            raise RecipeError("--resume RUN_ID takes no recipe, --set or --executor: the run continues as it was started")
+        outcome = resume_run(args.resume, results_dir=args.results, quiet=args.quiet, force=args.force)
+    else:
+        if args.recipe is None:
+            raise RecipeError("run: give a RECIPE file, or --resume RUN_ID")
+        loaded = load_recipe(args.recipe, args.sets, for_run=True)
+        executor = args.executor or default_executor(loaded.recipe)
+        if executor == "docker" and not loaded.recipe.image:
+            raise RecipeError(f"{loaded.path}: image: the docker executor needs an image; the recipe names none")
+        outcome = run_recipe(loaded, results_dir=args.results, executor=executor, quiet=args.quiet)
     result = outcome.run.read_json("result.json") or {}
     summary = {k: result.get(k) for k in ("fps", "final", "best", "iterations")}
     print(f"harness: run {outcome.run.run_id} {outcome.state}: {json.dumps(summary)}", file=sys.stderr)
@@ -102,6 +115,26 @@ def cmd_report(args: argparse.Namespace) -> int:
     if args.print:
         print(path.read_text())
     print(f"harness: report of {len(report.rows)} run(s) written to {path}", file=sys.stderr)
+    return 0
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    from harness.runs import RunStore
+
+    runs = RunStore(args.results).all()
+    if args.json:
+        print(json.dumps([{"run_id": r.run_id, **r.status()} for r in runs], indent=2))
+        return 0
+    print(f"{'run id':<44} {'state':<12} {'exit':>4}  {'iter':>6}  {'mIoU':>6}  reason")
+    for run in runs:
+        status = run.status()
+        result = run.read_json("result.json") or {}
+        final = result.get("final") or {}
+        miou = final.get("mIoU")
+        print(
+            f"{run.run_id:<44} {status.get('state', '?'):<12} {str(status.get('exit_code', '')):>4}  "
+            f"{str(result.get('iterations') or ''):>6}  {f'{miou:.2f}' if miou is not None else '':>6}  {status.get('reason', '')}"
+        )
     return 0
 
 
@@ -132,8 +165,10 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("--json", action="store_true", help="print JSON instead of YAML")
     plan.set_defaults(func=cmd_plan)
 
-    run = sub.add_parser("run", help="run a recipe, store the run under results/runs/, update the report")
-    _recipe_arguments(run)
+    run = sub.add_parser("run", help="run a recipe (or --resume a run), store it under results/runs/, update the report")
+    _recipe_arguments(run, optional=True)
+    run.add_argument("--resume", metavar="RUN_ID", help="continue a failed or interrupted run from its last checkpoint")
+    run.add_argument("--force", action="store_true", help="with --resume: also continue a run that already succeeded")
     run.add_argument("--results", type=Path, default=DEFAULT_RESULTS, help="results folder (default: results)")
     run.add_argument("--quiet", action="store_true", help="do not echo the training log, only progress lines")
     run.add_argument("--no-report", action="store_true", help="do not rewrite results/README.md afterwards")
@@ -145,6 +180,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="where the reference recipes live (default: the shipped recipes/)")
     report.add_argument("--print", action="store_true", help="also print the report")
     report.set_defaults(func=cmd_report)
+
+    runs = sub.add_parser("runs", help="list the stored runs with their state")
+    runs.add_argument("--results", type=Path, default=DEFAULT_RESULTS, help="results folder (default: results)")
+    runs.add_argument("--json", action="store_true")
+    runs.set_defaults(func=cmd_runs)
 
     data = sub.add_parser("data", help="datasets: synthesise, prepare, check")
     data_sub = data.add_subparsers(dest="data_command", metavar="DATA_COMMAND", parser_class=_Parser)
@@ -177,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except RecipeError as exc:
+    except (RecipeError, RunStoreError) as exc:
         return _fail(str(exc))
     except KeyboardInterrupt:
         print("harness: interrupted", file=sys.stderr)
@@ -188,5 +228,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _environment_errors() -> tuple[type[BaseException], ...]:
     from harness.errors import EnvironmentNotReady
+    from harness.executors.docker import EngineUnavailable, PreflightError
+    from harness.images import ImageError
 
-    return (EnvironmentNotReady,)
+    return (EnvironmentNotReady, EngineUnavailable, PreflightError, ImageError)

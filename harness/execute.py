@@ -6,20 +6,23 @@ or interrupted run keeps its log, work_dir and a status that says what happened.
 """
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import yaml
 
 from harness.data.resolve import resolve_dataset
-from harness.plan import CONFIGS_DIR, Executor, Plan, PlanInputs, build_plan
+from harness.plan import CONFIGS_DIR, CONTAINER_USER, Executor, Plan, PlanInputs, build_plan
 from harness.progress import Progress
 from harness.provenance import host_provenance
-from harness.recipe import LoadedRecipe
+from harness.preflight import run_preflight
+from harness.recipe import LoadedRecipe, Recipe
 from harness.result import build_result
-from harness.runs import RunDir, RunStore, utc_now
+from harness.runs import RunDir, RunStore, RunStoreError, utc_now
 from harness.worker.config import config_changes
 
 # Exit codes of ``harness run`` (documented in --help and the README).
@@ -47,7 +50,23 @@ def plan_inputs(loaded: LoadedRecipe, run_dir: Path, dataset_dir: Path, *, resum
         pretrained_host_path=str(loaded.resolve(pretrained)) if pretrained and "://" not in pretrained else None,
         checkpoint_host_path=str(loaded.resolve(recipe.eval.checkpoint)) if recipe.eval else None,
         resume=resume,
+        container_user=container_user(),
     )
+
+
+def container_user() -> str:
+    uid, gid = os.getuid(), os.getgid()
+    return CONTAINER_USER if uid == 0 else f"{uid}:{gid}"
+
+
+def hand_over_run_dir(run: RunDir, plan: Plan) -> None:
+    """A root host starts CPU/GPU containers as uid 1000, which must be able to write the run."""
+    user = plan.container.user if plan.container else None
+    if user is None or os.getuid() != 0:
+        return
+    uid, gid = (int(part) for part in user.split(":"))
+    for path in [run.path, *run.path.rglob("*")]:
+        os.chown(path, uid, gid, follow_symlinks=False)
 
 
 def describe_plan(plan: Plan) -> dict:
@@ -76,14 +95,50 @@ def prepare_run(loaded: LoadedRecipe, store: RunStore, executor: Executor) -> tu
     return run, plan
 
 
-def _execute(plan: Plan, run: RunDir, progress: Progress, timeout_s: float | None):
-    if plan.executor == "docker":
-        from harness.executors.docker import run_container
+class RunTimeout(KeyboardInterrupt):
+    """Raised in the main thread by SIGALRM when a run exceeds its recipe's timeout; a
+    KeyboardInterrupt so that executors stop and remove what they started, as on Ctrl-C."""
 
-        return run_container(plan.container, log_path=run.log_file, on_line=progress.feed, timeout_s=timeout_s)
+
+@dataclass(frozen=True)
+class StopOutcome:
+    exit_code: int
+    interrupted: bool = False
+    timed_out: bool = False
+
+
+def _execute(plan: Plan, run: RunDir, progress: Progress):
+    if plan.executor == "docker":
+        from harness.executors.docker import connect, preflight, run_container
+
+        client = connect()
+        preflight(plan.container, client)
+        return run_container(plan.container, log_path=run.log_file, on_line=progress.feed, client=client)
     from harness.executors.local import run_local
 
-    return run_local(plan.launch, log_path=run.log_file, on_line=progress.feed, cwd=run.path, timeout_s=timeout_s)
+    return run_local(plan.launch, log_path=run.log_file, on_line=progress.feed, cwd=run.path)
+
+
+def _raise_timeout(signum, frame):
+    raise RunTimeout()
+
+
+def execute_with_limits(plan: Plan, run: RunDir, progress: Progress, timeout_s: float | None):
+    """Run the executor; Ctrl-C/SIGTERM and the timeout become outcomes, never lost runs."""
+    previous = signal.signal(signal.SIGALRM, _raise_timeout) if timeout_s else None
+    if timeout_s:
+        signal.setitimer(signal.ITIMER_REAL, timeout_s)
+    try:
+        return _execute(plan, run, progress)
+    except RunTimeout:
+        return StopOutcome(exit_code=124, timed_out=True)
+    except KeyboardInterrupt:
+        return StopOutcome(exit_code=EXIT_INTERRUPTED, interrupted=True)
+    finally:
+        if timeout_s:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, previous)
+        progress.close()
 
 
 def finish(run: RunDir, loaded: LoadedRecipe, plan: Plan, outcome) -> RunOutcome:
@@ -92,7 +147,7 @@ def finish(run: RunDir, loaded: LoadedRecipe, plan: Plan, outcome) -> RunOutcome
     if getattr(outcome, "image_id", None):
         result["provenance"]["image_id"] = outcome.image_id
     run.write_json("result.json", result)
-    if outcome.interrupted:
+    if getattr(outcome, "interrupted", False) and not getattr(outcome, "timed_out", False):
         state, code = "interrupted", EXIT_INTERRUPTED
     elif outcome.exit_code == 0:
         state, code = "succeeded", EXIT_OK
@@ -107,8 +162,13 @@ def finish(run: RunDir, loaded: LoadedRecipe, plan: Plan, outcome) -> RunOutcome
 
 
 def failure_reason(run: RunDir, outcome) -> str:
-    if getattr(outcome, "oom_killed", False) or outcome.exit_code == 137:
-        return "killed (out of memory or SIGKILL)"
+    if getattr(outcome, "oom_killed", False):
+        return "killed: out of memory (the container's OOM killer)"
+    if outcome.exit_code in (137, -9):
+        return "killed (SIGKILL: out of memory or killed by someone)"
+    if outcome.exit_code < 0 or outcome.exit_code > 128:
+        number = -outcome.exit_code if outcome.exit_code < 0 else outcome.exit_code - 128
+        return f"killed by signal {number}"
     text = "\n".join(tail(run.log_file, 60))
     if "out of memory" in text.lower():
         return "out of memory"
@@ -127,23 +187,61 @@ def tail(path: Path, lines: int) -> list[str]:
         return handle.read().decode("utf-8", "replace").splitlines()[-lines:]
 
 
-def run_recipe(loaded: LoadedRecipe, *, results_dir: Path, executor: Executor, quiet: bool = False) -> RunOutcome:
-    store = RunStore(results_dir)
-    run, plan = prepare_run(loaded, store, executor)
+def start_run(run: RunDir, loaded: LoadedRecipe, plan: Plan, *, quiet: bool) -> RunOutcome:
     progress = Progress(quiet=quiet)
     print(f"harness: run {run.run_id} ({plan.executor}, {plan.backend} x{plan.world_size}) -> {run.path}", file=sys.stderr)
     run.write_json("provenance.json", host_provenance())
-    run.set_status("running", started=utc_now(), command=list(plan.launch.argv))
+    attempts = run.status().get("attempts", 0) + 1
+    run.set_status("running", started=utc_now(), attempts=attempts, command=list(plan.launch.argv), pid=os.getpid())
+    hand_over_run_dir(run, plan)
     timeout_s = loaded.recipe.timeout_minutes * 60 if loaded.recipe.timeout_minutes else None
-
-    class _Interrupted:
-        interrupted = True
-        exit_code = EXIT_INTERRUPTED
-
-    try:
-        outcome = _execute(plan, run, progress, timeout_s)
-    except KeyboardInterrupt:
-        outcome = _Interrupted()
-    finally:
-        progress.close()
+    outcome = execute_with_limits(plan, run, progress, timeout_s)
     return finish(run, loaded, plan, outcome)
+
+
+def run_recipe(loaded: LoadedRecipe, *, results_dir: Path, executor: Executor, quiet: bool = False) -> RunOutcome:
+    run_preflight(loaded.recipe, results_dir)
+    store = RunStore(results_dir)
+    run, plan = prepare_run(loaded, store, executor)
+    return start_run(run, loaded, plan, quiet=quiet)
+
+
+def load_run_recipe(run: RunDir) -> LoadedRecipe:
+    """The recipe exactly as the run was started (after --set), resolved against its source file."""
+    source = run.read_json("recipe_source.json") or {}
+    data = yaml.safe_load(run.recipe_file.read_text())
+    recipe = Recipe.model_validate(data)
+    return LoadedRecipe(path=Path(source.get("path", run.recipe_file)), recipe=recipe, data=data)
+
+
+def resume_run(run_id: str, *, results_dir: Path, quiet: bool = False, force: bool = False) -> RunOutcome:
+    """Continue a run in its own folder from its last checkpoint (mmengine resume)."""
+    store = RunStore(results_dir)
+    run = store.get(run_id)
+    status = run.status()
+    state = status.get("state")
+    if state == "succeeded" and not force:
+        raise RunStoreError(f"run {run_id} already succeeded; pass --force to train it again from its last checkpoint")
+    if state == "running" and _alive(status.get("pid")):
+        raise RunStoreError(f"run {run_id} is running (harness pid {status.get('pid')}); it cannot be resumed twice")
+    loaded = load_run_recipe(run)
+    run_preflight(loaded.recipe, results_dir)
+    dataset_dir = resolve_dataset(loaded)
+    executor = (run.read_json("plan.json") or {}).get("executor", "local")
+    inputs = plan_inputs(loaded, run.path.resolve(), dataset_dir, resume=True)
+    plan = build_plan(loaded.recipe, replace(inputs, config_name=Path(run.read_json("job.json")["config"]).name), executor)
+    plan.job.write(run.path / "job.json")
+    run.write_json("plan.json", describe_plan(plan))
+    return start_run(run, loaded, plan, quiet=quiet)
+
+
+def _alive(pid) -> bool:
+    if not isinstance(pid, int):
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return pid != os.getpid()

@@ -38,6 +38,8 @@ class PlanInputs:
     pretrained_host_path: str | None = None
     checkpoint_host_path: str | None = None
     resume: bool = False
+    # uid:gid for CPU/GPU containers: the invoking user's, so results stay theirs; for root, 1000.
+    container_user: str = CONTAINER_USER
 
 
 @dataclass(frozen=True)
@@ -152,6 +154,7 @@ def build_container(recipe: Recipe, inputs: PlanInputs, launch: LaunchSpec) -> C
     environment = {
         "PYTHONUNBUFFERED": "1",
         "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1",
+        "HOME": "/tmp",  # any uid may run the image; mmengine and matplotlib write under $HOME
         **launch.environment,
         **devices.environment,
     }
@@ -166,7 +169,7 @@ def build_container(recipe: Recipe, inputs: PlanInputs, launch: LaunchSpec) -> C
         shm_size=f"{SHM_PER_DEVICE_GB[kind] * recipe.device.count}g",
         # The NPU driver's nodes belong to the host's HwHiAiUser, whose uid differs between hosts;
         # CANN containers run as root for that reason. CPU and GPU need no such access.
-        user=None if kind == "npu" else CONTAINER_USER,
+        user=None if kind == "npu" else inputs.container_user,
         working_dir=CONTAINER_RUN_DIR,
         # Multi-rank NCCL/HCCL use shared memory between ranks beyond /dev/shm's files.
         ipc_mode="host" if kind != "cpu" and recipe.device.count > 1 else None,

@@ -1,8 +1,15 @@
 from __future__ import annotations
 
 import os
+import subprocess
+from pathlib import Path
 
 import pytest
+
+from harness import images
+from harness.executors import docker as dx
+
+REPO = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture
@@ -11,3 +18,27 @@ def cache_env(tmp_path_factory, monkeypatch):
     cache = tmp_path_factory.getbasetemp() / "pspnet-cache"
     monkeypatch.setenv("PSPNET_CACHE", str(cache))
     return {**os.environ, "PSPNET_CACHE": str(cache)}
+
+
+# --- a real Docker engine (see tests/test_docker_engine.py for when these skip or fail) ----------
+
+
+@pytest.fixture(scope="session")
+def client():
+    try:
+        return dx.connect(timeout=900)
+    except dx.EngineUnavailable as exc:
+        if os.environ.get("PSPNET_REQUIRE_DOCKER") == "1":
+            pytest.fail(f"PSPNET_REQUIRE_DOCKER=1 but {exc}")
+        pytest.skip(str(exc))
+
+
+@pytest.fixture(scope="session")
+def cpu_image(client) -> str:
+    """The CPU image's content tag, built on the local base if it is not there yet."""
+    if not images.image_exists(client, images.LOCAL_BASE):
+        env = {**os.environ, "DOCKER_HOST": dx.engine_url()}  # the engine `client` talks to
+        subprocess.run(["bash", str(REPO / ".ci" / "base-image.sh")], check=True, env=env)
+    return images.build_image("cpu", images.LOCAL_BASE, client, log=lambda line: None)
+
+

@@ -30,25 +30,6 @@ NPU_DRIVER_DIRS = ("/usr/local/dcmi", "/usr/local/Ascend/driver/lib64")
 CONTROL_NODES = ("/dev/davinci_manager", "/dev/devmm_svm", "/dev/hisi_hdc")
 
 
-@pytest.fixture(scope="session")
-def client():
-    try:
-        return dx.connect(timeout=900)
-    except dx.EngineUnavailable as exc:
-        if os.environ.get("PSPNET_REQUIRE_DOCKER") == "1":
-            pytest.fail(f"PSPNET_REQUIRE_DOCKER=1 but {exc}")
-        pytest.skip(str(exc))
-
-
-@pytest.fixture(scope="session")
-def cpu_image(client) -> str:
-    """The CPU image's content tag, built on the local base if it is not there yet."""
-    if not images.image_exists(client, images.LOCAL_BASE):
-        env = {**os.environ, "DOCKER_HOST": dx.engine_url()}  # the engine `client` talks to
-        subprocess.run(["bash", str(REPO / ".ci" / "base-image.sh")], check=True, env=env)
-    return images.build_image("cpu", images.LOCAL_BASE, client, log=lambda line: None)
-
-
 def _spec(image: str, code: str, **kw) -> ContainerSpec:
     return ContainerSpec(image=image, command=("python3", "-c", code), environment={"PYTHONUNBUFFERED": "1"}, **kw)
 
@@ -234,14 +215,14 @@ def test_compose_smoke_service_starts(version, cpu_image, client, tmp_path):
         probe = None
     if probe is None or probe.returncode != 0:
         pytest.skip(f"Compose {version} ({' '.join(cli)}) is not installed; bash .ci/docker-up.sh installs it")
-    code = "import harness, os; print('compose ok', os.getcwd(), os.environ['PSPNET_DATA_ROOT'])"
+    code = "import harness, os; print('compose ok', os.getcwd())"
     out = subprocess.run(
         [*cli, "-f", str(REPO / "compose.yaml"), "-p", f"pspnet-test-{version}-{os.getpid()}",
          "run", "--rm", "smoke", "python3", "-c", code],
         capture_output=True, text=True, env=env, timeout=300,
     )
     assert out.returncode == 0, out.stderr
-    assert "compose ok /workspace /data/VOCdevkit" in out.stdout
+    assert "compose ok /workspace" in out.stdout
 
 
 def test_a_silent_stretch_longer_than_the_client_timeout_is_fine(cpu_image, tmp_path):

@@ -233,8 +233,12 @@ def test_compose_services_run_the_worker_on_their_recipe():
     assert set(services) == set(SERVICES)
     for name, recipe in SERVICES.items():
         cmd = services[name]["command"]
-        assert cmd[1:] == ["-m", "harness.worker", "--recipe", f"recipes/{recipe}.yaml",
+        assert cmd[:7] == ["harness", "run", f"recipes/{recipe}.yaml", "--executor", "local",
                            "--results", "/workspace/results"], name
+        if recipe == "smoke_cpu":
+            assert cmd[7:] == ["--set", "train.iterations=400"], name
+        else:
+            assert cmd[7:9] == ["--set", "dataset.root=/data/VOCdevkit"], name
         assert (REPO / "recipes" / f"{recipe}.yaml").is_file(), f"{name}: recipe {recipe} missing"
         assert not services[name].get("privileged") and not services[name].get("cap_add"), name
 

@@ -19,6 +19,10 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 PNG_END = b"\x00\x00\x00\x00IEND\xaeB`\x82"
 
 
+def cache_dir() -> Path:
+    return Path(os.environ.get("PSPNET_CACHE") or Path.home() / ".cache" / "pspnet-repro")
+
+
 class DataError(Exception):
     """Bad input (missing folder, unreadable file): ``str()`` is the one line shown; exit code 2."""
 

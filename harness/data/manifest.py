@@ -27,8 +27,8 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path
 
-from harness.data.layout import (AUG_LABELS, IMAGES, LABELS, SPLITS, DataError, default_workers, read_ids,
-                                 split_path)
+from harness.data.layout import (AUG_LABELS, IMAGES, LABELS, SPLITS, DataError, cache_dir, default_workers,
+                                 read_ids, split_path)
 
 MANIFEST_NAME = "pspnet-repro-manifest.json"
 MANIFEST_FORMAT = 1
@@ -40,8 +40,6 @@ Stat = tuple[str, int, int]  # (relative path, size, mtime_ns)
 
 
 def cache_manifest_path(devkit: Path) -> Path:
-    from harness.data.resolve import cache_dir
-
     key = hashlib.sha256(str(Path(devkit).resolve()).encode()).hexdigest()[:16]
     return cache_dir() / "manifests" / f"{Path(devkit).resolve().name}-{key}.json"
 
@@ -128,10 +126,12 @@ def _known_hashes(devkit: Path) -> dict[Stat, str]:
     return known
 
 
-def build_manifest(devkit: Path, *, rehash: bool = False, workers: int | None = None) -> dict:
+def build_manifest(devkit: Path, *, rehash: bool = False, workers: int | None = None,
+                   known: dict[Stat, str] | None = None) -> dict:
+    """``known``: sha256 by (path, size, mtime_ns) the caller already has (prepare hashes what it writes)."""
     devkit = Path(devkit)
     stats = scan(devkit)
-    known = {} if rehash else _known_hashes(devkit)
+    known = ({} if rehash else _known_hashes(devkit)) | (known or {})
     todo = [s for s in stats if s not in known]
     # Threads suffice: hashlib and file reads release the GIL.
     with ThreadPoolExecutor(workers or default_workers()) as pool:
@@ -151,7 +151,7 @@ def build_manifest(devkit: Path, *, rehash: bool = False, workers: int | None = 
 
 def store_manifest(devkit: Path, manifest: dict) -> Path:
     """Write atomically into the devkit, or into the cache when the devkit is read-only."""
-    text = json.dumps(manifest, indent=1) + "\n"
+    text = dump_manifest(manifest)
     target = Path(devkit) / MANIFEST_NAME
     try:
         _write_atomic(target, text)
@@ -163,6 +163,14 @@ def store_manifest(devkit: Path, manifest: dict) -> Path:
     fallback.parent.mkdir(parents=True, exist_ok=True)
     _write_atomic(fallback, text)
     return fallback
+
+
+def dump_manifest(manifest: dict) -> str:
+    """JSON with one file entry per line: diffable, and ~10x faster than ``indent=`` (which makes
+    the json module fall back from its C encoder) on a 30k-entry list."""
+    head = [f" {json.dumps(k)}: {json.dumps(v)}" for k, v in manifest.items() if k != "files"]
+    files = ",\n".join("  " + json.dumps(f) for f in manifest.get("files", []))
+    return "{\n" + ",\n".join(head) + ',\n "files": [\n' + files + "\n ]\n}\n"
 
 
 def _write_atomic(path: Path, text: str) -> None:
@@ -178,9 +186,9 @@ def _write_atomic(path: Path, text: str) -> None:
         raise
 
 
-def write_manifest(devkit: Path, *, rehash: bool = False) -> Path:
+def write_manifest(devkit: Path, *, rehash: bool = False, known: dict[Stat, str] | None = None) -> Path:
     """Recompute (re-hashing only changed files unless ``rehash``) and store; return where it went."""
-    return store_manifest(devkit, build_manifest(devkit, rehash=rehash))
+    return store_manifest(devkit, build_manifest(devkit, rehash=rehash, known=known))
 
 
 def dataset_fingerprint(devkit: Path) -> str:

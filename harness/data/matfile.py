@@ -10,6 +10,7 @@ an optimisation of the same read.
 """
 from __future__ import annotations
 
+import os
 import struct
 import zlib
 from pathlib import Path
@@ -29,23 +30,38 @@ class MatError(ValueError):
     """A .mat file the converter cannot use; ``str()`` names the problem (the caller adds the file)."""
 
 
-def read_segmentation(path: Path) -> np.ndarray:
+def read_segmentation(path: Path | str) -> np.ndarray:
     """The HxW ``GTcls.Segmentation`` array, values checked to be class ids (0..20, or 255)."""
-    raw = _fast_read(Path(path).read_bytes())
+    raw = _fast_read(_read_file(str(path)))
     if raw is None:
         raw = _scipy_read(path)
     _check_values(raw)
     return raw.astype(np.uint8)
 
 
+def _read_file(path: str) -> bytes:
+    # open/read/close and nothing else: per-file syscalls are what a few thousand small files cost.
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        chunks = [os.read(fd, 1 << 22)]
+        while len(chunks[-1]) == 1 << 22:
+            chunks.append(os.read(fd, 1 << 22))
+    finally:
+        os.close(fd)
+    return b"".join(chunks) if len(chunks) > 1 else chunks[0]
+
+
 def _check_values(raw: np.ndarray) -> None:
     if raw.ndim != 2 or raw.size == 0:
         raise MatError(f"GTcls.Segmentation has shape {raw.shape}, expected a non-empty HxW array")
+    flat = raw.ravel(order="K")  # MATLAB arrays are column-major: "K" avoids a copy
     if raw.dtype == np.uint8:
-        counts = np.bincount(raw.ravel(), minlength=256)
+        if flat.max() <= 20:  # the usual case, one vectorised pass
+            return
+        counts = np.bincount(flat, minlength=256)
         bad = np.flatnonzero(counts[21:255]) + 21
     else:
-        values = np.unique(raw)
+        values = np.unique(flat)
         bad = values[~(((values >= 0) & (values <= 20)) | (values == 255)) | (values != np.floor(values))]
     if len(bad):
         shown = ", ".join(str(v) for v in bad[:5].tolist())

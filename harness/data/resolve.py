@@ -3,17 +3,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 
+from harness.data.layout import cache_dir  # noqa: F401  (re-exported)
 from harness.data.synth import SynthSpec, spec_identity, write_synthetic_voc
 from harness.recipe import LoadedRecipe, RecipeError
 
 REQUIRED = ("VOC2012/JPEGImages", "VOC2012/ImageSets/Segmentation")
-
-
-def cache_dir() -> Path:
-    return Path(os.environ.get("PSPNET_CACHE") or Path.home() / ".cache" / "pspnet-repro")
 
 
 def synth_spec(loaded: LoadedRecipe) -> SynthSpec:

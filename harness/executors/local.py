@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,8 +20,6 @@ STOP_GRACE_S = 20
 @dataclass(frozen=True)
 class LocalOutcome:
     exit_code: int
-    timed_out: bool = False
-    interrupted: bool = False
 
 
 def _stop_group(process: subprocess.Popen) -> None:
@@ -39,14 +36,9 @@ def _stop_group(process: subprocess.Popen) -> None:
             continue
 
 
-def run_local(
-    launch: LaunchSpec,
-    *,
-    log_path: Path,
-    on_line: Callable[[str], None],
-    cwd: Path,
-    timeout_s: float | None = None,
-) -> LocalOutcome:
+def run_local(launch: LaunchSpec, *, log_path: Path, on_line: Callable[[str], None], cwd: Path) -> LocalOutcome:
+    """Run to completion. On KeyboardInterrupt (Ctrl-C, SIGTERM or the run's timeout, all raised
+    in this thread) every process of the group is stopped before the exception goes on."""
     env = {**os.environ, **launch.environment, "PYTHONUNBUFFERED": "1"}
     with open(log_path, "a", buffering=1) as log:
         process = subprocess.Popen(
@@ -60,25 +52,11 @@ def run_local(
             errors="replace",
             start_new_session=True,
         )
-        timer = None
-        timed_out = threading.Event()
-        if timeout_s:
-            def _expire() -> None:
-                timed_out.set()
-                _stop_group(process)
-
-            timer = threading.Timer(timeout_s, _expire)
-            timer.daemon = True
-            timer.start()
         try:
             for line in process.stdout:
                 log.write(line)
                 on_line(line.rstrip("\n"))
-            code = process.wait()
-        except KeyboardInterrupt:
+            return LocalOutcome(exit_code=process.wait())
+        except BaseException:
             _stop_group(process)
-            return LocalOutcome(exit_code=process.wait(), interrupted=True)
-        finally:
-            if timer:
-                timer.cancel()
-    return LocalOutcome(exit_code=code, timed_out=timed_out.is_set())
+            raise

@@ -48,4 +48,6 @@ test_dataloader = val_dataloader
 # Too few images per class for SegVisualizationHook to matter; it only costs time.
 default_hooks = dict(
     visualization=dict(type='SegVisualizationHook', draw=False),
-    checkpoint=dict(max_keep_ckpts=1))
+    # Two, not one: mmengine deletes the oldest checkpoint *before* writing the new one, so with
+    # one kept a run killed while saving would be left with none to resume from.
+    checkpoint=dict(max_keep_ckpts=2))
