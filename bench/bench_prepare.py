@@ -37,6 +37,16 @@ def spec_for(mats: int) -> SynthSpec:
     return SynthSpec(seed=1, n_train=n_train, n_aug=n_aug, n_val=n_val, sbd=True)
 
 
+def create_latency_us(folder: Path, n: int = 200) -> float:
+    probe = Path(tempfile.mkdtemp(prefix="create-probe-", dir=folder))
+    start = time.perf_counter()
+    for i in range(n):
+        os.close(os.open(probe / f"{i}.png", os.O_WRONLY | os.O_CREAT, 0o644))
+    elapsed = time.perf_counter() - start
+    shutil.rmtree(probe)
+    return elapsed / n * 1e6
+
+
 def copy_devkit(source: Path, target: Path) -> Path:
     """A converter's private copy: hard links for the inputs, no SegmentationClassAug, no aug lists."""
     if target.exists():
@@ -89,10 +99,12 @@ def main() -> int:
     parser.add_argument("--mats", type=int, default=3000)
     parser.add_argument("--nproc", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--dir", type=Path, default=None, help="where to make the temp work folder (default: $TMPDIR)")
     parser.add_argument("--keep", type=Path, help="generate into / reuse this folder instead of a temp dir")
     args = parser.parse_args()
 
-    work = args.keep or Path(tempfile.mkdtemp(prefix="bench-prepare-"))
+    work = args.keep or Path(tempfile.mkdtemp(prefix="bench-prepare-", dir=args.dir))
+    work.mkdir(parents=True, exist_ok=True)
     spec = spec_for(args.mats)
     start = time.perf_counter()
     source = write_synthetic_voc(work / "source", spec)
@@ -113,6 +125,7 @@ def main() -> int:
     print(f"harness data prepare --workers {args.nproc}: best {best_h:.2f} s of {', '.join(f'{t:.2f}' for t in times_h)}")
     print(f"harness re-run, all finished: {resumed:.2f} s")
     print(f"outputs: {n_mats} PNGs pixel-identical (same mode), aug/trainaug same ids")
+    print(f"file creation on {work}: {create_latency_us(work):.0f} us per file (paid once per label by both sides)")
     print(f"ratio harness/mmseg: {best_h / best_m:.2f} (goal <= 0.5)")
     if not args.keep:
         shutil.rmtree(work, ignore_errors=True)

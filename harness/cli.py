@@ -84,7 +84,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     from harness.execute import resume_run, run_recipe
 
     # SIGTERM (docker stop, a batch scheduler) is handled like Ctrl-C: stop, keep, mark interrupted.
+    # SIGINT too, explicitly: a process started in the background inherits SIGINT ignored.
     signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     if args.resume:
         if args.recipe or args.sets or args.executor:
             raise RecipeError("--resume RUN_ID takes no recipe, --set or --executor: the run continues as it was started")
@@ -96,7 +98,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         executor = args.executor or default_executor(loaded.recipe)
         if executor == "docker" and not loaded.recipe.image:
             raise RecipeError(f"{loaded.path}: image: the docker executor needs an image; the recipe names none")
-        outcome = run_recipe(loaded, results_dir=args.results, executor=executor, quiet=args.quiet)
+        outcome = run_recipe(
+            loaded, results_dir=args.results, executor=executor, quiet=args.quiet, skip_data_check=args.skip_data_check
+        )
     result = outcome.run.read_json("result.json") or {}
     summary = {k: result.get(k) for k in ("fps", "final", "best", "iterations")}
     print(f"harness: run {outcome.run.run_id} {outcome.state}: {json.dumps(summary)}", file=sys.stderr)
@@ -171,6 +175,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--force", action="store_true", help="with --resume: also continue a run that already succeeded")
     run.add_argument("--results", type=Path, default=DEFAULT_RESULTS, help="results folder (default: results)")
     run.add_argument("--quiet", action="store_true", help="do not echo the training log, only progress lines")
+    run.add_argument("--skip-data-check", action="store_true",
+                     help="run even if the dataset fails `harness data check` (recorded with the run)")
     run.add_argument("--no-report", action="store_true", help="do not rewrite results/README.md afterwards")
     run.set_defaults(func=cmd_run)
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import yaml
 
-from harness.data.resolve import resolve_dataset
+from harness.data.resolve import resolve_dataset, verify_dataset
 from harness.plan import CONFIGS_DIR, CONTAINER_USER, Executor, Plan, PlanInputs, build_plan
 from harness.progress import Progress
 from harness.provenance import host_provenance
@@ -82,9 +82,11 @@ def copy_configs(loaded: LoadedRecipe, run: RunDir) -> None:
     shutil.copytree(source, run.path / CONFIGS_DIR, ignore=shutil.ignore_patterns("__pycache__"))
 
 
-def prepare_run(loaded: LoadedRecipe, store: RunStore, executor: Executor) -> tuple[RunDir, Plan]:
+def prepare_run(loaded: LoadedRecipe, store: RunStore, executor: Executor, *, skip_data_check: bool = False) -> tuple[RunDir, Plan]:
     dataset_dir = resolve_dataset(loaded)
+    dataset = verify_dataset(dataset_dir, f"{loaded.path}: dataset", skip_check=skip_data_check)
     run = store.create(loaded.recipe.name)
+    run.write_json("dataset.json", dataset)
     plan = build_plan(loaded.recipe, plan_inputs(loaded, run.path.resolve(), dataset_dir), executor)
     copy_configs(loaded, run)
     run.write_text("recipe.yaml", yaml.safe_dump(loaded.data, sort_keys=False))
@@ -199,10 +201,12 @@ def start_run(run: RunDir, loaded: LoadedRecipe, plan: Plan, *, quiet: bool) -> 
     return finish(run, loaded, plan, outcome)
 
 
-def run_recipe(loaded: LoadedRecipe, *, results_dir: Path, executor: Executor, quiet: bool = False) -> RunOutcome:
+def run_recipe(
+    loaded: LoadedRecipe, *, results_dir: Path, executor: Executor, quiet: bool = False, skip_data_check: bool = False
+) -> RunOutcome:
     run_preflight(loaded.recipe, results_dir)
     store = RunStore(results_dir)
-    run, plan = prepare_run(loaded, store, executor)
+    run, plan = prepare_run(loaded, store, executor, skip_data_check=skip_data_check)
     return start_run(run, loaded, plan, quiet=quiet)
 
 
@@ -227,6 +231,13 @@ def resume_run(run_id: str, *, results_dir: Path, quiet: bool = False, force: bo
     loaded = load_run_recipe(run)
     run_preflight(loaded.recipe, results_dir)
     dataset_dir = resolve_dataset(loaded)
+    recorded = run.read_json("dataset.json") or {}
+    dataset = verify_dataset(dataset_dir, f"{loaded.path}: dataset", skip_check=recorded.get("check_skipped", False))
+    if recorded.get("fingerprint") and dataset["fingerprint"] != recorded["fingerprint"]:
+        raise RunStoreError(
+            f"run {run_id}: the dataset changed since the run started (fingerprint {recorded['fingerprint'][:12]} -> "
+            f"{dataset['fingerprint'][:12]}); resuming would mix two datasets in one result"
+        )
     executor = (run.read_json("plan.json") or {}).get("executor", "local")
     inputs = plan_inputs(loaded, run.path.resolve(), dataset_dir, resume=True)
     plan = build_plan(loaded.recipe, replace(inputs, config_name=Path(run.read_json("job.json")["config"]).name), executor)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import yaml
 
-from harness.fileio import write_text_atomic
+from harness.fileio import write_json_atomic, write_text_atomic
 from harness.recipe import METRICS, PublishedRow, Recipe, RecipeError, load_recipe
 from harness.result import build_result
 from harness.runs import RunDir, RunStore, utc_now
@@ -145,8 +145,8 @@ def verdict_table(report: Report) -> list[str]:
 
 def runs_table(report: Report) -> list[str]:
     lines = [
-        "| run | recipe | state | iterations | mean s/iter | fps (seed definition) | evaluations | compared | where the numbers come from |",
-        "| --- | --- | --- | ---: | ---: | ---: | ---: | --- | --- |",
+        "| run | recipe | state | iterations | mean s/iter | fps (seed definition) | evaluations | compared | dataset | plots | where the numbers come from |",
+        "| --- | --- | --- | ---: | ---: | ---: | ---: | --- | --- | --- | --- |",
     ]
     for row in report.rows:
         result = row.result or {}
@@ -158,9 +158,24 @@ def runs_table(report: Report) -> list[str]:
             f"| `{row.run.run_id}` | {row.recipe.name if row.recipe else '?'} | {state} | "
             f"{result.get('iterations') if result.get('iterations') is not None else '--'} | "
             f"{_num(result.get('mean_iter_time_s'), 4)} | {_num(result.get('fps_seed_definition'), 3)} | "
-            f"{result.get('evaluations_count', '--')} | {result.get('compared', '--')} | {where} |"
+            f"{result.get('evaluations_count', '--')} | {result.get('compared', '--')} | {_dataset_cell(result)} | "
+            f"{_plot_links(row)} | {where} |"
         )
     return lines
+
+
+def _dataset_cell(result: dict) -> str:
+    provenance = result.get("provenance") or {}
+    fingerprint = provenance.get("dataset_fingerprint")
+    if not fingerprint:
+        return "--"
+    skipped = " (check skipped)" if provenance.get("dataset_check_skipped") else ""
+    return f"`{fingerprint[:12]}`{skipped}"
+
+
+def _plot_links(row: RunRow) -> str:
+    plots = sorted((row.run.path / "plots").glob("*.png"))
+    return " ".join(f"[{p.stem}](runs/{row.run.run_id}/plots/{p.name})" for p in plots) or "--"
 
 
 def references_section(report: Report) -> list[str]:
@@ -209,8 +224,74 @@ def render(report: Report) -> str:
     return "\n".join(parts)
 
 
+SUMMARY_FIELDS = (
+    "run_id", "recipe", "device", "devices", "state", "reason", "iterations", "fps", "fps_seed_definition",
+    "mean_iter_time_s", "compared", "aAcc", "mIoU", "mAcc", "verdict_fps", "verdict_aAcc", "verdict_mIoU",
+    "verdict_mAcc", "reference", "reference_source", "image_id", "dataset_fingerprint", "harness_commit",
+)
+
+
+def summary_rows(report: Report) -> list[dict]:
+    rows = []
+    for row in report.rows:
+        result = row.result or {}
+        status = row.run.status()
+        compared = result.get(result.get("compared", "best")) or {}
+        verdicts = _verdicts(result)
+        provenance = result.get("provenance") or {}
+        host = row.run.read_json("provenance.json") or {}
+        rows.append({
+            "run_id": row.run.run_id,
+            "recipe": row.recipe.name if row.recipe else None,
+            "device": row.recipe.device.kind if row.recipe else None,
+            "devices": row.recipe.device.count if row.recipe else None,
+            "state": row.state,
+            "reason": status.get("reason"),
+            "iterations": result.get("iterations"),
+            "fps": result.get("fps"),
+            "fps_seed_definition": result.get("fps_seed_definition"),
+            "mean_iter_time_s": result.get("mean_iter_time_s"),
+            "compared": result.get("compared"),
+            **{m: compared.get(m) for m in METRICS},
+            **{f"verdict_{m}": (verdicts.get(m) or {}).get("status") for m in ("fps", *METRICS)},
+            "reference": row.recipe.reference.label if row.recipe else None,
+            "reference_source": row.recipe.reference.source if row.recipe else None,
+            "image_id": provenance.get("image_id"),
+            "dataset_fingerprint": provenance.get("dataset_fingerprint"),
+            "harness_commit": host.get("harness_commit"),
+        })
+    return rows
+
+
+def _csv(rows: list[dict]) -> str:
+    import csv
+    import io
+
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=SUMMARY_FIELDS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
+def write_plots(report: Report) -> None:
+    from harness.plots import write_run_plots
+
+    for row in report.rows:
+        if row.result and row.result.get("train"):
+            write_run_plots(row.result, row.run.path / "plots")
+
+
 def write_report(results_dir: Path, recipes_dir: Path = DEFAULT_RECIPES_DIR) -> tuple[Path, Report]:
     report = collect(results_dir, recipes_dir)
     path = Path(results_dir) / "README.md"
+    rows = summary_rows(report)
+    write_json_atomic(Path(results_dir) / "summary.json", {
+        "generated": utc_now(),
+        "references": [ref.model_dump() for ref in report.references],
+        "runs": rows,
+    })
+    write_text_atomic(Path(results_dir) / "summary.csv", _csv(rows))
+    write_plots(report)
     write_text_atomic(path, render(report))
     return path, report

@@ -13,6 +13,14 @@ from harness.verdict import judge_all
 RESULT_VERSION = 1
 
 
+def _dataset_provenance(run: RunDir) -> dict:
+    dataset = run.read_json("dataset.json")
+    if not dataset:
+        return {}
+    return {"dataset_fingerprint": dataset.get("fingerprint"), "dataset_check": dataset.get("check"),
+            "dataset_check_skipped": dataset.get("check_skipped")}
+
+
 def attempt_folders(run: RunDir) -> list[Path]:
     if not run.work_dir.is_dir():
         return []
@@ -30,7 +38,7 @@ def build_result(run: RunDir, recipe: Recipe, plan: Plan | dict) -> dict:
         "device": {"kind": recipe.device.kind, "count": world_size},
         "batch_per_device": batch,
         "reference": recipe.reference.model_dump(),
-        "provenance": {"log_files": []},
+        "provenance": {"log_files": [], **_dataset_provenance(run)},
         "parse_error": None,
     }
     folders = attempt_folders(run)

@@ -39,3 +39,31 @@ def resolve_dataset(loaded: LoadedRecipe) -> Path:
     devkit = loaded.resolve(dataset.root)
     check_layout(devkit, f"{loaded.path}: dataset.root")
     return devkit
+
+
+def verify_dataset(devkit: Path, where: str, *, skip_check: bool) -> dict:
+    """The dataset's identity and check result, recorded with every run. A dataset that fails the
+    check is refused unless ``skip_check`` (which is recorded too)."""
+    from harness.data.check import check_dataset
+    from harness.data.layout import DataError
+    from harness.data.manifest import dataset_fingerprint
+
+    # Label values are decoded too (about 10 s on the real set): a wrong class id trains silently.
+    report = check_dataset(devkit, quick=False)
+    if not report.ok and not skip_check:
+        first = report.problems[0] if report.problems else ""
+        raise RecipeError(
+            f"{where}: {report.summary()}; first: {first} "
+            f"(see `harness data check --voc {devkit}`; --skip-data-check runs anyway and records it)"
+        )
+    try:
+        fingerprint = dataset_fingerprint(devkit)
+    except DataError as exc:
+        raise RecipeError(f"{where}: {exc}") from None
+    return {
+        "devkit": str(devkit),
+        "fingerprint": fingerprint,
+        "check": report.summary(),
+        "check_ok": report.ok,
+        "check_skipped": skip_check,
+    }

@@ -1,0 +1,84 @@
+"""Bad datasets and logs given to `harness run` / `harness parse`: one line, exit 2, nothing written.
+(Bad recipes and CLI arguments are in test_recipes.py; data-tool input in test_data_*.py.)"""
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from harness.data.synth import SynthSpec, voc_palette, write_synthetic_voc
+from support import RECIPES, run_cli
+
+SMALL = SynthSpec(seed=5, n_train=4, n_aug=4, n_val=3)
+
+
+@pytest.fixture(scope="module")
+def good_devkit(tmp_path_factory):
+    return write_synthetic_voc(tmp_path_factory.mktemp("good"), SMALL)
+
+
+def _label_42(voc):
+    path = next((voc / "SegmentationClass").glob("*.png"))
+    image = Image.fromarray(np.full((8, 8), 42, np.uint8), mode="P")
+    image.putpalette(voc_palette())
+    with Image.open(next((voc / "JPEGImages").glob("*.jpg"))) as jpg:
+        image = image.resize(jpg.size)
+    image.save(path)
+
+
+BREAKAGES = {
+    "no_voc2012_folder": lambda voc: shutil.rmtree(voc),
+    "no_split_lists": lambda voc: shutil.rmtree(voc / "ImageSets"),
+    "missing_image": lambda voc: next((voc / "JPEGImages").glob("*.jpg")).unlink(),
+    "label_value_42": _label_42,
+    "truncated_label": lambda voc: (lambda p: p.write_bytes(p.read_bytes()[:100]))(next((voc / "SegmentationClass").glob("*.png"))),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BREAKAGES))
+def test_broken_dataset_is_refused_before_anything_is_written(case, good_devkit, tmp_path):
+    devkit = tmp_path / "VOCdevkit"
+    shutil.copytree(good_devkit, devkit)
+    BREAKAGES[case](devkit / "VOC2012")
+    results = tmp_path / "results"
+    proc = run_cli("run", str(RECIPES / "smoke_cpu.yaml"), "--set", f"dataset.root={devkit}", "--set", "dataset.synthetic=null",
+                   "--set", "train.iterations=2",
+                   "--results", str(results))
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert "dataset" in lines[0] and str(devkit) in lines[0]
+    assert not results.exists()
+
+
+BAD_LOGS = {
+    "empty": b"",
+    "binary": bytes(range(256)) * 8,
+    "garbage_text": b"hello\nthis is not a training log\n",
+    "json_not_a_log": b'{"a": 1}\n{"b": 2}\n',
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_LOGS))
+def test_bad_log_is_one_line_exit_2(case, tmp_path):
+    path = tmp_path / f"{case}.log"
+    path.write_bytes(BAD_LOGS[case])
+    proc = run_cli("parse", str(path), "--json")
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and str(path) in lines[0] and "Traceback" not in proc.stderr
+    assert proc.stdout == ""
+
+
+def test_missing_log_path(tmp_path):
+    proc = run_cli("parse", str(tmp_path / "nope.log"))
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_resume_of_unknown_or_escaping_run_id(tmp_path):
+    for run_id in ("20261125T000000Z-x-abcdef", "../../etc/passwd", "a/b"):
+        proc = run_cli("run", "--resume", run_id, "--results", str(tmp_path))
+        assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert not (tmp_path / "runs").exists()
