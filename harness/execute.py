@@ -20,6 +20,7 @@ from harness.plan import CONFIGS_DIR, CONTAINER_USER, Executor, Plan, PlanInputs
 from harness.progress import Progress
 from harness.provenance import host_provenance
 from harness.preflight import run_preflight
+from harness.processes import pid_alive
 from harness.recipe import LoadedRecipe, Recipe
 from harness.result import build_result
 from harness.runs import RunDir, RunStore, RunStoreError, utc_now
@@ -247,12 +248,4 @@ def resume_run(run_id: str, *, results_dir: Path, quiet: bool = False, force: bo
 
 
 def _alive(pid) -> bool:
-    if not isinstance(pid, int):
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return pid != os.getpid()
+    return isinstance(pid, int) and pid != os.getpid() and pid_alive(pid)

@@ -57,6 +57,8 @@ def reference_rows(recipes: list[Recipe]) -> list[PublishedRow]:
     seen: dict[tuple[str, str], PublishedRow] = {}
     for recipe in recipes:
         for row in [*recipe.published, recipe.reference]:
+            if all(getattr(row, m) is None for m in ("fps", *METRICS)):
+                continue  # nothing to compare against (e.g. an ingested CPU work_dir)
             seen.setdefault((row.label, row.source), PublishedRow(**{k: getattr(row, k) for k in PublishedRow.model_fields}))
     return list(seen.values())
 

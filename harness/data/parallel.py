@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import multiprocessing
+import signal
 import sys
 import threading
 import time
@@ -66,6 +67,14 @@ def _pool_context():
     return multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
 
 
+def _default_signals() -> None:
+    # Forked workers inherit the parent's handlers (`harness run` turns SIGTERM into
+    # KeyboardInterrupt); the pool stops its workers with SIGTERM, which must just end them.
+    # Ctrl-C is the parent's to handle.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def parallel_map(
     func: Callable[[Sequence[T]], list[R]],
     items: Sequence[T],
@@ -86,7 +95,7 @@ def parallel_map(
     if workers <= 1 or len(chunks) == 1:
         yield from _serial(func, chunks, bar)
         return
-    with _pool_context().Pool(min(workers, len(chunks))) as pool:
+    with _pool_context().Pool(min(workers, len(chunks)), initializer=_default_signals) as pool:
         for results in pool.imap_unordered(func, chunks):
             if bar:
                 bar.update(len(results))

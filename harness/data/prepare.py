@@ -26,6 +26,7 @@ from functools import partial
 from pathlib import Path
 from typing import NamedTuple, TextIO
 
+from harness.processes import pid_alive
 from harness.data.layout import (AUG_LABELS, DEFAULT_SBD, VOC, DataError, default_workers, png_complete,
                                  read_ids, split_path)
 from harness.data.matfile import MatError, read_segmentation
@@ -162,18 +163,8 @@ def remove_stale_temps(out_dir: Path) -> None:
     """Delete temp files left by prepare runs that died (their pid is gone); never a finished PNG."""
     for entry in os.scandir(out_dir):
         match = TEMP.match(entry.name)
-        if match and not _pid_alive(int(match[1])):
+        if match and not pid_alive(int(match[1])):
             Path(entry.path).unlink(missing_ok=True)
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def write_split(path: Path, ids: list[str]) -> None:

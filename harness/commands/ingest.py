@@ -1,0 +1,51 @@
+"""``harness ingest PATH...``: import runs made outside the harness (the seed scripts' output
+folders, plain mmseg work_dirs) into ``results/runs/`` so that ``harness report`` shows them."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from harness.commands.parse import _positive
+from harness.ingest import IngestError, prepare, store_prepared
+from harness.runs import RunStoreError
+
+EXIT_BAD_INPUT = 2
+
+
+def register(subparsers) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(
+        "ingest", help="import seed output folders or mmseg work_dirs as runs",
+        description="Import runs made outside the harness into RESULTS/runs/: the seed scripts' "
+                    "output folders (output/<Network>/<id>/ with train_<id>.log and the "
+                    "<CaseName>.log result file; output/ or output/<Network>/ finds them all) "
+                    "and plain mmsegmentation work_dirs (1.x <timestamp>/ folders with "
+                    "vis_data/scalars.json, 0.x *.log / *.log.json). The logs are copied, "
+                    "parsed and judged against the matching shipped reference row. Importing "
+                    "the same files twice does nothing. Everything is checked before anything "
+                    "is written.")
+    p.add_argument("paths", nargs="+", type=Path, metavar="PATH",
+                   help="a seed output folder, an mmseg work_dir, or a folder holding several")
+    p.add_argument("--results", type=Path, default=Path("results"),
+                   help="results folder (default: results)")
+    p.add_argument("--batch-size", type=_positive, dest="batch_size", metavar="B",
+                   help="images per device per iteration (default: from the logs)")
+    p.add_argument("--devices", type=_positive, metavar="N",
+                   help="number of devices (default: from the logs, e.g. the seed's RankSize)")
+    p.set_defaults(func=run)
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        # Every path is found and parsed first: one bad input writes nothing at all.
+        prepared = [item for path in args.paths
+                    for item in prepare(path, batch_per_device=args.batch_size, devices=args.devices)]
+        store_prepared(prepared, args.results, on_message=print)
+    except (IngestError, RunStoreError) as err:
+        print(f"harness ingest: error: {err}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except (ValueError, OSError, UnicodeError, MemoryError, RecursionError) as err:
+        print(f"harness ingest: error: {' '.join(str(err).split())}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    return 0

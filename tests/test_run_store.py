@@ -1,0 +1,88 @@
+"""The run store and the files the harness writes: unique folders under concurrency, atomic writes,
+run ids that cannot leave results/, pre-flight checks."""
+from __future__ import annotations
+
+import json
+import multiprocessing
+import subprocess
+
+import pytest
+
+from harness import fileio
+from harness.preflight import disk_problems, gpu_busy_problems, npu_busy_problems
+from harness.runs import RunStore, RunStoreError
+
+
+def _create(args):
+    results, name = args
+    return RunStore(results).create(name).run_id
+
+
+def test_concurrent_creates_get_distinct_folders(tmp_path):
+    with multiprocessing.get_context("spawn").Pool(8) as pool:
+        ids = pool.map(_create, [(str(tmp_path), "smoke_cpu")] * 40)
+    assert len(set(ids)) == 40
+    assert len(list((tmp_path / "runs").iterdir())) == 40
+
+
+def test_run_ids_cannot_escape(tmp_path):
+    store = RunStore(tmp_path)
+    for bad in ("..", "../x", "/etc", "20261125T000000Z-x-abcdef/../../..", "a" * 200):
+        with pytest.raises(RunStoreError):
+            store.get(bad)
+
+
+def test_crash_while_writing_leaves_the_old_file_whole(tmp_path, monkeypatch):
+    path = tmp_path / "result.json"
+    fileio.write_json_atomic(path, {"mIoU": 68.62})
+
+    class Boom(Exception):
+        pass
+
+    def explode(*args, **kwargs):
+        raise Boom()
+
+    monkeypatch.setattr(fileio.os, "fsync", explode)  # dies after the data was written to the temp file
+    with pytest.raises(Boom):
+        fileio.write_json_atomic(path, {"mIoU": 0.0, "partial": "x" * 100000})
+    assert json.loads(path.read_text()) == {"mIoU": 68.62}
+    assert list(tmp_path.iterdir()) == [path]  # no temp file left behind
+
+
+def test_status_states_are_checked(tmp_path):
+    run = RunStore(tmp_path).create("x")
+    run.set_status("running", attempts=1)
+    run.set_status("failed", exit_code=1, reason="training error")
+    status = run.status()
+    assert status["state"] == "failed" and status["attempts"] == 1 and status["created"]
+    with pytest.raises(ValueError):
+        run.set_status("finished-ish")
+
+
+def test_disk_preflight():
+    assert disk_problems("/tmp", "cpu", free_bytes=50 * 1024**3) == []
+    [problem] = disk_problems("/tmp/results", "npu", free_bytes=2 * 1024**3)
+    assert "only 2.0 GB free" in problem and ">= 10 GB" in problem
+
+
+def _completed(stdout="", returncode=0, stderr=""):
+    return subprocess.CompletedProcess([], returncode, stdout, stderr)
+
+
+def test_gpu_busy_and_missing_from_nvidia_smi_output():
+    # The two queries nvidia-smi answers on a host (what cannot run here is the tool, not the logic).
+    outputs = {
+        "--query-compute-apps=gpu_bus_id,pid": _completed("00000000:1B:00.0, 4242\n"),
+        "--query-gpu=index,pci.bus_id": _completed("0, 00000000:1A:00.0\n1, 00000000:1B:00.0\n"),
+    }
+    problems = gpu_busy_problems((0, 1, 2), run=lambda argv: outputs[argv[1]], which=lambda name: "/usr/bin/nvidia-smi")
+    assert problems == ["GPU 2: not present (nvidia-smi lists [0, 1])", "GPU 1: in use by process 4242"]
+    assert gpu_busy_problems((0,), which=lambda name: None) == []
+
+
+def test_npu_held_by_another_container():
+    def run(argv):
+        return _completed("", 1, "Error: dcmi get device info failed, ret = -8005\n") if argv[-1] == "3" else _completed("ok")
+
+    problems = npu_busy_problems((2, 3), run=run, which=lambda name: "/usr/local/bin/npu-smi")
+    assert problems == ["NPU 3: npu-smi failed (Error: dcmi get device info failed, ret = -8005); -8005 means another container holds it"]
