@@ -229,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
         print("harness: interrupted", file=sys.stderr)
         return 130
     except _environment_errors() as exc:
-        return _fail(str(exc), EXIT_ENVIRONMENT)
+        return _fail("; ".join(str(exc).splitlines()), EXIT_ENVIRONMENT)
 
 
 def _environment_errors() -> tuple[type[BaseException], ...]:

@@ -108,6 +108,7 @@ class StopOutcome:
     exit_code: int
     interrupted: bool = False
     timed_out: bool = False
+    error: str | None = None
 
 
 def _execute(plan: Plan, run: RunDir, progress: Progress):
@@ -137,6 +138,8 @@ def execute_with_limits(plan: Plan, run: RunDir, progress: Progress, timeout_s: 
         return StopOutcome(exit_code=124, timed_out=True)
     except KeyboardInterrupt:
         return StopOutcome(exit_code=EXIT_INTERRUPTED, interrupted=True)
+    except Exception as exc:  # the engine went away, a disk filled: the run is failed, not lost
+        return StopOutcome(exit_code=-1, error=f"{exc.__class__.__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
     finally:
         if timeout_s:
             signal.setitimer(signal.ITIMER_REAL, 0)
@@ -165,6 +168,8 @@ def finish(run: RunDir, loaded: LoadedRecipe, plan: Plan, outcome) -> RunOutcome
 
 
 def failure_reason(run: RunDir, outcome) -> str:
+    if getattr(outcome, "error", None):
+        return f"executor error: {outcome.error}"
     if getattr(outcome, "oom_killed", False):
         return "killed: out of memory (the container's OOM killer)"
     if outcome.exit_code in (137, -9):
@@ -206,9 +211,22 @@ def run_recipe(
     loaded: LoadedRecipe, *, results_dir: Path, executor: Executor, quiet: bool = False, skip_data_check: bool = False
 ) -> RunOutcome:
     run_preflight(loaded.recipe, results_dir)
+    if executor == "docker":
+        docker_preflight(loaded)
     store = RunStore(results_dir)
     run, plan = prepare_run(loaded, store, executor, skip_data_check=skip_data_check)
     return start_run(run, loaded, plan, quiet=quiet)
+
+
+def docker_preflight(loaded: LoadedRecipe) -> None:
+    """Engine, image, devices and inputs, checked before the run folder exists, so that a machine
+    that cannot run the container leaves nothing behind. The run folder itself is not made yet;
+    the dataset folder stands in for it (both are plain directories to bind)."""
+    from harness.executors.docker import connect, preflight
+
+    dataset_dir = resolve_dataset(loaded)
+    plan = build_plan(loaded.recipe, plan_inputs(loaded, dataset_dir, dataset_dir), "docker")
+    preflight(plan.container, connect())
 
 
 def load_run_recipe(run: RunDir) -> LoadedRecipe:

@@ -82,3 +82,15 @@ def test_resume_of_unknown_or_escaping_run_id(tmp_path):
         proc = run_cli("run", "--resume", run_id, "--results", str(tmp_path))
         assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
     assert not (tmp_path / "runs").exists()
+
+
+def test_unreachable_docker_engine_is_exit_3_and_nothing_written(tmp_path):
+    import os
+
+    env = {**os.environ, "DOCKER_HOST": f"unix://{tmp_path}/no-engine.sock"}
+    results = tmp_path / "results"
+    proc = run_cli("run", str(RECIPES / "smoke_cpu.yaml"), "--executor", "docker", "--results", str(results), env=env)
+    assert proc.returncode == 3, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Docker engine" in lines[0] and "docker-up.sh" in lines[0]
+    assert not (results / "runs").exists() or not any((results / "runs").iterdir())

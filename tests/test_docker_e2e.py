@@ -138,3 +138,13 @@ def test_sigint_during_a_container_run(tmp_path, cpu_image, client, docker_env):
     assert run.status()["state"] == "interrupted"
     assert containers_of(client, cpu_image) == []
     assert log_has(run, "Iter(train) [10/60]")
+
+
+def test_missing_image_is_exit_3_and_nothing_written(tmp_path, client, docker_env):
+    results = tmp_path / "results"
+    proc = run_cli("run", str(RECIPES / "smoke_cpu.yaml"), "--executor", "docker", "--set", "image=pspnet-repro/cpu:absent",
+                   "--results", str(results), env=docker_env)
+    assert proc.returncode == 3, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "harness image build cpu" in lines[0], proc.stderr
+    assert RunStore(results).all() == []

@@ -65,7 +65,16 @@ def test_smoke_cpu_trains_parses_and_reports(tmp_path, cache_env):
     assert "|GPU-8p (reference)| 82.296 | 94.92 | 77.13 | 85.70 |" in report
     assert f"{result['final']['mIoU']:.2f} PASS" in report
 
-    # harness report rebuilds the same table from the stored run
+    # eval mode (the seed's train_val_8p.sh): the trained checkpoint scores what its last validation did
+    evaluated = run_cli("run", str(RECIPES / "smoke_cpu.yaml"), "--results", str(results), "--quiet", "--no-report",
+                        "--set", "mode=eval", "--set", f"eval.checkpoint={run.work_dir / 'iter_200.pth'}", env=cache_env)
+    assert evaluated.returncode == 0, evaluated.stderr[-3000:]
+    [eval_run] = [r for r in RunStore(results).all() if r.run_id != run.run_id]
+    eval_result = json.loads(eval_run.result_file.read_text())
+    assert eval_result["mode"] == "eval" and eval_result["evaluations_count"] == 1
+    assert eval_result["final"]["mIoU"] == pytest.approx(result["final"]["mIoU"], abs=0.01)
+
+    # harness report rebuilds the same table from the stored runs
     (results / "README.md").unlink()
     rebuilt = run_cli("report", "--results", str(results))
     assert rebuilt.returncode == 0
