@@ -5,19 +5,10 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from harness.commands.arguments import positive_int
 
 EXIT_OK, EXIT_BAD_INPUT = 0, 2
 LISTED = 20  # problems shown one per line before the rest are only counted
-
-
-def _workers(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
 
 
 def _devkit_argument(parser: argparse.ArgumentParser) -> None:
@@ -26,7 +17,7 @@ def _devkit_argument(parser: argparse.ArgumentParser) -> None:
 
 
 def _workers_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--workers", type=_workers, default=None, metavar="N",
+    parser.add_argument("--workers", type=positive_int, default=None, metavar="N",
                         help="processes (default: the cores this process may use)")
 
 

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from harness.commands.parse import _positive
+from harness.commands.arguments import positive_int
 from harness.ingest import IngestError, prepare, store_prepared
 from harness.runs import RunStoreError
 
@@ -28,9 +28,9 @@ def register(subparsers) -> argparse.ArgumentParser:
                    help="a seed output folder, an mmseg work_dir, or a folder holding several")
     p.add_argument("--results", type=Path, default=Path("results"),
                    help="results folder (default: results)")
-    p.add_argument("--batch-size", type=_positive, dest="batch_size", metavar="B",
+    p.add_argument("--batch-size", type=positive_int, dest="batch_size", metavar="B",
                    help="images per device per iteration (default: from the logs)")
-    p.add_argument("--devices", type=_positive, metavar="N",
+    p.add_argument("--devices", type=positive_int, metavar="N",
                    help="number of devices (default: from the logs, e.g. the seed's RankSize)")
     p.set_defaults(func=run)
     return p

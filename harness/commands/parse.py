@@ -7,16 +7,7 @@ import sys
 from pathlib import Path
 
 from harness.logs import FORMATS, LogParseError, LogResult, parse_logs
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
+from harness.commands.arguments import positive_int
 
 
 def register(subparsers) -> argparse.ArgumentParser:
@@ -29,9 +20,9 @@ def register(subparsers) -> argparse.ArgumentParser:
     p.add_argument("logs", nargs="+", type=Path, metavar="LOG",
                    help="log file(s) or run folder(s); several files of a resumed run are "
                         "stitched in iteration order")
-    p.add_argument("--batch-size", type=_positive, dest="batch_size", metavar="B",
+    p.add_argument("--batch-size", type=positive_int, dest="batch_size", metavar="B",
                    help="images per device per iteration (default: from the log)")
-    p.add_argument("--devices", type=_positive, metavar="N",
+    p.add_argument("--devices", type=positive_int, metavar="N",
                    help="number of devices (default: from the log, else 1)")
     p.add_argument("--format", choices=sorted(FORMATS), dest="fmt",
                    help="skip auto-detection")
