@@ -15,7 +15,7 @@ import signal
 import sys
 from pathlib import Path
 
-from harness.recipe import RecipeError, load_recipe
+from harness.errors import RecipeError
 from harness.runs import RunStoreError
 
 EXIT_BAD_INPUT = 2
@@ -57,6 +57,7 @@ def default_executor(recipe) -> str:
 def cmd_plan(args: argparse.Namespace) -> int:
     from harness.execute import describe_plan, plan_inputs
     from harness.plan import build_plan
+    from harness.recipe import load_recipe
 
     loaded = load_recipe(args.recipe, args.sets)
     executor = args.executor or default_executor(loaded.recipe)
@@ -82,6 +83,7 @@ def _sigterm_as_interrupt(signum, frame):
 
 def cmd_run(args: argparse.Namespace) -> int:
     from harness.execute import resume_run, run_recipe
+    from harness.recipe import load_recipe
 
     # SIGTERM (docker stop, a batch scheduler) is handled like Ctrl-C: stop, keep, mark interrupted.
     # SIGINT too, explicitly: a process started in the background inherits SIGINT ignored.

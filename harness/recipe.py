@@ -12,13 +12,11 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from harness.errors import RecipeError  # re-exported: the recipe's error type
+
 Mode = Literal["accuracy", "performance", "eval"]
 DeviceKind = Literal["npu", "gpu", "cpu"]
 METRICS = ("aAcc", "mIoU", "mAcc")
-
-
-class RecipeError(Exception):
-    """A recipe that cannot be used; ``str()`` is the one line shown to the user."""
 
 
 class _Strict(BaseModel):

@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 
 from harness.commands.arguments import positive_int
-from harness.ingest import IngestError, prepare, store_prepared
 from harness.runs import RunStoreError
 
 EXIT_BAD_INPUT = 2
@@ -37,6 +36,8 @@ def register(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    from harness.ingest import IngestError, prepare, store_prepared  # pydantic and friends: only when used
+
     try:
         # Every path is found and parsed first: one bad input writes nothing at all.
         prepared = [item for path in args.paths
