@@ -138,7 +138,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
         final = result.get("final") or {}
         miou = final.get("mIoU")
         print(
-            f"{run.run_id:<44} {status.get('state', '?'):<12} {str(status.get('exit_code', '')):>4}  "
+            f"{run.run_id:<44} {run.effective_state():<12} {str(status.get('exit_code', '')):>4}  "
             f"{str(result.get('iterations') or ''):>6}  {f'{miou:.2f}' if miou is not None else '':>6}  {status.get('reason', '')}"
         )
     return 0

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import socket
 import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -20,7 +21,6 @@ from harness.plan import CONFIGS_DIR, CONTAINER_USER, Executor, Plan, PlanInputs
 from harness.progress import Progress
 from harness.provenance import host_provenance
 from harness.preflight import run_preflight
-from harness.processes import pid_alive
 from harness.recipe import LoadedRecipe, Recipe
 from harness.result import build_result
 from harness.runs import RunDir, RunStore, RunStoreError, utc_now
@@ -200,7 +200,8 @@ def start_run(run: RunDir, loaded: LoadedRecipe, plan: Plan, *, quiet: bool) -> 
     print(f"harness: run {run.run_id} ({plan.executor}, {plan.backend} x{plan.world_size}) -> {run.path}", file=sys.stderr)
     run.write_json("provenance.json", host_provenance())
     attempts = run.status().get("attempts", 0) + 1
-    run.set_status("running", started=utc_now(), attempts=attempts, command=list(plan.launch.argv), pid=os.getpid())
+    run.set_status("running", started=utc_now(), attempts=attempts, command=list(plan.launch.argv), pid=os.getpid(),
+                   host=socket.gethostname())
     hand_over_run_dir(run, plan)
     timeout_s = loaded.recipe.timeout_minutes * 60 if loaded.recipe.timeout_minutes else None
     outcome = execute_with_limits(plan, run, progress, timeout_s)
@@ -245,7 +246,7 @@ def resume_run(run_id: str, *, results_dir: Path, quiet: bool = False, force: bo
     state = status.get("state")
     if state == "succeeded" and not force:
         raise RunStoreError(f"run {run_id} already succeeded; pass --force to train it again from its last checkpoint")
-    if state == "running" and _alive(status.get("pid")):
+    if run.effective_state() == "running":
         raise RunStoreError(f"run {run_id} is running (harness pid {status.get('pid')}); it cannot be resumed twice")
     loaded = load_run_recipe(run)
     run_preflight(loaded.recipe, results_dir)
@@ -264,6 +265,3 @@ def resume_run(run_id: str, *, results_dir: Path, quiet: bool = False, force: bo
     run.write_json("plan.json", describe_plan(plan))
     return start_run(run, loaded, plan, quiet=quiet)
 
-
-def _alive(pid) -> bool:
-    return isinstance(pid, int) and pid != os.getpid() and pid_alive(pid)

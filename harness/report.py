@@ -40,7 +40,7 @@ def _load_run_recipe(run: RunDir) -> Recipe:
 
 
 def collect_run(run: RunDir) -> RunRow:
-    state = run.status().get("state", "unknown")
+    state = run.effective_state()
     try:
         recipe = _load_run_recipe(run)
     except (OSError, ValueError, yaml.YAMLError) as exc:

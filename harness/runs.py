@@ -9,12 +9,14 @@ from __future__ import annotations
 import json
 import re
 import secrets
+import socket
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from harness.fileio import write_json_atomic, write_text_atomic
+from harness.processes import pid_alive
 
 RUNS_DIR = "runs"
 RUN_ID_PATTERN = re.compile(r"^[0-9]{8}T[0-9]{6}Z-[A-Za-z0-9_.-]{1,64}-[0-9a-f]{6}$")
@@ -55,6 +57,16 @@ class RunDir:
 
     def status(self) -> dict:
         return self.read_json("status.json") or {"state": "unknown"}
+
+    def effective_state(self) -> str:
+        """The recorded state, except that a 'running' run whose harness process is gone (same
+        host, pid no longer alive: killed with SIGKILL, machine rebooted) shows as 'stale'."""
+        status = self.status()
+        state = status.get("state", "unknown")
+        pid = status.get("pid")
+        if state == "running" and isinstance(pid, int) and status.get("host") == socket.gethostname() and not pid_alive(pid):
+            return "stale"
+        return state
 
     def set_status(self, state: str, **details: Any) -> None:
         if state not in STATES:

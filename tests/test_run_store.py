@@ -86,3 +86,18 @@ def test_npu_held_by_another_container():
 
     problems = npu_busy_problems((2, 3), run=run, which=lambda name: "/usr/local/bin/npu-smi")
     assert problems == ["NPU 3: npu-smi failed (Error: dcmi get device info failed, ret = -8005); -8005 means another container holds it"]
+
+
+def test_a_running_run_whose_harness_died_shows_as_stale(tmp_path):
+    import os
+    import socket
+
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    run = RunStore(tmp_path).create("x")
+    run.set_status("running", pid=dead.pid, host=socket.gethostname())
+    assert run.effective_state() == "stale"
+    run.set_status("running", pid=os.getpid(), host=socket.gethostname())
+    assert run.effective_state() == "running"
+    run.set_status("running", pid=dead.pid, host="another-host")  # a pid from elsewhere says nothing
+    assert run.effective_state() == "running"
