@@ -16,6 +16,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from harness.fileio import atomic_output
+
 FIGSIZE = (7.0, 4.0)  # inches
 DPI = 110
 METRIC_STYLE = (("aAcc", "tab:green", "s"), ("mIoU", "tab:blue", "o"), ("mAcc", "tab:orange", "^"))
@@ -98,17 +100,8 @@ def _save(fig, ax, result: dict, path: Path, legend: bool) -> Path:
     if legend:
         ax.legend(loc="best", fontsize=8, framealpha=0.85)
     fig.tight_layout(rect=(0, 0.03, 1, 1) if sub else None)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            fig.savefig(handle, format="png", dpi=DPI)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_output(path, "wb") as handle:
+        fig.savefig(handle, format="png", dpi=DPI)
     return path
 
 

@@ -16,3 +16,18 @@ def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None, timeou
     )
 
 
+
+
+def wait_for(predicate, timeout: float = 300, what: str = "") -> None:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def log_has(run, text: str) -> bool:
+    return run.log_file.is_file() and text in run.log_file.read_text(errors="replace")

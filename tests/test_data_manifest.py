@@ -80,14 +80,14 @@ def test_a_copy_has_the_same_fingerprint(prepared, tmp_path):
 
 def test_read_only_dataset_gets_its_manifest_in_the_cache(prepared, tmp_path, monkeypatch):
     (prepared / MANIFEST_NAME).unlink()
-    real = manifest_module._write_atomic
+    real = manifest_module.write_text_atomic
 
     def read_only(path, text):
         if path.parent == prepared:
             raise PermissionError(13, "Permission denied", str(path))
         real(path, text)
 
-    monkeypatch.setattr(manifest_module, "_write_atomic", read_only)
+    monkeypatch.setattr(manifest_module, "write_text_atomic", read_only)
     where = write_manifest(prepared)
     assert where.is_relative_to(tmp_path / "cache" / "manifests") and where.is_file()
     assert not (prepared / MANIFEST_NAME).exists()

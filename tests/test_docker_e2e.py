@@ -10,13 +10,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 
 from harness.executors import docker as dx
 from harness.runs import RunStore
-from support import RECIPES, REPO, run_cli
+from support import RECIPES, REPO, log_has, run_cli, wait_for
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
@@ -31,19 +30,6 @@ def docker_env(cache_env, client):
 
 def containers_of(client, image: str) -> list:
     return client.containers.list(all=True, filters={"ancestor": image})
-
-
-def wait_for(predicate, timeout: float = 300, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.5)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def log_has(run, text: str) -> bool:
-    return run.log_file.is_file() and text in run.log_file.read_text(errors="replace")
 
 
 def test_smoke_in_a_container_through_the_docker_executor(tmp_path, cpu_image, client, docker_env):

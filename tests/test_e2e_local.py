@@ -7,7 +7,7 @@ import pytest
 
 from harness.logs import parse_logs
 from harness.runs import RunStore
-from support import RECIPES, REPO, run_cli
+from support import RECIPES, run_cli
 
 pytestmark = pytest.mark.slow
 pytest.importorskip("mmseg", reason="the training stack (pip install -e '.[train]') is not installed")

@@ -7,13 +7,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from harness.runs import RunStore
-from support import RECIPES, REPO, run_cli
+from support import RECIPES, REPO, log_has, run_cli, wait_for
 
 pytestmark = pytest.mark.slow
 pytest.importorskip("mmseg", reason="the training stack (pip install -e '.[train]') is not installed")
@@ -30,15 +29,6 @@ def start_run(results: Path, env: dict, *extra: str) -> subprocess.Popen:
     )
 
 
-def wait_for(predicate, timeout: float = 300, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.5)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def the_run(results: Path):
     wait_for(lambda: len(RunStore(results).all()) == 1, 60, "the run folder")
     return RunStore(results).all()[0]
@@ -47,10 +37,6 @@ def the_run(results: Path):
 def worker_pids(run) -> list[int]:
     out = subprocess.run(["pgrep", "-f", str(run.path / "job.json")], capture_output=True, text=True)
     return [int(p) for p in out.stdout.split()]
-
-
-def log_has(run, text: str) -> bool:
-    return run.log_file.is_file() and text in run.log_file.read_text(errors="replace")
 
 
 def test_killed_run_is_failed_then_resume_finishes_it(tmp_path, cache_env):

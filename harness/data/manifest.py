@@ -27,6 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path
 
+from harness.fileio import write_text_atomic
 from harness.data.layout import (AUG_LABELS, IMAGES, LABELS, SPLITS, DataError, cache_dir, default_workers,
                                  read_ids, split_path)
 
@@ -154,14 +155,14 @@ def store_manifest(devkit: Path, manifest: dict) -> Path:
     text = dump_manifest(manifest)
     target = Path(devkit) / MANIFEST_NAME
     try:
-        _write_atomic(target, text)
+        write_text_atomic(target, text)
         return target
     except OSError as exc:
         if exc.errno not in READ_ONLY:
             raise
     fallback = cache_manifest_path(devkit)
     fallback.parent.mkdir(parents=True, exist_ok=True)
-    _write_atomic(fallback, text)
+    write_text_atomic(fallback, text)
     return fallback
 
 
@@ -171,19 +172,6 @@ def dump_manifest(manifest: dict) -> str:
     head = [f" {json.dumps(k)}: {json.dumps(v)}" for k, v in manifest.items() if k != "files"]
     files = ",\n".join("  " + json.dumps(f) for f in manifest.get("files", []))
     return "{\n" + ",\n".join(head) + ',\n "files": [\n' + files + "\n ]\n}\n"
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(text)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            tmp.unlink(missing_ok=True)
-        except OSError:
-            pass
-        raise
 
 
 def write_manifest(devkit: Path, *, rehash: bool = False, known: dict[Stat, str] | None = None) -> Path:

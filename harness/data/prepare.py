@@ -26,12 +26,13 @@ from functools import partial
 from pathlib import Path
 from typing import NamedTuple, TextIO
 
-from harness.processes import pid_alive
 from harness.data.layout import (AUG_LABELS, DEFAULT_SBD, VOC, DataError, default_workers, png_complete,
                                  read_ids, split_path)
 from harness.data.matfile import MatError, read_segmentation
 from harness.data.parallel import ProgressBar, parallel_map
 from harness.data.png import encode_grey
+from harness.fileio import write_text_atomic
+from harness.processes import pid_alive
 
 # zlib level 1: ~3x faster than PIL's default 6 (mmseg's); labels come out ~2-3x larger (a few KB).
 PNG_COMPRESS_LEVEL = 1
@@ -171,9 +172,7 @@ def write_split(path: Path, ids: list[str]) -> None:
     text = "".join(f"{i}\n" for i in ids)
     if path.is_file() and path.read_text() == text:
         return  # unchanged: keep the mtime, so a cached manifest stays valid
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    write_text_atomic(path, text)
 
 
 def missing_mats(sources: Sources, sbd_ids: set[str], jobs: list[tuple[str, str]]) -> list[str]:
