@@ -1,10 +1,48 @@
-"""Errors that map to the CLI's exit codes (see ``harness.cli``)."""
+"""One error type for the whole harness: every ``HarnessError`` carries the exit code the CLI
+returns for it, and ``str()`` is the one line shown to the user (file, field, what is expected).
+
+The CLI maps errors to exit codes in exactly one place (``harness.cli.main``); new error kinds
+subclass the class whose exit code they share.
+"""
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_RUN_FAILED = 1
+EXIT_BAD_INPUT = 2
+EXIT_ENVIRONMENT = 3
+EXIT_INTERRUPTED = 130
 
 
-class RecipeError(Exception):
-    """Bad input (a recipe, a dataset, an argument); ``str()`` is the one line shown to the user."""
+class HarnessError(Exception):
+    """Base class; ``exit_code`` is what ``harness`` exits with when this reaches the CLI."""
+
+    exit_code: int = EXIT_RUN_FAILED
 
 
-class EnvironmentNotReady(Exception):
-    """The machine cannot run this yet: Docker engine unreachable, image missing, devices absent.
-    ``str()`` is the one line shown, naming what is missing and how to fix it."""
+class BadInput(HarnessError):
+    """Bad input: a recipe, a dataset, a log, CLI arguments or a run folder (exit 2)."""
+
+    exit_code = EXIT_BAD_INPUT
+
+
+# The historical name: recipe problems are bad input.
+RecipeError = BadInput
+
+
+class EnvironmentNotReady(HarnessError):
+    """The machine cannot run this yet: Docker engine unreachable, image missing or stale, devices
+    absent, results folder not writable (exit 3). ``str()`` names what is missing and how to fix it."""
+
+    exit_code = EXIT_ENVIRONMENT
+
+
+class RunFailed(HarnessError):
+    """The run itself failed: training error, killed, timeout (exit 1)."""
+
+    exit_code = EXIT_RUN_FAILED
+
+
+class Interrupted(HarnessError):
+    """Ctrl-C / SIGTERM (exit 130)."""
+
+    exit_code = EXIT_INTERRUPTED
