@@ -6,7 +6,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 RECIPES = REPO / "recipes"
-SHARED_LOGS = REPO.parent / "shared" / "fixtures" / "logs"
+SHARED_LOGS = REPO / "tests" / "fixtures" / "logs" / "public"  # copies of ../shared/fixtures/logs (SOURCES.md)
 
 
 def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None, timeout: float = 900) -> subprocess.CompletedProcess:

@@ -23,7 +23,6 @@ ASCEND = HERE / "mmseg010_ascend_pspnet_8p_train_0.log"
 RESULT = HERE / "PSPNet_bs16_8p_acc.log"
 SMOKE = HERE / "own_smoke_cpu_1p"
 CPU_1X = SHARED_LOGS / "cpu_mmseg1x_pspnet_r50_workdir"
-needs_shared = pytest.mark.skipif(not CPU_1X.is_dir(), reason="../shared/fixtures not present (a user's clone)")
 
 
 def seed_output(root: Path, case: str = "PSPNet_bs16_8p_acc", result_text: str | None = None,
@@ -155,7 +154,6 @@ def test_reingest_is_a_noop(tmp_path, capsys):
     assert [r.run_id for r in runs_in(results)] == [first.run_id]
 
 
-@needs_shared
 def test_mmseg1x_cpu_workdir(tmp_path):
     results = tmp_path / "results"
     [run] = ingest(CPU_1X, results)
@@ -186,7 +184,6 @@ def test_mmseg1x_work_dir_with_timestamp_folders(tmp_path):
     assert result["iterations"] == 400 and result["device"]["kind"] == "cpu"
 
 
-@needs_shared
 def test_mmseg0x_folder_and_tree_of_sources(tmp_path):
     tree = tmp_path / "tree"
     shutil.copytree(SHARED_LOGS / "cpu_mmseg030_pspnet_r18", tree / "a" / "cpu_mmseg030_pspnet_r18")
@@ -203,7 +200,6 @@ def test_mmseg0x_folder_and_tree_of_sources(tmp_path):
     assert gpu.read_json("result.json")["best"]["mIoU"] == 58.09
 
 
-@needs_shared
 def test_mmseg0x_json_only_folder(tmp_path):
     folder = tmp_path / "work_dir"
     folder.mkdir()

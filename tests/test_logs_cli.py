@@ -74,8 +74,6 @@ def test_bad_batch_size_is_an_argparse_error(capsys):
     assert e.value.code == 2
 
 
-@pytest.mark.skipif(not (ROOT / "harness" / "cli.py").exists(),
-                    reason="harness/cli.py not wired yet")
 def test_cli_subprocess(tmp_path):
     ok = subprocess.run([sys.executable, "-m", "harness", "parse", str(ASCEND), "--devices", "8",
                          "--json"], capture_output=True, text=True, cwd=ROOT)

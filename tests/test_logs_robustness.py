@@ -9,9 +9,7 @@ import pytest
 from harness.logs import FORMATS, LogParseError, parse_logs
 from harness.logs.detect import detect
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "logs"
-needs_shared = pytest.mark.skipif(not SHARED.is_dir(),
-                                  reason="../shared/fixtures not present (a user's clone)")
+SHARED = Path(__file__).resolve().parent / "fixtures" / "logs" / "public"  # copies of ../shared/fixtures/logs, see SOURCES.md
 LOG_0X = SHARED / "01_mmseg0x_text_pspnet_r50-d8_512x512_20k_voc12aug_20230213_220527.log"
 LOG_1X = SHARED / "04_mmseg1x_text_pspnet_r50-d8_voc2012_20230213_115425.log"
 SCALARS_1X = SHARED / "05_mmseg1x_scalars_pspnet_r50-d8_voc2012_20230213_115425_scalars.json"
@@ -37,7 +35,6 @@ def test_formats_listed():
                             "seed-result"}
 
 
-@needs_shared
 @pytest.mark.parametrize("path, fmt", [
     (LOG_0X, "mmseg0x-text"), (LOG_1X, "mmseg1x-text"), (SCALARS_1X, "mmseg1x-scalars"),
     (JSON_0X, "mmseg0x-json"),
@@ -52,7 +49,6 @@ def test_detect_seed_files():
     assert detect(ASCEND.parent / "PSPNet_bs16_8p_acc.log") == "seed-result"
 
 
-@needs_shared
 def test_forced_format_skips_detection_and_wrong_one_fails():
     assert headline(parse_logs([LOG_0X], fmt="mmseg0x-text")) == headline(parse_logs([LOG_0X]))
     with pytest.raises(LogParseError) as e:
@@ -64,7 +60,6 @@ def test_forced_format_skips_detection_and_wrong_one_fails():
 
 # --- prefixes, line endings ----------------------------------------------------------------
 
-@needs_shared
 @pytest.mark.parametrize("prefix", ["[rank0]: ", "[default0]:", "[1,0]<stdout>:"])
 @pytest.mark.parametrize("src", [LOG_0X, LOG_1X], ids=["0x", "1x"])
 def test_launcher_prefixes(tmp_path, prefix, src):
@@ -80,7 +75,6 @@ def test_prefix_on_seed_format(tmp_path):
     assert headline(parse_logs([f], devices=8)) == headline(parse_logs([ASCEND], devices=8))
 
 
-@needs_shared
 @pytest.mark.parametrize("src", [LOG_1X, ASCEND, SCALARS_1X], ids=["1x", "010", "scalars"])
 def test_crlf(tmp_path, src):
     f = tmp_path / src.name
@@ -88,7 +82,6 @@ def test_crlf(tmp_path, src):
     assert headline(parse_logs([f], devices=8)) == headline(parse_logs([src], devices=8))
 
 
-@needs_shared
 def test_crlf_source_already_crlf_and_lf_copy_agree(tmp_path):
     # 01 is a Windows log (CRLF, GBK bytes in the MSVC line); an LF copy must read the same
     f = tmp_path / "lf.log"
@@ -102,7 +95,6 @@ def _index(lines: list[str], needle: str) -> int:
     return next(i for i, line in enumerate(lines) if needle in line)
 
 
-@needs_shared
 def test_resume_stitching(tmp_path):
     lines = lines_of(LOG_0X)
     header = lines[:_index(lines, "Iter [50/20000]")]
@@ -129,7 +121,6 @@ def test_resume_stitching(tmp_path):
         assert r.files[0] == str(a)
 
 
-@needs_shared
 def test_resume_folder_of_two_1x_timestamps(tmp_path):
     rows = SCALARS_1X.read_text().splitlines()
     for name, part in (("20230213_115425", rows[:6]), ("20230213_130000", rows[3:])):
@@ -154,7 +145,6 @@ def test_truncated_last_text_line(tmp_path):
     assert r.final["mIoU"] == 77.31 and r.evaluations_count == 1
 
 
-@needs_shared
 def test_truncated_last_json_row(tmp_path):
     data = SCALARS_1X.read_text()
     f = tmp_path / "scalars.json"
