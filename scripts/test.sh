@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite on a fresh machine: install what the tests need, start this project's own
 # Docker engine when we may (root: .ci/docker-up.sh installs Debian's docker.io and starts dockerd
-# on its own socket), run pytest, stop exactly that engine again.
+# on its own socket) and a two-node Slurm cluster (.ci/slurm-up.sh), run pytest, stop exactly those again.
 #
 # PSPNET_REQUIRE_DOCKER=1 (set by .ci/run) makes an engine that cannot be started an error, and the
 # container tests fail instead of skipping. Extra arguments go to pytest.
@@ -11,10 +11,12 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 python -m pip install -q -e ".[train,test]"
 
 started_engine=0
-stop_engine() {
+started_slurm=0
+stop_services() {
   if [ "$started_engine" = 1 ]; then bash .ci/docker-down.sh || true; fi
+  if [ "$started_slurm" = 1 ]; then bash .ci/slurm-down.sh || true; fi
 }
-trap stop_engine EXIT
+trap stop_services EXIT
 
 if [ "${PSPNET_SKIP_DOCKER:-0}" != 1 ] && [ "$(id -u)" = 0 ]; then
   if exports="$(bash .ci/docker-up.sh)"; then
@@ -25,6 +27,19 @@ if [ "${PSPNET_SKIP_DOCKER:-0}" != 1 ] && [ "$(id -u)" = 0 ]; then
     exit 1
   else
     echo "scripts/test.sh: no Docker engine: the container tests will skip" >&2
+  fi
+fi
+
+# A real two-node Slurm cluster (slurmctld + two slurmd + munge) for the Slurm executor's tests.
+if [ "${PSPNET_SKIP_SLURM:-0}" != 1 ] && [ "$(id -u)" = 0 ]; then
+  if exports="$(bash .ci/slurm-up.sh)"; then
+    eval "$exports"
+    started_slurm=1
+  elif [ "${PSPNET_REQUIRE_SLURM:-0}" = 1 ]; then
+    echo "scripts/test.sh: could not start the Slurm cluster (PSPNET_REQUIRE_SLURM=1)" >&2
+    exit 1
+  else
+    echo "scripts/test.sh: no Slurm cluster: the Slurm tests will skip" >&2
   fi
 fi
 
