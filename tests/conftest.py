@@ -44,3 +44,26 @@ def cpu_image(client) -> str:
     return images.build_image("cpu", images.LOCAL_BASE, client, log=lambda line: None)
 
 
+
+
+# --- a real Slurm cluster (.ci/slurm-up.sh: two slurmd nodes on this host) ---------------------
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster() -> list[str]:
+    """The idle nodes of the cluster the tests submit to; at least two are needed."""
+    import shutil
+
+    problem = None
+    if shutil.which("sinfo") is None:
+        problem = "no Slurm client (sinfo) on PATH"
+    else:
+        done = subprocess.run(["sinfo", "-h", "-N", "-o", "%N %T"], capture_output=True, text=True)
+        nodes = [line.split()[0] for line in done.stdout.splitlines() if line.split()[1:] == ["idle"]]
+        if done.returncode != 0 or len(nodes) < 2:
+            problem = f"no two-node Slurm cluster answers (sinfo: {done.stdout.strip() or done.stderr.strip()})"
+    if problem:
+        if os.environ.get("PSPNET_REQUIRE_SLURM") == "1":
+            pytest.fail(f"PSPNET_REQUIRE_SLURM=1 but {problem}")
+        pytest.skip(problem)
+    return nodes

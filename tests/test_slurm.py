@@ -1,0 +1,126 @@
+"""The Slurm executor's pieces: the sbatch script (pure), the state mapping, and the client against
+a real two-node cluster (``.ci/slurm-up.sh``)."""
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from harness.executors import slurm_client
+from harness.slurm import SlurmJobSpec, render_sbatch, run_state_of
+
+WORKER = ("-m", "harness.worker", "--job", "/results/runs/r1/job.json")
+
+
+def spec(**changes) -> SlurmJobSpec:
+    base = dict(job_name="pspnet-r1", run_dir="/results/runs/r1", nodes=2, procs_per_node=8, worker_args=WORKER,
+                python="/venv/bin/python", master_port=29501, environment={"HCCL_CONNECT_TIMEOUT": "1200"})
+    base.update(changes)
+    return SlurmJobSpec(**base)
+
+
+def test_sbatch_script_one_torchrun_per_node_with_the_first_nodes_address():
+    script = render_sbatch(spec(partition="npu", gres="npu:8", time_limit_minutes=90))
+    lines = script.splitlines()
+    assert lines[0] == "#!/bin/bash"
+    directives = [line for line in lines if line.startswith("#SBATCH ")]
+    assert directives == [
+        "#SBATCH --job-name=pspnet-r1", "#SBATCH --nodes=2", "#SBATCH --ntasks-per-node=1",
+        "#SBATCH --output=/results/runs/r1/slurm-%j.out", "#SBATCH --chdir=/results/runs/r1",
+        "#SBATCH --partition=npu", "#SBATCH --gres=npu:8", "#SBATCH --time=90",
+    ]
+    assert 'head_node=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)' in lines
+    assert "export HCCL_CONNECT_TIMEOUT=1200" in lines
+    srun = script[script.index("srun "):]
+    assert "--kill-on-bad-exit=1" in srun and "--output=/results/runs/r1/nodes/node-%n.log" in srun
+    assert ("exec /venv/bin/python -m torch.distributed.run --nnodes=2 --node_rank=\"$SLURM_NODEID\" "
+            "--nproc_per_node=8 --master_addr=\"$MASTER_ADDR\" --master_port=\"$MASTER_PORT\" "
+            "-m harness.worker --job /results/runs/r1/job.json") in srun
+    assert "WORLD_SIZE" not in script  # never the operators' ambiguous variable
+
+
+def test_container_modes_pyxis_and_docker():
+    mounts = (("/data/VOCdevkit", "/data/VOCdevkit", True), ("/results/runs/r1", "/workspace/run", False))
+    pyxis = render_sbatch(spec(container="pyxis", image="pspnet-repro/npu:abc", container_mounts=mounts,
+                               container_workdir="/workspace/run"))
+    assert "--container-image=pspnet-repro/npu:abc" in pyxis
+    assert "--container-mounts=/data/VOCdevkit:/data/VOCdevkit:ro,/results/runs/r1:/workspace/run:rw" in pyxis
+    assert "exec python -m torch.distributed.run" in pyxis
+    docker = render_sbatch(spec(container="docker", image="pspnet-repro/gpu:abc", container_mounts=mounts))
+    assert "exec docker run --rm --init --network=host --ipc=host --env=HCCL_CONNECT_TIMEOUT=1200" in docker
+    assert "--volume=/results/runs/r1:/workspace/run:rw" in docker
+    assert "pspnet-repro/gpu:abc python -m torch.distributed.run --nnodes=2" in docker
+    with pytest.raises(ValueError):
+        render_sbatch(spec(container="docker"))
+
+
+@pytest.mark.parametrize("state, expected", [
+    ("COMPLETED", "succeeded"), ("FAILED", "failed"), ("CANCELLED", "interrupted"), ("CANCELLED by 0", "interrupted"),
+    ("TIMEOUT", "failed"), ("NODE_FAIL", "failed"), ("PREEMPTED", "interrupted"), ("OUT_OF_MEMORY", "failed"),
+    ("WEIRD", "failed"),
+])
+def test_final_states(state, expected):
+    assert run_state_of(state)[0] == expected
+
+
+@pytest.mark.parametrize("state", ["PENDING", "RUNNING", "COMPLETING", "CONFIGURING", "REQUEUED"])
+def test_active_states_go_on(state):
+    assert run_state_of(state) is None
+
+
+ALLREDUCE = """
+import os, torch, torch.distributed as dist
+dist.init_process_group("gloo")
+t = torch.tensor([dist.get_rank() + 1.0]); dist.all_reduce(t)
+print(f"rank {dist.get_rank()} of {dist.get_world_size()} on {os.environ['SLURMD_NODENAME']} sum {t.item():.0f}", flush=True)
+dist.barrier()
+dist.destroy_process_group()  # a gloo group left to the interpreter's exit can abort (SIGABRT)
+"""
+
+
+def _sources(run: Path):
+    return lambda: sorted((run / "nodes").glob("node-*.log")) + sorted(run.glob("slurm-*.out"))
+
+
+@pytest.mark.slurm
+def test_two_nodes_rendezvous_over_slurm(tmp_path, slurm_cluster):
+    """4 gloo ranks, 2 per node, over two slurmd nodes: every rank sees the same all-reduce."""
+    script = tmp_path / "allreduce.py"
+    script.write_text(ALLREDUCE)
+    job = spec(run_dir=str(tmp_path), procs_per_node=2, worker_args=(str(script),), python=sys.executable,
+               master_port=29731, environment={})
+    (tmp_path / "job.sbatch").write_text(render_sbatch(job))
+    job_id = slurm_client.submit(tmp_path / "job.sbatch")
+    seen: list[str] = []
+    info = slurm_client.follow(job_id, slurm_client.LogFollower(_sources(tmp_path), tmp_path / "train.log",
+                                                                seen.append, "node-0.log"), poll_s=0.5)
+    assert info.state == "COMPLETED", (tmp_path / "train.log").read_text()
+    log = (tmp_path / "train.log").read_text()
+    ranks = sorted(line.split(" on ")[0] for line in log.splitlines() if line.startswith("rank "))
+    assert ranks == [f"rank {r} of 4" for r in range(4)], log
+    assert all(line.endswith("sum 10") for line in log.splitlines() if line.startswith("rank "))
+    assert {line.split(" on ")[1].split()[0] for line in log.splitlines() if line.startswith("rank ")} == set(slurm_cluster[:2])
+    assert any(line.startswith("rank ") for line in seen)  # node 0's lines reach the progress callback
+
+
+@pytest.mark.slurm
+def test_cancel_ends_the_job_cancelled(tmp_path, slurm_cluster):
+    (tmp_path / "sleep.sbatch").write_text("#!/bin/bash\n#SBATCH --nodes=2\n#SBATCH --output=/dev/null\nsrun sleep 300\n")
+    job_id = slurm_client.submit(tmp_path / "sleep.sbatch")
+    deadline = time.monotonic() + 30
+    while slurm_client.job_info(job_id).state != "RUNNING" and time.monotonic() < deadline:
+        time.sleep(0.2)
+    slurm_client.cancel(job_id)
+    info = slurm_client.follow(job_id, slurm_client.LogFollower(lambda: [], tmp_path / "train.log", None, ""), poll_s=0.3)
+    assert run_state_of(info.state) == ("interrupted", "Slurm job CANCELLED")
+
+
+def test_sbatch_refusal_is_one_line_of_bad_input(tmp_path, slurm_cluster):
+    from harness.errors import BadInput
+
+    (tmp_path / "bad.sbatch").write_text("#!/bin/bash\n#SBATCH --partition=no-such-partition\ntrue\n")
+    with pytest.raises(BadInput) as caught:
+        slurm_client.submit(tmp_path / "bad.sbatch")
+    assert "bad.sbatch: sbatch refused the job" in str(caught.value) and "\n" not in str(caught.value)
