@@ -116,10 +116,13 @@ class NodeLaunch:
     def needs_shell(self) -> bool:
         return bool(self.setup) or any("$" in arg for arg in self.argv)
 
+    def command_line(self) -> str:
+        """torchrun as one sh command line (expressions expand, everything else is literal)."""
+        return " ".join(_shell_word(arg) for arg in self.argv)
+
     def script(self) -> str:
         """A POSIX sh script: the setup lines, then ``exec`` torchrun."""
-        command = " ".join(_shell_word(arg) for arg in self.argv)
-        return "\n".join(("set -eu", *self.setup, f"exec {command}"))
+        return "\n".join(("set -eu", *self.setup, f"exec {self.command_line()}"))
 
     def to_dict(self) -> dict:
         data = asdict(self)
