@@ -175,3 +175,23 @@ def test_running_more_nodes_than_the_executor_starts_is_refused_before_anything_
     proc = run_cli("run", str(RECIPES / "smoke_cpu_2node.yaml"), "--results", str(tmp_path / "results"), "--no-report")
     assert proc.returncode == 2 and "device.nodes" in proc.stderr
     assert not (tmp_path / "results").exists()
+
+
+def test_fps_counts_every_rank_of_every_node(tmp_path):
+    # A real mmseg log judged as a 2-node x 1-process run: global batch = 2 per device x 1 x 2 nodes.
+    import shutil
+    from pathlib import Path
+
+    from harness.logs import parse_logs
+    from harness.result import build_result
+    from harness.runs import RunStore
+
+    fixture = Path(__file__).parent / "fixtures" / "logs" / "own_smoke_cpu_1p" / "20261125_202313"
+    run = RunStore(tmp_path).create("smoke_cpu_2node")
+    shutil.copytree(fixture, run.work_dir / fixture.name)
+    plan = plan_for("smoke_cpu_2node", "local")
+    recipe = load_recipe(RECIPES / "smoke_cpu_2node.yaml").recipe
+    result = build_result(run, recipe, plan)
+    one_rank = parse_logs([run.work_dir / fixture.name], batch_per_device=2, devices=1).fps
+    assert result["device"]["count"] == 2 and result["fps"] == pytest.approx(2 * one_rank)
+    assert build_result(run, recipe, json.loads(json.dumps(plan.to_dict())))["fps"] == result["fps"]  # from plan.json too
