@@ -22,7 +22,7 @@ from kubernetes import client as k8s
 from harness.errors import BadInput
 from harness.k8s.options import DATASET_MOUNT, RESULTS_MOUNT, RUN_FILES_MOUNT, K8sOptions, job_name
 from harness.k8s.pods import ANNOTATION_PREFIX, PodSettings, pod_template
-from harness.k8s.run_files import RunFiles, new_run_id, node_script, run_files
+from harness.k8s.run_files import new_run_id, node_script, run_files
 from harness.launch import VOLCANO_TASK, node_launches, scheduler_rendezvous
 from harness.plan import PlanInputs, build_plan
 from harness.ranktable import CONTAINER_RANK_TABLE, load_rank_table
