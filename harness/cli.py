@@ -100,6 +100,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         executor = args.executor or default_executor(loaded.recipe)
         if executor == "docker" and not loaded.recipe.image:
             raise RecipeError(f"{loaded.path}: image: the docker executor needs an image; the recipe names none")
+        if loaded.recipe.device.nodes > 1:
+            # Until an executor starts every node, node 0 alone would wait for the others forever.
+            raise RecipeError(
+                f"{loaded.path}: device.nodes: the {executor} executor runs one node; for {loaded.recipe.device.nodes} "
+                "nodes submit with `harness k8s` (see `harness plan` for every node's launch)"
+            )
         outcome = run_recipe(
             loaded, results_dir=args.results, executor=executor, quiet=args.quiet, skip_data_check=args.skip_data_check
         )

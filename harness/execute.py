@@ -52,6 +52,7 @@ def plan_inputs(loaded: LoadedRecipe, run_dir: Path, dataset_dir: Path, *, resum
         checkpoint_host_path=str(loaded.resolve(recipe.eval.checkpoint)) if recipe.eval else None,
         resume=resume,
         container_user=container_user(),
+        rank_table_host_path=str(loaded.resolve(recipe.device.rank_table)) if recipe.device.rank_table else None,
     )
 
 

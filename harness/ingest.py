@@ -489,7 +489,7 @@ def write(prepared: Prepared, results_dir: Path) -> RunDir:
             "seed_result": source.seed_fields or None,
             "ingested_by": _ingester(),
         })
-        result = build_result(run, prepared.recipe, {"world_size": prepared.recipe.device.count})
+        result = build_result(run, prepared.recipe, {"world_size": prepared.recipe.device.world_size})
         result["provenance"]["ingested_from"] = str(source.origin)
         run.write_json("result.json", result)
         details = {"ingested": True, "source": str(source.origin), "finished": utc_now()}

@@ -9,6 +9,8 @@ from typing import Literal
 
 from harness.backends import get_backend
 from harness.job import JOB_FILE, Job, TrainSettings
+from harness.launch import SCHEDULERS, NodeLaunch, build_node_launches, harness_rendezvous, scheduler_rendezvous
+from harness.ranktable import CONTAINER_RANK_TABLE
 from harness.recipe import Recipe
 from harness.spec import BindMount, ContainerSpec, LaunchSpec
 
@@ -40,6 +42,7 @@ class PlanInputs:
     resume: bool = False
     # uid:gid for CPU/GPU containers: the invoking user's, so results stay theirs; for root, 1000.
     container_user: str = CONTAINER_USER
+    rank_table_host_path: str | None = None  # the recipe's device.rank_table, resolved
 
 
 @dataclass(frozen=True)
@@ -54,13 +57,41 @@ class Plan:
     job: Job
     launch: LaunchSpec
     container: ContainerSpec | None
+    # Multi-node (harness/launch.py): world_size = nodes x nproc_per_node. ``launch`` is node 0's;
+    # ``node_launches`` are every node's under this plan's executor; harness.launch.node_launches
+    # gives them under a scheduler's rendezvous from the fields below.
+    nodes: int = 1
+    nproc_per_node: int = 1
+    python: str = "python"
+    worker: tuple[str, ...] = ()  # one rank's command after the interpreter: -m harness.worker --job ...
+    master_port: int = MASTER_PORT
+    node_environment: tuple[dict[str, str], ...] = ()  # node i's own variables (HCCL_IF_IP)
+    node_launches: tuple[NodeLaunch, ...] = ()
 
     def to_dict(self) -> dict:
         data = asdict(self)
         data["job"] = self.job.to_dict()
         data["launch"] = self.launch.to_dict()
         data["container"] = self.container.to_dict() if self.container else None
+        for key in ("nodes", "nproc_per_node", "python", "worker", "master_port", "node_environment", "node_launches"):
+            del data[key]  # a one-node plan reads as it always has
+        if self.nodes > 1:
+            data["nodes"] = describe_nodes(self)
         return data
+
+
+def describe_nodes(plan: Plan) -> dict:
+    """Every node's launch under the plan's executor, and how each scheduler resolves the rendezvous."""
+    return {
+        "count": plan.nodes,
+        "nproc_per_node": plan.nproc_per_node,
+        "world_size": plan.world_size,
+        "master_port": plan.master_port,
+        "launches": [launch.to_dict() for launch in plan.node_launches],
+        "rendezvous": {
+            name: scheduler_rendezvous(name, plan.master_port).to_dict() for name in SCHEDULERS
+        },
+    }
 
 
 def worker_argv(python: str, job_path: str, world_size: int) -> tuple[str, ...]:
@@ -111,7 +142,7 @@ def build_job(recipe: Recipe, inputs: PlanInputs, executor: Executor) -> Job:
         recipe_name=recipe.name,
         mode=recipe.mode,
         device_kind=recipe.device.kind,
-        world_size=recipe.device.count,
+        world_size=recipe.device.world_size,
         config=str(run / CONFIGS_DIR / inputs.config_name),
         work_dir=str(run / WORK_DIR),
         data_root=str(PurePosixPath(paths["data"]) / "VOC2012"),
@@ -139,6 +170,8 @@ def _container_binds(inputs: PlanInputs) -> tuple[BindMount, ...]:
         BindMount(inputs.dataset_dir, CONTAINER_DATA_DIR, read_only=True),
         BindMount(inputs.run_dir, CONTAINER_RUN_DIR, read_only=False),
     ]
+    if inputs.rank_table_host_path:
+        binds.append(BindMount(inputs.rank_table_host_path, CONTAINER_RANK_TABLE, read_only=True))
     for host, role in ((inputs.pretrained_host_path, "pretrained"), (inputs.checkpoint_host_path, "checkpoint")):
         if host and "://" not in host:
             binds.append(BindMount(host, _container_input(host, role), read_only=True))
@@ -177,16 +210,40 @@ def build_container(recipe: Recipe, inputs: PlanInputs, launch: LaunchSpec) -> C
     )
 
 
+def _multi_node_environment(recipe: Recipe, inputs: PlanInputs, executor: Executor) -> dict[str, str]:
+    """RANK_TABLE_FILE when the recipe gives one (else torch_npu negotiates over the TCPStore)."""
+    if not inputs.rank_table_host_path:
+        return {}
+    return {"RANK_TABLE_FILE": inputs.rank_table_host_path if executor == "local" else CONTAINER_RANK_TABLE}
+
+
 def build_plan(recipe: Recipe, inputs: PlanInputs, executor: Executor) -> Plan:
     backend = get_backend(recipe.device.kind)
+    device = recipe.device
     job = build_job(recipe, inputs, executor)
     job_path = str(PurePosixPath(_paths(inputs, executor)["run"]) / JOB_FILE)
     python = inputs.python if executor == "local" else "python"
-    launch = LaunchSpec(
-        argv=worker_argv(python, job_path, recipe.device.count),
-        environment={"TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1", **backend.environment(recipe.device.count)},
-        world_size=recipe.device.count,
-    )
+    worker = ("-m", "harness.worker", "--job", job_path)
+    environment = {
+        "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1",
+        **backend.environment(device.world_size),
+        **_multi_node_environment(recipe, inputs, executor),
+    }
+    node_environment = tuple(device.hccl.environment(node) if device.hccl else {} for node in range(device.nodes))
+    launches: tuple[NodeLaunch, ...] = ()
+    if device.nodes > 1:
+        launches = build_node_launches(
+            python=python, worker=worker, nodes=device.nodes, nproc_per_node=device.count,
+            rendezvous=harness_rendezvous(executor, MASTER_PORT), environment=environment,
+            node_environment=node_environment,
+        )
+        launch = LaunchSpec(argv=launches[0].argv, environment=launches[0].environment, world_size=device.world_size)
+    else:
+        launch = LaunchSpec(
+            argv=worker_argv(python, job_path, device.count),
+            environment={**environment, **node_environment[0]},
+            world_size=device.count,
+        )
     container = build_container(recipe, inputs, launch) if executor == "docker" else None
     return Plan(
         recipe_name=recipe.name,
@@ -194,9 +251,16 @@ def build_plan(recipe: Recipe, inputs: PlanInputs, executor: Executor) -> Plan:
         executor=executor,
         backend=backend.NAME,
         dist_backend=backend.DIST_BACKEND,
-        world_size=recipe.device.count,
+        world_size=device.world_size,
         device_ids=recipe.device.device_ids,
         job=job,
         launch=launch,
         container=container,
+        nodes=device.nodes,
+        nproc_per_node=device.count,
+        python=python,
+        worker=worker,
+        master_port=MASTER_PORT,
+        node_environment=node_environment,
+        node_launches=launches,
     )

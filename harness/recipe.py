@@ -39,12 +39,37 @@ def parse_device_ids(text: str) -> tuple[int, ...]:
     return tuple(sorted(ids))
 
 
+class Hccl(_Strict):
+    """HCCL's host-socket interface on multi-node NPU runs (CANN's HCCL_IF_IP / HCCL_SOCKET_IFNAME)."""
+
+    if_ip: list[str] | None = Field(
+        default=None, description="HCCL_IF_IP per node: node i's IP for HCCL's host sockets (one entry per node)"
+    )
+    socket_ifname: str | None = Field(
+        default=None, description="HCCL_SOCKET_IFNAME: interface name(s) on every node, e.g. 'eth0' or '=eth0,enp'"
+    )
+
+    def environment(self, node_rank: int) -> dict[str, str]:
+        env = {}
+        if self.if_ip is not None:
+            env["HCCL_IF_IP"] = self.if_ip[node_rank]
+        if self.socket_ifname is not None:
+            env["HCCL_SOCKET_IFNAME"] = self.socket_ifname
+        return env
+
+
 class Device(_Strict):
     kind: DeviceKind
     count: int = Field(ge=1, le=64)
     ids: str | None = Field(default=None, description="host device ids, e.g. '0-7' or '4,5'; default 0..count-1")
     runtime: Literal["plain", "ascend"] = Field(
         default="plain", description="npu only: 'plain' mounts the device nodes and driver; 'ascend' uses the Ascend Docker Runtime"
+    )
+    nodes: int = Field(default=1, ge=1, le=1024, description="machines (nodes); count is devices per node, world size = nodes x count")
+    hccl: Hccl | None = Field(default=None, description="npu multi-node only: which interface HCCL's host sockets use")
+    rank_table: str | None = Field(
+        default=None,
+        description="npu only: a v1.0 rank table (RANK_TABLE_FILE), relative to the recipe file; default: TCPStore negotiation",
     )
 
     @field_validator("ids", mode="before")
@@ -62,11 +87,20 @@ class Device(_Strict):
             raise ValueError(f"ids {self.ids!r} name {len(parse_device_ids(self.ids))} devices but count is {self.count}")
         if self.runtime == "ascend" and self.kind != "npu":
             raise ValueError("runtime 'ascend' is only for device.kind 'npu'")
+        if (self.hccl is not None or self.rank_table is not None) and self.kind != "npu":
+            raise ValueError("hccl and rank_table are only for device.kind 'npu'")
+        if self.hccl is not None and self.hccl.if_ip is not None and len(self.hccl.if_ip) != self.nodes:
+            raise ValueError(f"hccl.if_ip names {len(self.hccl.if_ip)} IPs but nodes is {self.nodes} (one IP per node)")
         return self
 
     @property
     def device_ids(self) -> tuple[int, ...]:
         return parse_device_ids(self.ids) if self.ids is not None else tuple(range(self.count))
+
+    @property
+    def world_size(self) -> int:
+        """Ranks over all nodes: every node runs ``count`` processes."""
+        return self.nodes * self.count
 
 
 class Model(_Strict):
@@ -269,6 +303,10 @@ class LoadedRecipe:
             return
         if recipe.eval is not None and not self.resolve(recipe.eval.checkpoint).is_file():
             raise RecipeError(f"{self.path}: eval.checkpoint: file {self.resolve(recipe.eval.checkpoint)} does not exist")
+        if recipe.device.rank_table is not None:
+            from harness.ranktable import load_rank_table
+
+            load_rank_table(self.resolve(recipe.device.rank_table), recipe.device, where=f"{self.path}: device.rank_table")
         pretrained = recipe.model.pretrained
         if pretrained and "://" not in pretrained and not self.resolve(pretrained).is_file():
             raise RecipeError(f"{self.path}: model.pretrained: file {self.resolve(pretrained)} does not exist")

@@ -47,7 +47,7 @@ def collect_run(run: RunDir) -> RunRow:
         return RunRow(run, state, None, None, f"recipe.yaml unreadable: {exc.__class__.__name__}")
     result = run.read_json("result.json")
     if result is None and state not in ("running", "created"):
-        plan = run.read_json("plan.json") or {"world_size": recipe.device.count}
+        plan = run.read_json("plan.json") or {"world_size": recipe.device.world_size}
         result = build_result(run, recipe, plan)
     return RunRow(run, state, recipe, result)
 

@@ -1,0 +1,108 @@
+"""A Kubernetes run's folder in the run store, and the script every node's pod runs.
+
+No harness process watches a Kubernetes job, so the pods keep the run folder themselves: node 0
+copies the run's files (recipe, plan, job, configs: shipped in a ConfigMap) into
+``runs/<run-id>/`` on the results PVC and records ``status.json`` (running, then succeeded or
+failed with torchrun's exit code); every node appends its output to its log there. ``harness
+report`` then rebuilds the result from those logs, as for any run.
+"""
+from __future__ import annotations
+
+import json
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path, PurePosixPath
+
+import yaml
+
+from harness.launch import NodeLaunch, Rendezvous
+from harness.job import JOB_FILE
+from harness.plan import CONFIGS_DIR, Plan
+from harness.recipe import LoadedRecipe
+
+LOG_NODE0 = "train.log"  # the run store's log; other nodes write train.node<N>.log
+WAIT_FOR_RUN_FILES_S = 600
+
+
+@dataclass(frozen=True)
+class RunFiles:
+    run_id: str
+    files: dict[str, str]  # path inside the run folder -> text
+
+    def configmap_items(self) -> tuple[dict[str, str], dict[str, str]]:
+        """ConfigMap keys cannot hold '/': key -> text, and key -> path in the run folder."""
+        data, paths = {}, {}
+        for index, (path, text) in enumerate(sorted(self.files.items())):
+            key = f"f{index}-{PurePosixPath(path).name}"
+            data[key] = text
+            paths[key] = path
+        return data, paths
+
+
+def new_run_id(recipe_name: str) -> str:
+    # The run store's id format (harness.runs.RUN_ID_PATTERN): the PVC's runs/ reads like any store.
+    return f"{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%SZ')}-{recipe_name}-{secrets.token_hex(3)}"
+
+
+def run_files(loaded: LoadedRecipe, data: dict, plan_description: dict, plan: Plan, run_id: str) -> RunFiles:
+    files = {
+        "recipe.yaml": yaml.safe_dump(data, sort_keys=False),
+        "recipe_source.json": json.dumps({"path": str(loaded.path)}, indent=2) + "\n",
+        "plan.json": json.dumps(plan_description, indent=2, default=str) + "\n",
+        JOB_FILE: json.dumps(plan.job.to_dict(), indent=2) + "\n",
+    }
+    # The recipe's config folder, as a local run copies it (flat: the shipped configs are).
+    for config in sorted(Path(loaded.config_path.parent).glob("*.py")):
+        files[f"{CONFIGS_DIR}/{config.name}"] = config.read_text()
+    return RunFiles(run_id, files)
+
+
+def _status_writer(run: str, executor: str, recipe: str) -> str:
+    # printf keeps the status JSON valid with any values: all of them are harness-made literals.
+    return (
+        "status() {\n"
+        f"  printf '{{\"state\": \"%s\", \"exit_code\": %s, \"executor\": \"{executor}\", \"recipe\": \"{recipe}\", "
+        f"\"created\": \"%s\", \"updated\": \"%s\"}}\\n' \"$1\" \"$2\" \"$CREATED\" \"$(date -u +%Y-%m-%dT%H:%M:%SZ)\" "
+        f"> \"{run}/.status.json.tmp\" && mv \"{run}/.status.json.tmp\" \"{run}/status.json\"\n"
+        "}"
+    )
+
+
+def node_script(launch: NodeLaunch, rendezvous: Rendezvous, files: RunFiles, *, run_dir: str, files_mount: str,
+                executor: str, recipe: str) -> str:
+    """The pod's ``sh -c`` script: set up the run folder (node 0), wait for it, run torchrun, record."""
+    node = rendezvous.node_rank or "0"
+    copies = []
+    # job.json last: the other nodes start once it exists, so everything it names must be there.
+    for path in sorted(files.files, key=lambda path: (path == JOB_FILE, path)):
+        target = PurePosixPath(run_dir) / path
+        copies.append(f'  mkdir -p "{target.parent}" && cp -L "{PurePosixPath(files_mount) / path}" "{target}"')
+    lines = [
+        "set -eu",
+        *rendezvous.setup,
+        f'NODE="{node}"',
+        f'RUN="{run_dir}"',
+        'CREATED="$(date -u +%Y-%m-%dT%H:%M:%SZ)"',
+        _status_writer("$RUN", executor, recipe),
+        'if [ "$NODE" = 0 ]; then',
+        '  mkdir -p "$RUN"',
+        *copies,
+        "  status running null",
+        "fi",
+        # The other nodes start before node 0 has copied the job; torchrun's rendezvous waits too.
+        "waited=0",
+        'until [ -f "$RUN/job.json" ]; do',
+        f'  if [ "$waited" -ge {WAIT_FOR_RUN_FILES_S} ]; then echo "node $NODE: no $RUN/job.json after {WAIT_FOR_RUN_FILES_S}s" >&2; exit 1; fi',
+        "  sleep 2; waited=$((waited + 2))",
+        "done",
+        f'if [ "$NODE" = 0 ]; then LOG="$RUN/{LOG_NODE0}"; else LOG="$RUN/train.node$NODE.log"; fi',
+        'cd "$RUN"',
+        "set +e",
+        # POSIX sh has no pipefail: torchrun's own exit code goes through a file.
+        f'{{ {launch.command_line()}; echo $? > "$RUN/.exit.node$NODE"; }} 2>&1 | tee -a "$LOG"',
+        'code="$(cat "$RUN/.exit.node$NODE" 2>/dev/null || echo 1)"',
+        'if [ "$NODE" = 0 ]; then if [ "$code" = 0 ]; then status succeeded 0; else status failed "$code"; fi; fi',
+        'exit "$code"',
+    ]
+    return "\n".join(lines) + "\n"
