@@ -9,9 +9,12 @@ node names), so the master address is the first node's ``NodeAddr`` from ``scont
 """
 from __future__ import annotations
 
+import re
 import shlex
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
+
+from harness.launch import NodeLaunch
 
 ContainerMode = Literal["none", "pyxis", "docker"]
 CONTAINER_MODES: tuple[str, ...] = ("none", "pyxis", "docker")
@@ -49,16 +52,14 @@ def run_state_of(slurm_state: str) -> tuple[str, str | None] | None:
 
 @dataclass(frozen=True)
 class SlurmJobSpec:
-    """What the sbatch script needs; built from the plan by the executor."""
+    """What the sbatch script needs; built from the plan by the executor. ``launch`` is a node's
+    launch under ``scheduler_rendezvous('slurm', port)`` (the same for every node: its node rank
+    and master address are ``$SLURM_NODEID`` and ``$MASTER_ADDR``, expanded on the node)."""
 
     job_name: str
     run_dir: str
     nodes: int
-    procs_per_node: int
-    worker_args: tuple[str, ...]  # after torchrun's own arguments, e.g. ("-m", "harness.worker", "--job", ...)
-    python: str = "python"
-    master_port: int = 29688
-    environment: dict[str, str] = field(default_factory=dict)
+    launch: NodeLaunch
     partition: str | None = None
     gres: str | None = None  # e.g. "gpu:8" or "npu:8", as the cluster names its devices
     time_limit_minutes: int | None = None
@@ -68,46 +69,22 @@ class SlurmJobSpec:
     container_workdir: str | None = None
 
 
-def torchrun_argv(spec: SlurmJobSpec, *, python: str) -> list[str]:
-    """One node's launch; node rank and master address come from the shell at run time."""
-    return [
-        python, "-m", "torch.distributed.run",
-        f"--nnodes={spec.nodes}",
-        "--node_rank=$SLURM_NODEID",
-        f"--nproc_per_node={spec.procs_per_node}",
-        "--master_addr=$MASTER_ADDR",
-        "--master_port=$MASTER_PORT",
-        *spec.worker_args,
-    ]
-
-
-def _shell_words(argv: list[str]) -> str:
-    # $SLURM_NODEID, $MASTER_ADDR and $MASTER_PORT expand on the node; everything else is quoted.
-    out = []
-    for word in argv:
-        if "$" in word:
-            prefix, _, var = word.partition("$")
-            out.append(f'{shlex.quote(prefix) if prefix else ""}"${var}"')
-        else:
-            out.append(shlex.quote(word))
-    return " ".join(out)
-
-
 def node_command(spec: SlurmJobSpec) -> str:
-    """What ``srun`` starts on every node, in the chosen container mode."""
+    """What ``srun`` starts on every node, in the chosen container mode. The rendezvous setup
+    (scontrol) ran once in the batch script: containers need not have Slurm's commands."""
+    command = spec.launch.command_line()
     if spec.container == "none":
-        return _shell_words(torchrun_argv(spec, python=spec.python))
+        return command
     if spec.image is None:
         raise ValueError("a container mode needs the recipe's image")
-    inner = torchrun_argv(spec, python="python")
     if spec.container == "docker":
-        env = [f"--env={k}={v}" for k, v in sorted(spec.environment.items())]
+        env = [f"--env={k}={v}" for k, v in sorted(spec.launch.environment.items())]
         mounts = [f"--volume={h}:{c}:{'ro' if ro else 'rw'}" for h, c, ro in spec.container_mounts]
         workdir = [f"--workdir={spec.container_workdir}"] if spec.container_workdir else []
         docker = ["docker", "run", "--rm", "--init", "--network=host", "--ipc=host", *env, *mounts, *workdir,
-                  f"--name=pspnet-{spec.job_name}-$SLURM_NODEID", spec.image]
-        return _shell_words(docker + inner)
-    return _shell_words(inner)  # pyxis: srun itself runs the task inside the image
+                  f"--name={spec.job_name}-node$SLURM_NODEID", spec.image]
+        return " ".join([*(shlex.quote(w) if "$" not in w else f'"{w}"' for w in docker), command])
+    return command  # pyxis: srun itself runs the task inside the image
 
 
 def srun_options(spec: SlurmJobSpec) -> list[str]:
@@ -143,15 +120,14 @@ def render_sbatch(spec: SlurmJobSpec) -> str:
         directives.append(f"--gres={spec.gres}")
     if spec.time_limit_minutes:
         directives.append(f"--time={spec.time_limit_minutes}")
+    port = re.search(r"--master_port=(\S+)", " ".join(spec.launch.argv))
     lines = ["#!/bin/bash", *(f"#SBATCH {d}" for d in directives), "",
              "# Written by pspnet-repro's Slurm executor; submitted as it is.",
              "set -euo pipefail",
-             'head_node=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)',
-             "# Node names need not resolve: the master is the first node's NodeAddr.",
-             'MASTER_ADDR=$(scontrol show node "$head_node" | sed -n "s/.*NodeAddr=\\([^ ]*\\).*/\\1/p")',
-             f"MASTER_PORT={spec.master_port}",
+             *spec.launch.setup,
+             f"MASTER_PORT={port.group(1) if port else ''}",
              "export MASTER_ADDR MASTER_PORT"]
-    for key, value in sorted(spec.environment.items()):
+    for key, value in sorted(spec.launch.environment.items()):
         lines.append(f"export {key}={shlex.quote(value)}")
     lines += [f"mkdir -p {shlex.quote(spec.run_dir)}/{NODE_LOG_DIR}",
               'echo "pspnet-repro: job $SLURM_JOB_ID on $SLURM_JOB_NODELIST, master $MASTER_ADDR:$MASTER_PORT"',

@@ -9,16 +9,20 @@ from pathlib import Path
 import pytest
 
 from harness.executors import slurm_client
+from harness.launch import build_node_launches, scheduler_rendezvous
 from harness.slurm import SlurmJobSpec, render_sbatch, run_state_of
 
 WORKER = ("-m", "harness.worker", "--job", "/results/runs/r1/job.json")
 
 
-def spec(**changes) -> SlurmJobSpec:
-    base = dict(job_name="pspnet-r1", run_dir="/results/runs/r1", nodes=2, procs_per_node=8, worker_args=WORKER,
-                python="/venv/bin/python", master_port=29501, environment={"HCCL_CONNECT_TIMEOUT": "1200"})
-    base.update(changes)
-    return SlurmJobSpec(**base)
+def spec(*, procs_per_node=8, worker=WORKER, python="/venv/bin/python", master_port=29501,
+         environment=None, **changes) -> SlurmJobSpec:
+    launch = build_node_launches(
+        python=python, worker=worker, nodes=2, nproc_per_node=procs_per_node,
+        rendezvous=scheduler_rendezvous("slurm", master_port),
+        environment={"HCCL_CONNECT_TIMEOUT": "1200"} if environment is None else environment,
+    )[0]
+    return SlurmJobSpec(**{"job_name": "pspnet-r1", "run_dir": "/results/runs/r1", "nodes": 2, "launch": launch, **changes})
 
 
 def test_sbatch_script_one_torchrun_per_node_with_the_first_nodes_address():
@@ -31,26 +35,29 @@ def test_sbatch_script_one_torchrun_per_node_with_the_first_nodes_address():
         "#SBATCH --output=/results/runs/r1/slurm-%j.out", "#SBATCH --chdir=/results/runs/r1",
         "#SBATCH --partition=npu", "#SBATCH --gres=npu:8", "#SBATCH --time=90",
     ]
-    assert 'head_node=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)' in lines
+    assert any(line.startswith('MASTER_ADDR="$(scontrol show node "$(scontrol show hostnames "$SLURM_JOB_NODELIST"')
+               for line in lines)
+    assert "MASTER_PORT=29501" in lines
     assert "export HCCL_CONNECT_TIMEOUT=1200" in lines
     srun = script[script.index("srun "):]
     assert "--kill-on-bad-exit=1" in srun and "--output=/results/runs/r1/nodes/node-%n.log" in srun
-    assert ("exec /venv/bin/python -m torch.distributed.run --nnodes=2 --node_rank=\"$SLURM_NODEID\" "
-            "--nproc_per_node=8 --master_addr=\"$MASTER_ADDR\" --master_port=\"$MASTER_PORT\" "
+    assert ("exec /venv/bin/python -m torch.distributed.run --nnodes=2 \"--node_rank=$SLURM_NODEID\" "
+            "--nproc_per_node=8 \"--master_addr=$MASTER_ADDR\" --master_port=29501 "
             "-m harness.worker --job /results/runs/r1/job.json") in srun
     assert "WORLD_SIZE" not in script  # never the operators' ambiguous variable
 
 
 def test_container_modes_pyxis_and_docker():
     mounts = (("/data/VOCdevkit", "/data/VOCdevkit", True), ("/results/runs/r1", "/workspace/run", False))
-    pyxis = render_sbatch(spec(container="pyxis", image="pspnet-repro/npu:abc", container_mounts=mounts,
+    pyxis = render_sbatch(spec(python="python", container="pyxis", image="pspnet-repro/npu:abc", container_mounts=mounts,
                                container_workdir="/workspace/run"))
     assert "--container-image=pspnet-repro/npu:abc" in pyxis
     assert "--container-mounts=/data/VOCdevkit:/data/VOCdevkit:ro,/results/runs/r1:/workspace/run:rw" in pyxis
     assert "exec python -m torch.distributed.run" in pyxis
-    docker = render_sbatch(spec(container="docker", image="pspnet-repro/gpu:abc", container_mounts=mounts))
+    docker = render_sbatch(spec(python="python", container="docker", image="pspnet-repro/gpu:abc", container_mounts=mounts))
     assert "exec docker run --rm --init --network=host --ipc=host --env=HCCL_CONNECT_TIMEOUT=1200" in docker
     assert "--volume=/results/runs/r1:/workspace/run:rw" in docker
+    assert "--name=pspnet-r1-node$SLURM_NODEID" in docker
     assert "pspnet-repro/gpu:abc python -m torch.distributed.run --nnodes=2" in docker
     with pytest.raises(ValueError):
         render_sbatch(spec(container="docker"))
@@ -89,7 +96,7 @@ def test_two_nodes_rendezvous_over_slurm(tmp_path, slurm_cluster):
     """4 gloo ranks, 2 per node, over two slurmd nodes: every rank sees the same all-reduce."""
     script = tmp_path / "allreduce.py"
     script.write_text(ALLREDUCE)
-    job = spec(run_dir=str(tmp_path), procs_per_node=2, worker_args=(str(script),), python=sys.executable,
+    job = spec(run_dir=str(tmp_path), procs_per_node=2, worker=(str(script),), python=sys.executable,
                master_port=29731, environment={})
     (tmp_path / "job.sbatch").write_text(render_sbatch(job))
     job_id = slurm_client.submit(tmp_path / "job.sbatch")
