@@ -1,5 +1,6 @@
 """`harness image build KIND [--base IMAGE] [--certs DIR] [--torch-wheel WHL] [--force]` and
-`harness image tag KIND [--base IMAGE]` (prints the content tag a build would produce)."""
+`harness image tag KIND [--base IMAGE]` (prints the content tag a build would produce) and
+`harness image lock KIND [--find-links DIR]` (writes docker/KIND/requirements-<platform>.lock)."""
 from __future__ import annotations
 
 import argparse
@@ -27,6 +28,12 @@ def register(subparsers) -> argparse.ArgumentParser:
     tag.add_argument("--base", help="base image (default: the Dockerfile's ARG BASE_IMAGE)")
     tag.add_argument("--torch-wheel", type=Path, help="as for build (the wheel's name is part of the tag)")
 
+    lock = actions.add_parser(
+        "lock", help="resolve docker/KIND/requirements.in into hash-pinned per-platform locks (needs uv)")
+    lock.add_argument("kind", choices=images.KINDS)
+    lock.add_argument("--find-links", action="append", default=[], metavar="DIR",
+                      help="extra folder of wheels (cpu: the local torch CPU wheel's folder is added)")
+
     parser.set_defaults(func=run)
     return parser
 
@@ -36,6 +43,8 @@ def run(args) -> int:
         if args.image_action == "tag":
             print(_tag(args))
             return 0
+        if args.image_action == "lock":
+            return _lock(args)
         return _build(args)
     except images.ImageError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -68,4 +77,16 @@ def _build(args) -> int:
     tag = images.build_image(args.kind, args.base, client, log=print, cert_dirs=args.certs,
                              torch_wheel=_wheel(args), force=args.force)
     print(tag)
+    return 0
+
+
+def _lock(args) -> int:
+    from harness import locks
+
+    links = list(args.find_links)
+    if args.kind == "cpu":
+        wheel = images.host_torch_wheel()
+        if wheel is not None:
+            links.append(str(Path(wheel).parent))
+    locks.lock(args.kind, find_links=tuple(links))
     return 0
