@@ -90,6 +90,7 @@ def container_kwargs(spec: ContainerSpec) -> dict:
         "shm_size": spec.shm_size,
         "working_dir": spec.working_dir,
         "network_mode": spec.network_mode,
+        "hostname": spec.hostname,
         "runtime": spec.runtime,
         "user": spec.user,
         "ipc_mode": spec.ipc_mode,
