@@ -72,6 +72,14 @@ def missing_image_message(tag: str) -> str:
     return f"Docker image {tag} is not present on this engine: {how}"
 
 
+def lock_digest(kind: str, repo_root: Path = REPO_ROOT) -> str | None:
+    """``sha256:...`` over the kind's package locks (docker/<kind>/requirements-*.lock), or None
+    if one is missing: provenance records it with each run (same digest, same packages)."""
+    from harness.locks import lock_digest as _digest
+
+    return _digest(check_kind(kind), repo_root)
+
+
 def _walk(path: Path) -> Iterable[Path]:
     if path.is_file():
         yield path
