@@ -319,12 +319,16 @@ def test_compose_npu_services_mount_devices_and_read_only_driver():
         svc = services[name]
         targets = [d.split(":")[1] for d in svc["devices"]]
         assert {"/dev/davinci_manager", "/dev/devmm_svm", "/dev/hisi_hdc"} <= set(targets), name
-        assert sum(t.startswith("/dev/davinci") and t[12:].isdigit() for t in targets) == (
-            8 if name.endswith("8p") else 1), name
-        for path in ("/usr/local/dcmi", "/usr/local/bin/npu-smi", "/usr/local/Ascend/driver/lib64",
-                     "/usr/local/Ascend/driver/version.info", "/etc/ascend_install.info"):
+        # eval-8p evaluates in one process on one NPU, as the seed's train_val_8p.sh does.
+        eight = name in ("train-8p", "perf-8p")
+        assert sum(t.startswith("/dev/davinci") and t[12:].isdigit() for t in targets) == (8 if eight else 1), name
+        for path in ("/usr/local/Ascend/driver/lib64", "/usr/local/Ascend/driver/version.info",
+                     "/etc/ascend_install.info"):
             assert f"{path}:{path}:ro" in svc["volumes"], (name, path)
         assert any(v.endswith(":/data/VOCdevkit:ro") for v in svc["volumes"]), name
+        # Container numbering: 0..n-1 whatever host NPUs are mounted.
+        assert svc["environment"]["ASCEND_RT_VISIBLE_DEVICES"] == ("0,1,2,3,4,5,6,7" if eight else "0")
+        assert svc["environment"]["HCCL_EXEC_TIMEOUT"] == "1800", name
 
 
 def test_compose_gpu_services_reserve_gpus():
@@ -332,6 +336,7 @@ def test_compose_gpu_services_reserve_gpus():
     for name in ("gpu-train-8p", "gpu-perf-8p"):
         devices = services[name]["deploy"]["resources"]["reservations"]["devices"]
         assert devices[0]["capabilities"] == ["gpu"], name
+        assert devices[0]["device_ids"] == [str(i) for i in range(8)], name
 
 
 def test_env_example_documents_every_compose_variable():
