@@ -46,6 +46,11 @@ class Device(_Strict):
     runtime: Literal["plain", "ascend"] = Field(
         default="plain", description="npu only: 'plain' mounts the device nodes and driver; 'ascend' uses the Ascend Docker Runtime"
     )
+    chip: Literal["910", "910b"] | None = Field(
+        default=None,
+        description="npu only: the Ascend chip the recipe expects (910: Atlas A1, the seed's; 910b: Atlas A2); "
+        "picks the image's CANN base (`harness image build npu --chip`); worker_env.json records the real one",
+    )
 
     @field_validator("ids", mode="before")
     @classmethod
@@ -56,12 +61,20 @@ class Device(_Strict):
             parse_device_ids(value)
         return value
 
+    @field_validator("chip", mode="before")
+    @classmethod
+    def _chip_text(cls, value):
+        # `chip: 910` in YAML or --set device.chip=910 arrives as a number.
+        return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
     @model_validator(mode="after")
     def _consistent(self) -> "Device":
         if self.ids is not None and len(parse_device_ids(self.ids)) != self.count:
             raise ValueError(f"ids {self.ids!r} name {len(parse_device_ids(self.ids))} devices but count is {self.count}")
         if self.runtime == "ascend" and self.kind != "npu":
             raise ValueError("runtime 'ascend' is only for device.kind 'npu'")
+        if self.chip is not None and self.kind != "npu":
+            raise ValueError("chip is only for device.kind 'npu'")
         return self
 
     @property

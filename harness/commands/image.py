@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from harness import images
+from harness.errors import BadInput
 
 
 def register(subparsers) -> argparse.ArgumentParser:
@@ -17,6 +18,8 @@ def register(subparsers) -> argparse.ArgumentParser:
     build = actions.add_parser("build", help="build an image (skipped when its content tag exists)")
     build.add_argument("kind", choices=images.KINDS)
     build.add_argument("--base", help="base image (default: the Dockerfile's ARG BASE_IMAGE)")
+    build.add_argument("--chip", choices=images.NPU_CHIPS,
+                       help="npu: the Ascend chip; picks the CANN base tag (-910- Atlas A1, -910b- Atlas A2)")
     build.add_argument("--certs", type=Path, action="append", default=[],
                        help="extra CA certificates (*.crt/*.pem) to trust; repeatable. "
                             f"{images.HOST_CERT_DIR} is always included")
@@ -26,6 +29,7 @@ def register(subparsers) -> argparse.ArgumentParser:
     tag = actions.add_parser("tag", help="print the content tag of an image")
     tag.add_argument("kind", choices=images.KINDS)
     tag.add_argument("--base", help="base image (default: the Dockerfile's ARG BASE_IMAGE)")
+    tag.add_argument("--chip", choices=images.NPU_CHIPS, help="as for build")
     tag.add_argument("--torch-wheel", type=Path, help="as for build (the wheel's name is part of the tag)")
 
     lock = actions.add_parser(
@@ -57,8 +61,19 @@ def _wheel(args) -> Path | None:
     return args.torch_wheel or images.host_torch_wheel()
 
 
+def _base(args) -> str | None:
+    chip = getattr(args, "chip", None)
+    if chip is None:
+        return args.base
+    if args.kind != "npu":
+        raise BadInput(f"--chip is for the npu image, not {args.kind}")
+    if args.base:
+        raise BadInput("give --chip or --base, not both (--chip picks the CANN base)")
+    return images.npu_base_for_chip(chip)
+
+
 def _tag(args) -> str:
-    base = args.base or images.default_base(args.kind)
+    base = _base(args) or images.default_base(args.kind)
     wheel = _wheel(args)
     return images.content_tag(args.kind, base, wheels=[wheel] if wheel else [])
 
@@ -74,7 +89,7 @@ def _build(args) -> int:
     except EngineUnavailable as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    tag = images.build_image(args.kind, args.base, client, log=print, cert_dirs=args.certs,
+    tag = images.build_image(args.kind, _base(args), client, log=print, cert_dirs=args.certs,
                              torch_wheel=_wheel(args), force=args.force)
     print(tag)
     return 0
