@@ -236,3 +236,13 @@ def test_a_silent_stretch_longer_than_the_client_timeout_is_fine(cpu_image, tmp_
     spec = _spec(cpu_image, "import time; print('a', flush=True); time.sleep(5); print('b')")
     outcome, lines = _run(spec, tmp_path, client)
     assert (outcome.exit_code, lines) == (0, ["a", "b"])
+
+
+def test_preflight_warns_about_missing_optional_npu_tools_but_passes(cpu_image, client, capsys):
+    from harness.backends import npu
+
+    _, warnings = npu.optional_binds(())
+    spec = _spec(cpu_image, "print(1)", warnings=warnings)
+    dx.preflight(spec, client)  # no PreflightError: optional pieces never refuse a run
+    err = capsys.readouterr().err
+    assert err.count("harness: warning: ") == 3 and "npu-smi not found" in err

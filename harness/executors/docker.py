@@ -8,6 +8,7 @@ error halfway into a launch (missing image, device node or bind source).
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -140,6 +141,8 @@ def preflight(spec: ContainerSpec, client) -> None:
     problems = preflight_problems(spec, image_present=image_exists(client, spec.image), runtimes=runtimes)
     if problems:
         raise PreflightError(problems)
+    for warning in spec.warnings:  # optional pieces the host lacks: said, never a refusal
+        print(f"harness: warning: {warning}", file=sys.stderr, flush=True)
 
 
 # ---------------------------------------------------------------------------------------------
