@@ -41,7 +41,11 @@ UNLOCKED: dict[tuple[str, str], tuple[str, ...]] = {("npu", "linux-x86_64"): ("t
 
 
 class LockError(EnvironmentNotReady):
-    """uv is missing or could not resolve a lock (exit 3; the message says which and why)."""
+    """uv is missing or the index cannot be reached (exit 3; the message says which and why)."""
+
+
+class UnresolvableLock(BadInput):
+    """The image's pins conflict or name a release without a wheel (exit 2)."""
 
 
 def input_path(kind: str, repo_root: Path = REPO_ROOT) -> Path:
@@ -122,8 +126,9 @@ def lock(kind: str, *, repo_root: Path = REPO_ROOT, find_links: tuple[str, ...] 
         proc = subprocess.run(cmd, cwd=repo_root, capture_output=True, text=True)
         if proc.returncode != 0:
             tmp.unlink(missing_ok=True)
-            reason = (proc.stderr.strip().splitlines() or ["(no output)"])
-            raise LockError(f"locking {kind} for {platform} failed: {' '.join(r.strip() for r in reason[-3:])}")
+            reason = " ".join(r.strip() for r in (proc.stderr.strip().splitlines() or ["(no output)"])[-3:])
+            error = UnresolvableLock if "No solution found" in proc.stderr else LockError
+            raise error(f"{input_path(kind, repo_root)}: locking for {platform} failed: {reason}")
         tmp.replace(target)
         log(f"wrote {target.relative_to(repo_root)}")
         written.append(target)

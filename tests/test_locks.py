@@ -104,3 +104,16 @@ def test_lock_resolves_for_its_platform_without_installing(kind, platform, tmp_p
     for name in locks.UNLOCKED.get((kind, platform), ()):
         resolved.pop(name, None)
     assert resolved == locked, set(resolved.items()) ^ set(locked.items())
+
+
+def test_conflicting_pins_fail_with_one_line_and_keep_the_old_lock(tmp_path):
+    (tmp_path / "docker" / "gpu").mkdir(parents=True)
+    (tmp_path / "docker" / "overrides.txt").write_text((REPO / "docker" / "overrides.txt").read_text())
+    (tmp_path / "pyproject.toml").write_text('[project]\nname = "x"\nversion = "0"\ndependencies = ["numpy>=2"]\n')
+    (tmp_path / "docker" / "gpu" / "requirements.in").write_text("numpy<2\n")
+    old = locks.lock_path("gpu", "linux-x86_64", tmp_path)
+    old.write_text("previous\n")
+    with pytest.raises(locks.UnresolvableLock) as caught:
+        locks.lock("gpu", repo_root=tmp_path, log=lambda line: None)
+    assert caught.value.exit_code == 2 and "requirements.in" in str(caught.value) and "\n" not in str(caught.value)
+    assert old.read_text() == "previous\n" and not list(old.parent.glob("*.tmp"))
