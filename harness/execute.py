@@ -17,6 +17,7 @@ from pathlib import Path
 import yaml
 
 from harness.data.resolve import resolve_dataset, verify_dataset
+from harness.backends import npu as npu_backend
 from harness.plan import CONFIGS_DIR, CONTAINER_USER, Executor, Plan, PlanInputs, build_plan
 from harness.progress import Progress
 from harness.provenance import host_provenance
@@ -53,6 +54,7 @@ def plan_inputs(loaded: LoadedRecipe, run_dir: Path, dataset_dir: Path, *, resum
         resume=resume,
         container_user=container_user(),
         rank_table_host_path=str(loaded.resolve(recipe.device.rank_table)) if recipe.device.rank_table else None,
+        optional_host_paths=npu_backend.present_optional_paths() if recipe.device.kind == "npu" else (),
     )
 
 

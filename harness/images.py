@@ -60,6 +60,21 @@ def default_base(kind: str, repo_root: Path = REPO_ROOT) -> str:
     return match.group(1)
 
 
+NPU_CHIPS = ("910", "910b")
+
+
+def npu_base_for_chip(chip: str, repo_root: Path = REPO_ROOT) -> str:
+    """The NPU Dockerfile's default CANN base with its chip part set: CANN 8 tags are
+    ``<cann>-<chip>-<os>-py<ver>``, ``-910-`` for Atlas A1 (the seed's), ``-910b-`` for Atlas A2."""
+    if chip not in NPU_CHIPS:
+        raise ImageError(f"--chip {chip!r}: expected one of {', '.join(NPU_CHIPS)}")
+    default = default_base("npu", repo_root)
+    based, count = re.subn(r"-(910b?)-", f"-{chip}-", default, count=1)
+    if not count:
+        raise ImageError(f"{dockerfile_path('npu', repo_root)}: base {default!r} names no -910-/-910b- chip part")
+    return based
+
+
 def build_command(kind: str, base: str | None = None) -> str:
     base = base or (LOCAL_BASE if kind == "cpu" else default_base(kind))
     return f"harness image build {kind} --base {base}"
@@ -70,6 +85,14 @@ def missing_image_message(tag: str) -> str:
     match = re.fullmatch(rf"{REPOSITORY}/({'|'.join(KINDS)}):.*", tag)
     how = f"build it with `{build_command(match.group(1))}`" if match else "build or load it first"
     return f"Docker image {tag} is not present on this engine: {how}"
+
+
+def lock_digest(kind: str, repo_root: Path = REPO_ROOT) -> str | None:
+    """``sha256:...`` over the kind's package locks (docker/<kind>/requirements-*.lock), or None
+    if one is missing: provenance records it with each run (same digest, same packages)."""
+    from harness.locks import lock_digest as _digest
+
+    return _digest(check_kind(kind), repo_root)
 
 
 def _walk(path: Path) -> Iterable[Path]:

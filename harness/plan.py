@@ -43,6 +43,9 @@ class PlanInputs:
     # uid:gid for CPU/GPU containers: the invoking user's, so results stay theirs; for root, 1000.
     container_user: str = CONTAINER_USER
     rank_table_host_path: str | None = None  # the recipe's device.rank_table, resolved
+    # The optional NPU driver pieces this host has (backends.npu.present_optional_paths()):
+    # mounted when present, a warning when not.
+    optional_host_paths: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -178,12 +181,17 @@ def _container_binds(inputs: PlanInputs) -> tuple[BindMount, ...]:
     return tuple(binds)
 
 
+def service_hostname(recipe_name: str) -> str:
+    """A container's hostname from its recipe's name (an RFC 1123 label: no underscores)."""
+    return "pspnet-" + recipe_name.replace("_", "-").lower()
+
+
 def build_container(recipe: Recipe, inputs: PlanInputs, launch: LaunchSpec) -> ContainerSpec:
     if recipe.image is None:
         raise ValueError(f"recipe {recipe.name!r} names no image; the docker executor needs 'image'")
     kind = recipe.device.kind
     backend = get_backend(kind)
-    devices = backend.container_devices(recipe.device.device_ids, recipe.device.runtime)
+    devices = backend.container_devices(recipe.device.device_ids, recipe.device.runtime, inputs.optional_host_paths)
     environment = {
         "PYTHONUNBUFFERED": "1",
         "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1",
@@ -191,6 +199,7 @@ def build_container(recipe: Recipe, inputs: PlanInputs, launch: LaunchSpec) -> C
         **launch.environment,
         **devices.environment,
     }
+    network_mode = "none" if recipe.device.count == 1 or kind == "cpu" else "host"
     return ContainerSpec(
         image=recipe.image,
         command=launch.argv,
@@ -206,7 +215,11 @@ def build_container(recipe: Recipe, inputs: PlanInputs, launch: LaunchSpec) -> C
         working_dir=CONTAINER_RUN_DIR,
         # Multi-rank NCCL/HCCL use shared memory between ranks beyond /dev/shm's files.
         ipc_mode="host" if kind != "cpu" and recipe.device.count > 1 else None,
-        network_mode="none" if recipe.device.count == 1 or kind == "cpu" else "host",
+        network_mode=network_mode,
+        # Stable, so logs and HCCL/NCCL messages name the same host on every run; with the host
+        # network the container has the host's name (Docker refuses both).
+        hostname=None if network_mode == "host" else service_hostname(recipe.name),
+        warnings=devices.warnings,
     )
 
 

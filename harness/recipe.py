@@ -71,6 +71,11 @@ class Device(_Strict):
         default=None,
         description="npu only: a v1.0 rank table (RANK_TABLE_FILE), relative to the recipe file; default: TCPStore negotiation",
     )
+    chip: Literal["910", "910b"] | None = Field(
+        default=None,
+        description="npu only: the Ascend chip the recipe expects (910: Atlas A1, the seed's; 910b: Atlas A2); "
+        "picks the image's CANN base (`harness image build npu --chip`); worker_env.json records the real one",
+    )
 
     @field_validator("ids", mode="before")
     @classmethod
@@ -80,6 +85,12 @@ class Device(_Strict):
         if isinstance(value, str):
             parse_device_ids(value)
         return value
+
+    @field_validator("chip", mode="before")
+    @classmethod
+    def _chip_text(cls, value):
+        # `chip: 910` in YAML or --set device.chip=910 arrives as a number.
+        return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
 
     @model_validator(mode="after")
     def _consistent(self) -> "Device":
@@ -91,6 +102,8 @@ class Device(_Strict):
             raise ValueError("hccl and rank_table are only for device.kind 'npu'")
         if self.hccl is not None and self.hccl.if_ip is not None and len(self.hccl.if_ip) != self.nodes:
             raise ValueError(f"hccl.if_ip names {len(self.hccl.if_ip)} IPs but nodes is {self.nodes} (one IP per node)")
+        if self.chip is not None and self.kind != "npu":
+            raise ValueError("chip is only for device.kind 'npu'")
         return self
 
     @property

@@ -49,6 +49,10 @@ class ContainerSpec:
     network_mode: str = "none"
     privileged: bool = False  # never True; stored so tests and reviewers can see it
     cap_add: tuple[str, ...] = ()
+    hostname: str | None = None
+    # What this container goes without (optional driver tools the host lacks): shown by
+    # `harness plan` and logged by the executor; never a reason to refuse the run.
+    warnings: tuple[str, ...] = ()
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -26,7 +26,7 @@ pytestmark = pytest.mark.docker
 
 REPO = Path(__file__).resolve().parent.parent
 NPU_DRIVER_FILES = ("/usr/local/bin/npu-smi", "/usr/local/Ascend/driver/version.info", "/etc/ascend_install.info")
-NPU_DRIVER_DIRS = ("/usr/local/dcmi", "/usr/local/Ascend/driver/lib64")
+NPU_DRIVER_DIRS = ("/usr/local/dcmi", "/usr/local/Ascend/driver/lib64", "/var/log/npu")
 CONTROL_NODES = ("/dev/davinci_manager", "/dev/devmm_svm", "/dev/hisi_hdc")
 
 
@@ -144,7 +144,8 @@ def _stand_in_npu_spec(image: str, tmp_path: Path, device_ids: tuple[int, ...]) 
     """The NPU backend's devices/binds with host paths swapped for stand-ins."""
     from harness.backends import npu
 
-    cd = npu.container_devices(device_ids, "plain")
+    # A host with every optional driver piece (npu-smi in /usr/local/bin, dcmi, device logs).
+    cd = npu.container_devices(device_ids, "plain", npu.OPTIONAL_HOST_PATHS)
     driver = tmp_path / "driver"
     binds = []
     for bind in cd.binds:
@@ -180,7 +181,7 @@ def test_npu_8p_layout_with_stand_ins(cpu_image, client, tmp_path):
 
 def test_npu_device_3_maps_only_davinci3(cpu_image, client, tmp_path):
     spec = _stand_in_npu_spec(cpu_image, tmp_path, (3,))
-    assert spec.environment.get("ASCEND_RT_VISIBLE_DEVICES") == "3"
+    assert spec.environment.get("ASCEND_RT_VISIBLE_DEVICES") == "0"  # container numbering
     report = _probe(spec, tmp_path, client)
     assert report["nodes"] == sorted(["/dev/davinci3", *CONTROL_NODES])
     assert report["writable"] == []
@@ -235,3 +236,13 @@ def test_a_silent_stretch_longer_than_the_client_timeout_is_fine(cpu_image, tmp_
     spec = _spec(cpu_image, "import time; print('a', flush=True); time.sleep(5); print('b')")
     outcome, lines = _run(spec, tmp_path, client)
     assert (outcome.exit_code, lines) == (0, ["a", "b"])
+
+
+def test_preflight_warns_about_missing_optional_npu_tools_but_passes(cpu_image, client, capsys):
+    from harness.backends import npu
+
+    _, warnings = npu.optional_binds(())
+    spec = _spec(cpu_image, "print(1)", warnings=warnings)
+    dx.preflight(spec, client)  # no PreflightError: optional pieces never refuse a run
+    err = capsys.readouterr().err
+    assert err.count("harness: warning: ") == 3 and "npu-smi not found" in err

@@ -14,7 +14,8 @@ from harness.plan import PlanInputs, build_plan
 from harness.recipe import load_recipe
 from support import RECIPES, run_cli
 
-INPUTS = PlanInputs(run_dir="/srv/results/runs/R", dataset_dir="/srv/data/VOCdevkit", config_name="c.py", python="/usr/bin/python3")
+INPUTS = PlanInputs(run_dir="/srv/results/runs/R", dataset_dir="/srv/data/VOCdevkit", config_name="c.py", python="/usr/bin/python3",
+                    optional_host_paths=("/usr/local/sbin/npu-smi", "/usr/local/dcmi", "/var/log/npu"))
 
 
 def plan_for(name: str, executor: str = "docker", *sets: str):
@@ -57,28 +58,74 @@ def test_npu_8p_container_spec_pinned():
         "/dev/hisi_hdc:/dev/hisi_hdc:rwm",
     ]
     assert [(b.host_path, b.container_path, b.read_only) for b in spec.binds] == [
-        ("/usr/local/dcmi", "/usr/local/dcmi", True),
-        ("/usr/local/bin/npu-smi", "/usr/local/bin/npu-smi", True),
         ("/usr/local/Ascend/driver/lib64", "/usr/local/Ascend/driver/lib64", True),
         ("/usr/local/Ascend/driver/version.info", "/usr/local/Ascend/driver/version.info", True),
         ("/etc/ascend_install.info", "/etc/ascend_install.info", True),
+        ("/usr/local/sbin/npu-smi", "/usr/local/sbin/npu-smi", True),
+        ("/usr/local/dcmi", "/usr/local/dcmi", True),
+        ("/var/log/npu", "/var/log/npu", True),
         ("/srv/data/VOCdevkit", "/data/VOCdevkit", True),
         ("/srv/results/runs/R", "/workspace/run", False),
     ]
     assert spec.environment["ASCEND_RT_VISIBLE_DEVICES"] == "0,1,2,3,4,5,6,7"
     assert spec.environment["HCCL_WHITELIST_DISABLE"] == "1" and spec.environment["TASK_QUEUE_ENABLE"] == "1"
+    assert spec.environment["HCCL_CONNECT_TIMEOUT"] == "1200" and spec.environment["HCCL_EXEC_TIMEOUT"] == "1800"
+    assert spec.warnings == ()
     assert spec.runtime is None and spec.gpu_device_ids == ()
     assert spec.shm_size == "32g" and spec.ipc_mode == "host" and spec.network_mode == "host"
     assert spec.privileged is False and spec.cap_add == ()
     assert spec.image == "pspnet-repro/npu:latest"
 
 
+def _npu_nodes(spec) -> list[str]:
+    return [d.host_path for d in spec.devices if d.host_path.startswith("/dev/davinci") and d.host_path[12:].isdigit()]
+
+
 def test_npu_1p_device_3_maps_only_davinci3():
     spec = plan_for("full_1p", "docker", "device.ids=3").container
-    nodes = [d.host_path for d in spec.devices if d.host_path.startswith("/dev/davinci") and d.host_path[12:].isdigit()]
-    assert nodes == ["/dev/davinci3"]
-    assert spec.environment["ASCEND_RT_VISIBLE_DEVICES"] == "3"
+    assert _npu_nodes(spec) == ["/dev/davinci3"]
+    # CANN numbers the NPUs a container sees 0..n-1: the one mounted NPU is 0 inside.
+    assert spec.environment["ASCEND_RT_VISIBLE_DEVICES"] == "0"
     assert plan_for("full_1p", "docker", "device.ids=3").launch.argv[:3] == ("python", "-m", "harness.worker")
+
+
+@pytest.mark.parametrize("ids, nodes, visible", [
+    ("5", ["/dev/davinci5"], "0"),
+    ("4,5", ["/dev/davinci4", "/dev/davinci5"], "0,1"),
+])
+def test_hand_mounted_npus_use_container_numbering(ids, nodes, visible):
+    spec = plan_for("full_1p" if "," not in ids else "full_8p", "docker", f"device.ids={ids}",
+                    f"device.count={len(nodes)}").container
+    assert _npu_nodes(spec) == nodes
+    assert spec.environment["ASCEND_RT_VISIBLE_DEVICES"] == visible
+
+
+def test_plan_cli_device_5_mounts_davinci5_as_container_id_0():
+    proc = run_cli("plan", str(RECIPES / "full_1p.yaml"), "--set", "device.ids=5", "--json")
+    assert proc.returncode == 0, proc.stderr
+    container = json.loads(proc.stdout)["container"]
+    nodes = [d["host_path"] for d in container["devices"] if d["host_path"][12:].isdigit()]
+    assert nodes == ["/dev/davinci5"]
+    assert container["environment"]["ASCEND_RT_VISIBLE_DEVICES"] == "0"
+    assert container["environment"]["HCCL_EXEC_TIMEOUT"] == "1800"
+
+
+def test_optional_driver_tools_missing_are_warned_not_mounted():
+    inputs = PlanInputs(run_dir="/r", dataset_dir="/d", config_name="c.py", optional_host_paths=())
+    spec = build_plan(load_recipe(RECIPES / "full_1p.yaml").recipe, inputs, "docker").container
+    mounted = {b.container_path for b in spec.binds}
+    assert not mounted & {"/usr/local/bin/npu-smi", "/usr/local/sbin/npu-smi", "/usr/local/dcmi", "/var/log/npu"}
+    assert len(spec.warnings) == 3 and "npu-smi not found" in spec.warnings[0]
+    # The required driver pieces are still there: training needs them.
+    assert "/usr/local/Ascend/driver/lib64" in mounted
+
+
+def test_npu_smi_from_bin_preferred_when_both_exist():
+    from harness.backends import npu
+
+    binds, warnings = npu.optional_binds(["/usr/local/bin/npu-smi", "/usr/local/sbin/npu-smi"])
+    assert [b.host_path for b in binds] == ["/usr/local/bin/npu-smi"]
+    assert len(warnings) == 2 and all(b.read_only for b in binds)
 
 
 def test_npu_ascend_runtime_spec():
@@ -86,6 +133,7 @@ def test_npu_ascend_runtime_spec():
     assert spec.runtime == "ascend"
     assert spec.environment["ASCEND_VISIBLE_DEVICES"] == "0,1,2,3,6,7,8,9"
     assert spec.devices == ()  # the runtime mounts devices and driver itself
+    assert "ASCEND_RT_VISIBLE_DEVICES" not in spec.environment  # host ids go to the runtime
     assert [b.container_path for b in spec.binds] == ["/data/VOCdevkit", "/workspace/run"]
 
 

@@ -22,6 +22,8 @@ class ContainerDevices:
     gpu_device_ids: tuple[str, ...] = ()
     runtime: str | None = None
     environment: dict[str, str] = field(default_factory=dict)
+    # Things the run goes without (e.g. an optional driver tool the host lacks): shown, not fatal.
+    warnings: tuple[str, ...] = ()
 
 
 def replace_norm(node: Any, norm: str) -> int:

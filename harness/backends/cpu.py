@@ -1,7 +1,7 @@
 """The CPU: BN, gloo, no AMP, and the two mmengine 0.10.7 CPU-DDP workarounds (stack-notes)."""
 from __future__ import annotations
 
-from collections.abc import MutableMapping
+from collections.abc import Iterable, MutableMapping
 
 from harness.backends.base import ContainerDevices, replace_norm, set_dist_backend
 
@@ -15,7 +15,7 @@ def environment(world_size: int) -> dict[str, str]:
     return dict(TORCHRUN_ENV) if world_size > 1 else {}
 
 
-def container_devices(device_ids: tuple[int, ...], runtime: str) -> ContainerDevices:
+def container_devices(device_ids: tuple[int, ...], runtime: str, present: Iterable[str] = ()) -> ContainerDevices:
     return ContainerDevices()
 
 

@@ -1,7 +1,7 @@
 """NVIDIA GPUs: SyncBN across ranks, nccl, AMP; the container gets a device request."""
 from __future__ import annotations
 
-from collections.abc import MutableMapping
+from collections.abc import Iterable, MutableMapping
 
 from harness.backends.base import ContainerDevices, enable_amp, replace_norm, set_dist_backend
 
@@ -13,7 +13,7 @@ def environment(world_size: int) -> dict[str, str]:
     return {}
 
 
-def container_devices(device_ids: tuple[int, ...], runtime: str) -> ContainerDevices:
+def container_devices(device_ids: tuple[int, ...], runtime: str, present: Iterable[str] = ()) -> ContainerDevices:
     return ContainerDevices(gpu_device_ids=tuple(str(i) for i in device_ids))
 
 

@@ -8,6 +8,7 @@ error halfway into a launch (missing image, device node or bind source).
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -90,6 +91,7 @@ def container_kwargs(spec: ContainerSpec) -> dict:
         "shm_size": spec.shm_size,
         "working_dir": spec.working_dir,
         "network_mode": spec.network_mode,
+        "hostname": spec.hostname,
         "runtime": spec.runtime,
         "user": spec.user,
         "ipc_mode": spec.ipc_mode,
@@ -139,6 +141,8 @@ def preflight(spec: ContainerSpec, client) -> None:
     problems = preflight_problems(spec, image_present=image_exists(client, spec.image), runtimes=runtimes)
     if problems:
         raise PreflightError(problems)
+    for warning in spec.warnings:  # optional pieces the host lacks: said, never a refusal
+        print(f"harness: warning: {warning}", file=sys.stderr, flush=True)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ from pathlib import Path
 from harness.fileio import write_json_atomic
 from harness.job import Job
 from harness.provenance import host_provenance
+from harness.worker import device_info
 
 RESOLVED_CONFIG = "resolved_config.py"
 WORKER_ENV = "worker_env.json"
@@ -34,6 +35,9 @@ def worker_environment(job: Job) -> dict:
     for path in CANN_VERSION_FILES:
         if os.path.isfile(path):
             info.setdefault("ascend_versions", {})[path] = Path(path).read_text(errors="replace")[:2000]
+    info["environment_settings"] = device_info.recorded_environment()
+    if job.device_kind == "npu":
+        info["npu"] = device_info.npu_facts()
     return info
 
 
@@ -77,6 +81,10 @@ def run_job(job: Job, job_path: Path) -> int:
     from mmengine.runner import Runner
 
     runner = Runner.from_cfg(cfg)
+    if rank == 0 and job.mode != "eval":
+        # What mmengine really builds can differ from the config (AMP forced on SoCs < 910B).
+        requested = (cfg.get("optim_wrapper") or {}).get("type", "OptimWrapper")
+        runner.register_hook(device_info.optim_wrapper_hook(job_path.parent / WORKER_ENV, requested))
     if job.mode == "eval":
         runner.test()
     else:

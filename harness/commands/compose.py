@@ -1,0 +1,29 @@
+"""`harness compose [--recipes DIR]`: print compose.yaml, generated from the recipes' plans
+(redirect it: `harness compose > compose.yaml`)."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from harness.errors import BadInput
+
+DEFAULT_RECIPES = Path(__file__).resolve().parents[2] / "recipes"
+
+
+def register(subparsers) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(
+        "compose", help="print compose.yaml generated from the recipes' plans (`harness compose > compose.yaml`)")
+    parser.add_argument("--recipes", type=Path, default=DEFAULT_RECIPES,
+                        help="folder holding the services' recipes (default: the project's recipes/)")
+    parser.set_defaults(func=run)
+    return parser
+
+
+def run(args) -> int:
+    from harness.compose import SERVICES, render
+
+    for service in SERVICES:
+        if not (args.recipes / service.recipe).is_file():
+            raise BadInput(f"{args.recipes / service.recipe}: no such recipe (compose service {service.name})")
+    print(render(args.recipes), end="")
+    return 0
