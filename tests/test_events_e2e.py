@@ -97,3 +97,21 @@ def test_events_agree_with_text_log_and_scalars(tmp_path, cache_env):
 
     # what `harness verify` will do: the numbers recomputed from the stored logs match result.json
     assert recompute_numbers(run.path, batch_per_device=4, devices=1) == result_numbers(result)
+
+
+def test_failed_run_closes_the_stream_as_aborted(tmp_path, cache_env):
+    # load_from is read after mmengine's before_run: the stream is open when the run fails
+    results = tmp_path / "results"
+    proc = run_cli(
+        "run", str(RECIPES / "smoke_cpu.yaml"), "--results", str(results), "--quiet", "--no-report",
+        "--set", "model.overrides.load_from=/nonexistent.pth", "--set", "train.iterations=20", env=cache_env,
+    )
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    [run] = RunStore(results).all()
+    [stream] = list(run.work_dir.glob(f"*/{FILE_NAME}"))
+    events, _ = read_events(stream)
+    assert events[-1][1]["key"] == "run_stop" and events[-1][1]["metadata"]["status"] == "aborted"
+    assert "FileNotFoundError" in events[-1][1]["metadata"]["reason"]
+    result = json.loads(run.result_file.read_text())
+    assert result["sources"]["numbers"] == "events"
+    assert any("run_stop status is 'aborted' (FileNotFoundError" in w for w in result["warnings"])

@@ -110,6 +110,7 @@ def parse(path: Path) -> FileRecords:
     events, warning = read_events(path)
     settings: dict[str, object] = {}
     status: str | None = None
+    reason = ""
     started = False
     for lineno, ev in events:
         key, value, meta = ev["key"], ev["value"], ev["metadata"]
@@ -141,6 +142,7 @@ def parse(path: Path) -> FileRecords:
             started = True
         elif key == RUN_STOP:
             status = meta.get("status")
+            reason = f" ({meta['reason']})" if meta.get("reason") else ""
         elif key in _SETTINGS:
             settings[key] = value
             if key == GLOBAL_BATCH_SIZE and isinstance(meta.get("batch_per_device"), int):
@@ -157,6 +159,6 @@ def parse(path: Path) -> FileRecords:
     if status is None:
         rec.warnings.append(f"{p}: no run_stop event: the run did not finish")
     elif status != STATUS_SUCCESS:
-        rec.warnings.append(f"{p}: run_stop status is {status!r}")
+        rec.warnings.append(f"{p}: run_stop status is {status!r}{reason}")
     rec.metadata["events"] = {**settings, "run_status": status}
     return rec
