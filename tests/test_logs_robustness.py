@@ -32,7 +32,7 @@ def lines_of(path: Path) -> list[str]:
 
 def test_formats_listed():
     assert set(FORMATS) == {"mmseg0x-text", "mmseg0x-json", "mmseg1x-text", "mmseg1x-scalars",
-                            "seed-result"}
+                            "seed-result", "harness-events"}
 
 
 @pytest.mark.parametrize("path, fmt", [

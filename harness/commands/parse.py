@@ -16,9 +16,11 @@ def register(subparsers) -> argparse.ArgumentParser:
         description="Parse mmsegmentation 0.x/1.x training logs (text, .log.json, "
                     "vis_data/scalars.json, or a work_dir) and the seed scripts' result files; "
                     "print iterations, mean iteration time, FPS, final and best "
-                    "aAcc/mIoU/mAcc, each with the file:line it came from.")
+                    "aAcc/mIoU/mAcc, each with the file:line it came from. A harness run's "
+                    "folder is read from its worker event stream (events.mllog) when every "
+                    "(re)start wrote one; sources.numbers says which was used.")
     p.add_argument("logs", nargs="+", type=Path, metavar="LOG",
-                   help="log file(s) or run folder(s); several files of a resumed run are "
+                   help="log file(s) or folder(s) (an mmengine work_dir or timestamp folder); several files of a resumed run are "
                         "stitched in iteration order")
     p.add_argument("--batch-size", type=positive_int, dest="batch_size", metavar="B",
                    help="images per device per iteration (default: from the log)")

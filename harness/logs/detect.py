@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from . import mmseg0x_json, mmseg0x_text, mmseg1x_scalars, mmseg1x_text, seed_result
+from . import events, mmseg0x_json, mmseg0x_text, mmseg1x_scalars, mmseg1x_text, seed_result
 from .errors import LogParseError
 from .reader import check_readable
 
@@ -17,6 +17,8 @@ _NAME_MARKERS = ((" - mmengine - ", mmseg1x_text.NAME), (" - mmseg - ", mmseg0x_
 def detect(path: Path) -> str:
     head_bytes = check_readable(path)
     head = head_bytes.decode("utf-8", errors="replace")
+    if events.sniff(head):
+        return events.NAME
     if head.lstrip().startswith("{"):
         if mmseg0x_json.sniff(head):
             return mmseg0x_json.NAME
@@ -51,25 +53,34 @@ def detect(path: Path) -> str:
 
 
 def expand(path: Path) -> list[Path]:
-    """A file stands for itself; a directory for the logs of the run(s) inside it."""
+    """A file stands for itself; a directory for the logs of the run(s) inside it.
+
+    A harness run's folder also holds the worker's event stream: then the events (numbers) and
+    the text log (per-class tables) stand for it, not scalars.json. Events are used only when
+    every (re)start of the run wrote them, so that one run is never read in two ways.
+    """
     if not path.is_dir():
         if not path.exists():
             raise LogParseError(path, None, "no such file or directory")
         return [path]
-    found = _run_dir(path)
-    if not found:
+    folders = [path] if _run_dir(path, with_events=False) else []
+    if not folders:
         # A 1.x work_dir holds one timestamp folder per (re)start of the run.
-        for sub in sorted(p for p in path.iterdir() if p.is_dir()):
-            found.extend(_run_dir(sub))
+        folders = [sub for sub in sorted(p for p in path.iterdir() if p.is_dir())
+                   if _run_dir(sub, with_events=False)]
+    with_events = bool(folders) and all((d / events.FILE_NAME).is_file() for d in folders)
+    found = [f for d in folders for f in _run_dir(d, with_events=with_events)]
     if not found:
         raise LogParseError(path, None, "directory holds no *.log, *.log.json or "
                                         "vis_data/scalars.json")
     return found
 
 
-def _run_dir(d: Path) -> list[Path]:
+def _run_dir(d: Path, *, with_events: bool) -> list[Path]:
     scalars = d / "vis_data" / "scalars.json"
     texts = sorted(p for p in d.glob("*.log") if p.is_file())
+    if with_events and (d / events.FILE_NAME).is_file():
+        return [d / events.FILE_NAME, *texts]
     if scalars.is_file():
         return texts + [scalars]
     if texts:

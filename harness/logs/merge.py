@@ -80,3 +80,19 @@ def overlay_scalars(text: FileRecords, scalars: FileRecords) -> FileRecords:
     out.truncated = text.truncated or scalars.truncated
     out.files = text.files + scalars.files
     return out
+
+
+def overlay_events(stream: FileRecords, text: FileRecords | None) -> FileRecords:
+    """The worker's events give every number; the text log adds only the per-class tables of the
+    evaluation at the same iteration (mmseg prints them, it does not hand them to hooks)."""
+    if text is None:
+        return stream
+    by_iter = {ev.iteration: ev for ev in text.evaluations}
+    for ev in stream.evaluations:
+        twin = by_iter.get(ev.iteration)
+        if twin is not None and not ev.per_class:
+            ev.per_class = twin.per_class
+    stream.fmt = f"{stream.fmt}+{text.fmt}"
+    stream.files = stream.files + text.files
+    stream.metadata = {**text.metadata, **stream.metadata}
+    return stream

@@ -6,6 +6,9 @@ import math
 from .model import Evaluation, TrainPoint
 
 DEFINITIONS = {
+    "numbers": "sources.numbers: `events` when the numbers come from the harness worker's event "
+               "stream (events.mllog, MLPerf-logging lines), `logs` when parsed from mmengine/mmseg "
+               "text or JSON logs",
     "iterations": "the last training iteration with a logged train window",
     "max_iters": "the run's planned iterations, from the `[N/max]` counter of the train lines "
                  "(or the config dump when no train line was logged)",

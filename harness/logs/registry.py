@@ -5,14 +5,14 @@ import math
 from collections.abc import Sequence
 from pathlib import Path
 
-from . import metrics, mmseg0x_json, mmseg0x_text, mmseg1x_scalars, mmseg1x_text, seed_result
+from . import events, metrics, mmseg0x_json, mmseg0x_text, mmseg1x_scalars, mmseg1x_text, seed_result
 from .detect import detect, expand
 from .errors import LogParseError
-from .merge import overlay_scalars, stitch
+from .merge import overlay_events, overlay_scalars, stitch
 from .model import FileRecords, LogResult
 from .reader import check_readable
 
-_MODULES = (mmseg0x_text, mmseg0x_json, mmseg1x_text, mmseg1x_scalars, seed_result)
+_MODULES = (mmseg0x_text, mmseg0x_json, mmseg1x_text, mmseg1x_scalars, seed_result, events)
 FORMATS: dict[str, str] = {m.NAME: (m.__doc__ or "").strip().splitlines()[0] for m in _MODULES}
 _PARSERS = {m.NAME: m.parse for m in _MODULES}
 
@@ -48,7 +48,12 @@ def _combine(by_fmt: dict[str, list[FileRecords]], files: list[Path]) -> FileRec
                             "pass one at a time")
     seed = by_fmt.pop(seed_result.NAME)[0] if seeds and len(by_fmt) > 1 else None
     kinds = set(by_fmt)
-    if len(kinds) == 1:
+    if events.NAME in kinds and kinds <= {events.NAME, mmseg1x_text.NAME, mmseg1x_scalars.NAME}:
+        # The worker's own stream carries the numbers; scalars.json holds the same ones.
+        by_fmt.pop(mmseg1x_scalars.NAME, None)
+        text = by_fmt.get(mmseg1x_text.NAME)
+        rec = overlay_events(stitch(by_fmt[events.NAME]), stitch(text) if text else None)
+    elif len(kinds) == 1:
         rec = stitch(by_fmt.popitem()[1])
     elif kinds == {mmseg1x_text.NAME, mmseg1x_scalars.NAME}:
         rec = overlay_scalars(stitch(by_fmt[mmseg1x_text.NAME]),
@@ -70,7 +75,9 @@ def _combine(by_fmt: dict[str, list[FileRecords]], files: list[Path]) -> FileRec
 
 
 def _result(rec: FileRecords, batch_arg: int | None, devices_arg: int | None) -> LogResult:
-    sources: dict[str, str] = {}
+    # Which kind of record every number below comes from: the harness worker's own event stream
+    # ("events") or mmengine/mmseg logs scraped as text or JSON ("logs").
+    sources: dict[str, str] = {"numbers": "events" if rec.fmt.startswith(events.NAME) else "logs"}
     warnings = list(rec.warnings)
     train = rec.train
 

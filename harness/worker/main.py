@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from contextlib import nullcontext
 from pathlib import Path
 
 from harness.fileio import write_json_atomic
@@ -70,6 +71,7 @@ def run_job(job: Job, job_path: Path) -> int:
     from harness.worker.config import build_config
 
     cfg, notes = build_config(job)
+    events_hook = _events_hook(cfg, notes)
     rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
     print(f"harness.worker: rank {rank} of {world} started (pid {os.getpid()}, {job.device_kind})", flush=True)
     if rank == 0:
@@ -85,11 +87,24 @@ def run_job(job: Job, job_path: Path) -> int:
         # What mmengine really builds can differ from the config (AMP forced on SoCs < 910B).
         requested = (cfg.get("optim_wrapper") or {}).get("type", "OptimWrapper")
         runner.register_hook(device_info.optim_wrapper_hook(job_path.parent / WORKER_ENV, requested))
-    if job.mode == "eval":
-        runner.test()
-    else:
-        runner.train()
+    with events_hook.events_on_failure(runner) if events_hook else nullcontext():
+        if job.mode == "eval":
+            runner.test()
+        else:
+            runner.train()
     return 0
+
+
+def _events_hook(cfg, notes: list[str]):
+    """The event stream's hook module, added to ``cfg``; None (results then come from the text
+    logs) where the image lacks ``mlperf-logging``."""
+    try:
+        from harness.worker import events_hook
+    except ImportError as exc:
+        notes.append(f"no event stream (events.mllog): {exc}; results come from the text logs")
+        return None
+    events_hook.add_events_hook(cfg)
+    return events_hook
 
 
 def main(argv: list[str] | None = None) -> int:
