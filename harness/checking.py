@@ -17,6 +17,7 @@ import os
 import resource
 import tempfile
 import time
+import uuid
 from collections.abc import MutableMapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -62,7 +63,7 @@ class CheckReport:
 
 def missing_override_key(cfg: MutableMapping, dotted: str) -> str | None:
     """The first part of ``dotted`` that ``cfg`` does not have (``a.b`` or ``a.list.3``), else None."""
-    node: Any = cfg
+    node: Any = cfg.to_dict() if hasattr(cfg, "to_dict") else cfg  # an mmengine Config is no Mapping
     walked = []
     for key in dotted.split("."):
         walked.append(key)
@@ -89,7 +90,8 @@ def train_crop(cfg: MutableMapping) -> tuple[int, int]:
     for pipeline in pipelines(cfg["train_dataloader"]):
         for step in pipeline:
             if step.get("type") == "RandomCrop":
-                h, w = step["crop_size"]
+                size = step["crop_size"]
+                h, w = (size, size) if isinstance(size, int) else size
                 return int(h), int(w)
     raise CheckFailed("train pipeline has no RandomCrop step; cannot tell the crop size")
 
@@ -187,6 +189,12 @@ def limit_run(cfg: MutableMapping, batch: int | None, work_dir: str) -> None:
     hooks["logger"]["interval"] = 1
     cfg["work_dir"] = work_dir
     cfg["log_level"] = "ERROR"
+    # mmengine keeps loggers and visualizers as named singletons: a second check in one process
+    # would otherwise write into the first one's (deleted) work_dir.
+    unique = f"harness-check-{uuid.uuid4().hex[:12]}"
+    cfg["experiment_name"] = unique
+    if cfg.get("visualizer"):
+        cfg["visualizer"]["name"] = unique
     cfg.pop("resume", None)
     cfg.pop("load_from", None)
 
@@ -285,19 +293,21 @@ def check_recipe(loaded: LoadedRecipe, *, crop: int | None = None, batch: int | 
     where = str(loaded.path)
     recipe = loaded.recipe
     raw = Config.fromfile(str(loaded.config_path))
-    recipe_crop = train_crop(raw)
-    effective_crop = (crop, crop) if crop else recipe_crop
-    dataset_dir, dataset_text = _dataset_for(loaded, effective_crop)
     with tempfile.TemporaryDirectory(prefix="harness-check-") as work_dir:
-        job = _job_for(loaded, dataset_dir, work_dir)
-        # The overrides are checked against the config as the run would have it just before they
-        # apply (after the harness's own settings), then the run's own adapt builds the real one.
+        # The overrides are checked against the config as the run has it just before they apply
+        # (after the harness's own settings); the crop is read once they have applied.
+        probe_job = _job_for(loaded, Path(work_dir) / "VOCdevkit", work_dir)
         before = copy.deepcopy(raw)
-        adapt(before, replace(job, overrides={}))
-        for key in job.overrides:
+        adapt(before, replace(probe_job, overrides={}))
+        for key in probe_job.overrides:
             missing = missing_override_key(before, key)
             if missing is not None:
                 raise CheckFailed(f"{where}: model.overrides: {key!r}: the config has no key {missing!r}")
+        adapt(before, probe_job)
+        recipe_crop = train_crop(before)
+        effective_crop = (crop, crop) if crop else recipe_crop
+        dataset_dir, dataset_text = _dataset_for(loaded, effective_crop)
+        job = _job_for(loaded, dataset_dir, work_dir)
         cfg = raw
         adapt(cfg, job)
         pretrained = cfg["model"].get("pretrained")

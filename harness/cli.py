@@ -100,6 +100,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         executor = args.executor or default_executor(loaded.recipe)
         if executor == "docker" and not loaded.recipe.image:
             raise RecipeError(f"{loaded.path}: image: the docker executor needs an image; the recipe names none")
+        if args.check:
+            from harness.checking import QUICK_BATCH, QUICK_CROP, check_recipe
+
+            report = check_recipe(loaded, crop=QUICK_CROP, batch=QUICK_BATCH)
+            print(f"harness: check passed ({report.seconds:.0f} s on the CPU, crop {QUICK_CROP}, batch {QUICK_BATCH})",
+                  file=sys.stderr)
         outcome = run_recipe(
             loaded, results_dir=args.results, executor=executor, quiet=args.quiet, skip_data_check=args.skip_data_check
         )
@@ -179,6 +185,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--quiet", action="store_true", help="do not echo the training log, only progress lines")
     run.add_argument("--skip-data-check", action="store_true",
                      help="run even if the dataset fails `harness data check` (recorded with the run)")
+    run.add_argument("--check", action="store_true",
+                     help="first run `harness check RECIPE --crop 128 --batch 2` (real model, on the CPU); stop if it fails")
     run.add_argument("--no-report", action="store_true", help="do not rewrite results/README.md afterwards")
     run.set_defaults(func=cmd_run)
 
