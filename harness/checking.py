@@ -53,6 +53,7 @@ class CheckReport:
     substitutions: list[str] = field(default_factory=list)
     losses: list[float] = field(default_factory=list)
     val_images: int = 0
+    memory_format: str = ""
     seconds: float = 0.0
     peak_rss_mb: float = 0.0
 
@@ -288,7 +289,7 @@ def check_recipe(loaded: LoadedRecipe, *, crop: int | None = None, batch: int | 
     register_all_modules(init_default_scope=True)
     from mmengine.runner import Runner
 
-    from harness.worker.config import adapt
+    from harness.worker.config import adapt, import_custom_modules
 
     where = str(loaded.path)
     recipe = loaded.recipe
@@ -310,6 +311,7 @@ def check_recipe(loaded: LoadedRecipe, *, crop: int | None = None, batch: int | 
         job = _job_for(loaded, dataset_dir, work_dir)
         cfg = raw
         adapt(cfg, job)
+        import_custom_modules(cfg)
         pretrained = cfg["model"].get("pretrained")
         pretrained_ok = bool(pretrained) and "://" not in pretrained and Path(pretrained).is_file()
         notes = cpu_substitutions(cfg, job.world_size, pretrained_ok)
@@ -341,9 +343,17 @@ def check_recipe(loaded: LoadedRecipe, *, crop: int | None = None, batch: int | 
         loss = hub.get_scalar("train/loss")
         report.losses = [float(v) for v in loss.data[0]] if loss is not None else []
         report.val_images = len(runner.val_dataloader.dataset)
+        report.memory_format = _memory_format(runner.model)
     report.seconds = time.perf_counter() - started
     report.peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return report
+
+
+def _memory_format(model) -> str:
+    import torch
+
+    weight = next(p for p in model.parameters() if p.dim() == 4)
+    return "channels_last" if weight.is_contiguous(memory_format=torch.channels_last) else "contiguous (NCHW)"
 
 
 def _model_name(cfg) -> str:
@@ -369,6 +379,7 @@ def render(report: CheckReport) -> None:
     table.add_row("batch", f"{report.batch}{recipe_batch}")
     table.add_row("dataset", report.dataset)
     table.add_row("trained", f"{CHECK_ITERATIONS} iterations, losses {', '.join(f'{v:.3f}' for v in report.losses)}")
+    table.add_row("memory format", report.memory_format)
     table.add_row("validated", f"{report.val_images} image(s)")
     table.add_row("CPU substitutions", "\n".join(report.substitutions) or "none")
     table.add_row("peak memory", f"{report.peak_rss_mb:,.0f} MB (max RSS)")

@@ -100,3 +100,14 @@ def test_missing_override_key_helper():
     assert missing_override_key(cfg, "pipeline.0.type") is None
     assert missing_override_key(cfg, "pipeline.1.type") == "pipeline.1"
     assert missing_override_key(cfg, "model.decode_head.dropout_ratio.x") == "model.decode_head.dropout_ratio.x"
+
+
+def test_channels_last_knob_really_converts_the_model(cache_env, capsys):
+    """The hook is registered, imported and run: the trained model's weights end up NHWC."""
+    code = main(["check", str(RECIPES / "smoke_cpu.yaml"), "--set", "train.channels_last=true", "--crop", "64", "--batch", "2"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert "channels_last" in out.split("memory format")[1].splitlines()[0]
+    code = main(["check", str(RECIPES / "smoke_cpu.yaml"), "--crop", "64", "--batch", "2"])
+    out, err = capsys.readouterr()
+    assert code == 0 and "contiguous (NCHW)" in out, err

@@ -122,7 +122,17 @@ def build_config(job: Job):
 
     cfg = Config.fromfile(job.config)
     notes = adapt(cfg, job)
+    import_custom_modules(cfg)
     return cfg, notes
+
+
+def import_custom_modules(cfg) -> None:
+    """Config.fromfile imports a file's ``custom_imports``; the ones ``adapt`` added (the
+    ChannelsLastHook) must be imported here, before the Runner looks the hooks up."""
+    if cfg.get("custom_imports"):
+        from mmengine.utils import import_modules_from_strings
+
+        import_modules_from_strings(**cfg["custom_imports"])
 
 
 STOCK = "<stock>"

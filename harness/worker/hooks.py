@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from mmengine.hooks import Hook
-from mmengine.registry import HOOKS
+from mmseg.registry import HOOKS  # the runs' default scope is mmseg
 
 
 @HOOKS.register_module()
