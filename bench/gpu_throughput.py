@@ -93,7 +93,7 @@ def render_dataset(root: Path, rehearse: bool) -> Path:
 
     width, height = (160, 120) if rehearse else VOC_SIZE
     count = 8 if rehearse else 64
-    spec = SynthSpec(seed=7, n_train=count, n_aug=count, n_val=2, width=width, height=height)
+    spec = SynthSpec(seed=7, n_train=count, n_aug=count, n_val=1 if rehearse else 4, width=width, height=height)
     return write_synthetic_voc(root, spec)
 
 
@@ -135,11 +135,11 @@ def run_variant(variant: Variant, devkit: Path, results: Path, extra: tuple[str,
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rehearse", action="store_true", help="the same steps on the CPU at toy size (for CI)")
-    parser.add_argument("--iterations", type=int, default=None, help="per variant (default: 300; rehearsal 4)")
+    parser.add_argument("--iterations", type=int, default=None, help="per variant (default: 300; rehearsal 3)")
     parser.add_argument("--fast-batch", type=int, default=None, help="fast variant's batch (default 16; rehearsal 4)")
     parser.add_argument("--keep", type=Path, default=None, help="keep data and runs in this folder (default: temp)")
     args = parser.parse_args(argv)
-    iterations = args.iterations or (4 if args.rehearse else 300)
+    iterations = args.iterations or (3 if args.rehearse else 300)
     fast_batch = args.fast_batch or (4 if args.rehearse else 16)
 
     if not args.rehearse:
