@@ -278,6 +278,15 @@ def _unformatted(cfg):
 
 
 def check_recipe(loaded: LoadedRecipe, *, crop: int | None = None, batch: int | None = None) -> CheckReport:
+    import warnings
+
+    # mmcv-lite/mmseg deprecation chatter would bury the summary and the one error line.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return _check_recipe(loaded, crop=crop, batch=batch)
+
+
+def _check_recipe(loaded: LoadedRecipe, *, crop: int | None, batch: int | None) -> CheckReport:
     started = time.perf_counter()
     os.environ.setdefault("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
     from harness.worker import mmcv_shim

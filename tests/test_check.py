@@ -79,6 +79,7 @@ def test_crop_larger_than_any_image_is_one_line(tmp_path, cache_env):
     assert lines[0].startswith(f"harness: error: {bad}: train pipeline: crop 512x512 is larger than every image")
 
 
+@pytest.mark.slow
 def test_cli_check_passes_and_run_check_flag_is_documented(cache_env):
     proc = run_cli("check", str(RECIPES / "smoke_cpu.yaml"), "--crop", "64", "--batch", "2", env=cache_env)
     assert proc.returncode == 0, proc.stderr
@@ -102,6 +103,7 @@ def test_missing_override_key_helper():
     assert missing_override_key(cfg, "model.decode_head.dropout_ratio.x") == "model.decode_head.dropout_ratio.x"
 
 
+@pytest.mark.slow  # two checks (~20 s each on 2 free cores)
 def test_channels_last_knob_really_converts_the_model(cache_env, capsys):
     """The hook is registered, imported and run: the trained model's weights end up NHWC."""
     code = main(["check", str(RECIPES / "smoke_cpu.yaml"), "--set", "train.channels_last=true", "--crop", "64", "--batch", "2"])
@@ -111,3 +113,15 @@ def test_channels_last_knob_really_converts_the_model(cache_env, capsys):
     code = main(["check", str(RECIPES / "smoke_cpu.yaml"), "--crop", "64", "--batch", "2"])
     out, err = capsys.readouterr()
     assert code == 0 and "contiguous (NCHW)" in out, err
+
+
+def test_run_check_refuses_before_a_run_folder_exists(tmp_path, cache_env):
+    bad = _recipe(tmp_path, "smoke_cpu", model={"overrides": {"model.decode_head.dropout_ration": 0.2}})
+    results = tmp_path / "results"
+    proc = run_cli("run", str(bad), "--check", "--results", str(results), "--no-report", env=cache_env)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip().splitlines() == [
+        f"harness: error: {bad}: model.overrides: 'model.decode_head.dropout_ration': "
+        "the config has no key 'model.decode_head.dropout_ration'"
+    ]
+    assert not (results / "runs").exists() or not any((results / "runs").iterdir())

@@ -36,12 +36,7 @@ def register(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    import warnings
-
     from harness.checking import check_recipe, render
-
-    # mmcv-lite/mmseg deprecation chatter would bury the summary; failures still raise.
-    warnings.filterwarnings("ignore")
     from harness.recipe import load_recipe
 
     report = check_recipe(load_recipe(args.recipe, args.sets), crop=args.crop, batch=args.batch)
