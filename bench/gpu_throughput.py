@@ -18,15 +18,13 @@ variant without AMP/cuDNN, which the CPU lacks): CI runs it, so the real run's p
 Missing packages on an offline GPU machine: download wheels here (a machine with network), carry
 the folder over, install from it. ``wheels/`` is git-ignored.
 
-    # here, for Linux x86_64, Python 3.11 (torch is already on the GPU machine):
-    pip download -d wheels/ --only-binary=:all: --python-version 3.11 --platform manylinux2014_x86_64 \\
-        --platform manylinux_2_17_x86_64 --platform any mmengine==0.10.7 mmsegmentation==1.2.2 \\
-        mmcv-lite==2.1.0 ftfy regex pydantic PyYAML docker rich filelock opencv-python-headless \\
-        matplotlib scipy "setuptools<81"
-    pip download -d wheels/ --no-deps .                  # this harness, as a wheel
-    # there:
-    pip install --no-index --find-links wheels/ pspnet-repro mmengine==0.10.7 mmsegmentation==1.2.2 \\
-        mmcv-lite==2.1.0 ftfy regex
+    # here, for Linux x86_64, Python 3.11 (torch with CUDA is already on the GPU machine):
+    PKGS="mmengine==0.10.7 mmsegmentation==1.2.2 mmcv-lite==2.1.0 ftfy regex pydantic PyYAML docker rich \
+          filelock opencv-python-headless matplotlib scipy numpy Pillow setuptools<81"
+    pip download -d wheels/ --only-binary=:all: --python-version 3.11 --platform manylinux2014_x86_64 \
+        --platform manylinux_2_17_x86_64 --platform manylinux_2_28_x86_64 $PKGS
+    # carry wheels/ and this checkout over; there (the harness runs from the checkout, no install):
+    pip install --no-index --find-links wheels/ $PKGS
     python bench/gpu_throughput.py                       # or: --rehearse on any CPU machine
 
 Exit codes: 0 both variants ran, 1 a variant failed (its run folder is printed), 3 no CUDA GPU.
