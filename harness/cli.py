@@ -106,6 +106,12 @@ def cmd_run(args: argparse.Namespace) -> int:
                 f"{loaded.path}: device.nodes: the {executor} executor runs one node; for {loaded.recipe.device.nodes} "
                 "nodes submit with `harness k8s` (see `harness plan` for every node's launch)"
             )
+        if args.check:
+            from harness.checking import QUICK_BATCH, QUICK_CROP, check_recipe
+
+            report = check_recipe(loaded, crop=QUICK_CROP, batch=QUICK_BATCH)
+            print(f"harness: check passed ({report.seconds:.0f} s on the CPU, crop {QUICK_CROP}, batch {QUICK_BATCH})",
+                  file=sys.stderr)
         outcome = run_recipe(
             loaded, results_dir=args.results, executor=executor, quiet=args.quiet, skip_data_check=args.skip_data_check
         )
@@ -185,6 +191,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--quiet", action="store_true", help="do not echo the training log, only progress lines")
     run.add_argument("--skip-data-check", action="store_true",
                      help="run even if the dataset fails `harness data check` (recorded with the run)")
+    run.add_argument("--check", action="store_true",
+                     help="first run `harness check RECIPE --crop 128 --batch 2` (real model, on the CPU); stop if it fails")
     run.add_argument("--no-report", action="store_true", help="do not rewrite results/README.md afterwards")
     run.set_defaults(func=cmd_run)
 

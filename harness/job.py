@@ -25,6 +25,9 @@ class TrainSettings:
     amp: bool
     lr: float | None = None
     seed: int | None = 0
+    amp_dtype: str | None = None
+    channels_last: bool = False
+    cudnn_benchmark: bool | None = None
 
 
 @dataclass(frozen=True)

@@ -133,6 +133,18 @@ class Train(_Strict):
     norm: Literal["BN", "SyncBN"] = "BN"
     amp: bool = False
     seed: int | None = 0
+    # Speed knobs (the "fast" GPU variant is these set on a stock recipe, not a config fork).
+    amp_dtype: Literal["float16", "bfloat16"] | None = Field(
+        default=None, description="with amp: the autocast dtype; null keeps the backend's (float16)"
+    )
+    channels_last: bool = Field(default=False, description="train with the model in channels_last memory format")
+    cudnn_benchmark: bool | None = Field(default=None, description="env_cfg.cudnn_benchmark; null keeps the config's")
+
+    @model_validator(mode="after")
+    def _amp_dtype_needs_amp(self) -> "Train":
+        if self.amp_dtype is not None and not self.amp:
+            raise ValueError("amp_dtype needs amp: true")
+        return self
 
 
 class Synthetic(_Strict):
@@ -204,6 +216,12 @@ class Recipe(_Strict):
             raise ValueError("mode 'eval' needs an 'eval' block with the checkpoint to evaluate")
         if self.train.norm == "SyncBN" and self.device.kind == "cpu":
             raise ValueError("train.norm 'SyncBN' does not work on the CPU (gloo DDP); use 'BN'")
+        return self
+
+    @model_validator(mode="after")
+    def _speed_knobs_fit_device(self) -> "Recipe":
+        if self.train.cudnn_benchmark and self.device.kind != "gpu":
+            raise ValueError(f"train.cudnn_benchmark is for device.kind 'gpu' (cuDNN), not {self.device.kind!r}")
         return self
 
 

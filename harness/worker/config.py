@@ -58,6 +58,32 @@ def apply_train_settings(cfg: MutableMapping, job: Job) -> None:
         cfg["randomness"] = dict(seed=train.seed)
 
 
+CHANNELS_LAST_HOOK = "ChannelsLastHook"
+HOOKS_MODULE = "harness.worker.hooks"
+
+
+def apply_speed_knobs(cfg: MutableMapping, job: Job) -> list[str]:
+    """The recipe's speed knobs (``train.amp_dtype``, ``channels_last``, ``cudnn_benchmark``),
+    applied after the backend so that they refine what it chose; returns notes."""
+    train = job.train
+    notes = []
+    if train.amp and train.amp_dtype:
+        cfg["optim_wrapper"]["dtype"] = train.amp_dtype
+        notes.append(f"AMP dtype {train.amp_dtype}")
+    if train.cudnn_benchmark is not None:
+        cfg.setdefault("env_cfg", {})["cudnn_benchmark"] = train.cudnn_benchmark
+        notes.append(f"cudnn_benchmark {'on' if train.cudnn_benchmark else 'off'}")
+    if train.channels_last:
+        hooks = [hook for hook in (cfg.get("custom_hooks") or []) if hook.get("type") != CHANNELS_LAST_HOOK]
+        cfg["custom_hooks"] = [*hooks, {"type": CHANNELS_LAST_HOOK}]
+        imports = dict(cfg.get("custom_imports") or {})
+        modules = list(imports.get("imports") or [])
+        cfg["custom_imports"] = {**imports, "imports": [*modules, HOOKS_MODULE] if HOOKS_MODULE not in modules else modules,
+                                 "allow_failed_imports": False}
+        notes.append("channels_last model")
+    return notes
+
+
 def set_dotted(cfg: MutableMapping, dotted: str, value: Any) -> None:
     node = cfg
     keys = dotted.split(".")
@@ -79,6 +105,7 @@ def adapt(cfg: MutableMapping, job: Job) -> list[str]:
     notes = get_backend(job.device_kind).adapt_config(
         cfg, world_size=job.world_size, norm=job.train.norm, amp=job.train.amp
     )
+    notes += apply_speed_knobs(cfg, job)
     for key, value in job.overrides.items():
         set_dotted(cfg, key, value)
     cfg["work_dir"] = job.work_dir
@@ -95,7 +122,17 @@ def build_config(job: Job):
 
     cfg = Config.fromfile(job.config)
     notes = adapt(cfg, job)
+    import_custom_modules(cfg)
     return cfg, notes
+
+
+def import_custom_modules(cfg) -> None:
+    """Config.fromfile imports a file's ``custom_imports``; the ones ``adapt`` added (the
+    ChannelsLastHook) must be imported here, before the Runner looks the hooks up."""
+    if cfg.get("custom_imports"):
+        from mmengine.utils import import_modules_from_strings
+
+        import_modules_from_strings(**cfg["custom_imports"])
 
 
 STOCK = "<stock>"

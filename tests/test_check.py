@@ -1,0 +1,127 @@
+"""``harness check``: every shipped recipe's real config builds and trains on the CPU; bad ones are
+refused with one line. The good cases run in-process (one import of torch/mmseg for all recipes:
+seconds each at a 64-pixel crop); the refusals and one pass go through the real command line."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from harness.cli import main
+from support import RECIPES, run_cli
+
+pytest.importorskip("mmseg", reason="the training stack is not installed")
+
+SHIPPED = sorted(RECIPES.glob("*.yaml"))
+ELAPSED: dict[str, float] = {}
+
+
+@pytest.mark.slow  # ~1 min for all recipes on 2 free cores
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.stem)
+def test_every_shipped_recipe_passes_check(path, cache_env, capsys):
+    started = time.perf_counter()
+    code = main(["check", str(path), "--crop", "64", "--batch", "2"])
+    ELAPSED[path.stem] = time.perf_counter() - started
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert f"harness check {path.stem}: passed" in out and "2 iterations, losses" in out
+    recipe = yaml.safe_load(path.read_text())
+    if recipe["device"]["kind"] != "cpu":
+        # The real model, not a stand-in: R50-D8 (about 49 M parameters with the auxiliary head).
+        assert "ResNetV1c-50" in out and "(49.0 M)" in out
+        assert "-> fp32" in out or not recipe["train"]["amp"]
+        assert "-> gloo" in out
+    if recipe["train"]["norm"] == "SyncBN":
+        assert "SyncBN -> BN" in out
+
+
+@pytest.mark.slow
+def test_check_time_stays_small():
+    """CI pays for every recipe's check; this pins the budget (on a loaded 2-core machine)."""
+    if len(ELAPSED) < len(SHIPPED):
+        pytest.skip("runs after the parametrized checks")
+    total = sum(ELAPSED.values())
+    assert total < 60 * len(SHIPPED), ELAPSED
+    print(f"harness check, all {len(SHIPPED)} recipes: {total:.0f} s ({ELAPSED})")
+
+
+def _recipe(tmp_path: Path, base: str, **changes) -> Path:
+    data = yaml.safe_load((RECIPES / f"{base}.yaml").read_text())
+    data["model"]["config"] = str(RECIPES / data["model"]["config"])
+    for key, value in changes.items():
+        data[key] = {**data[key], **value}
+    path = tmp_path / f"{base}-bad.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_misspelt_override_key_is_one_line(tmp_path, cache_env):
+    bad = _recipe(tmp_path, "gpu_perf_8p", model={"overrides": {"model.decode_head.dropout_ration": 0.2}})
+    proc = run_cli("check", str(bad), "--crop", "64", "--batch", "2", env=cache_env)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip() == (
+        f"harness: error: {bad}: model.overrides: 'model.decode_head.dropout_ration': "
+        "the config has no key 'model.decode_head.dropout_ration'"
+    )
+    assert proc.stdout == ""
+
+
+def test_crop_larger_than_any_image_is_one_line(tmp_path, cache_env):
+    # The synthetic images are 160x120 (resized by at most 1.25); a 512 crop fits none of them.
+    crop = {f"train_dataloader.dataset.datasets.{i}.pipeline.3.crop_size": 512 for i in (0, 1)}
+    bad = _recipe(tmp_path, "smoke_cpu", model={"overrides": {**crop, "model.data_preprocessor.size": [512, 512]}})
+    proc = run_cli("check", str(bad), env=cache_env)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert lines[0].startswith(f"harness: error: {bad}: train pipeline: crop 512x512 is larger than every image")
+
+
+@pytest.mark.slow
+def test_cli_check_passes_and_run_check_flag_is_documented(cache_env):
+    proc = run_cli("check", str(RECIPES / "smoke_cpu.yaml"), "--crop", "64", "--batch", "2", env=cache_env)
+    assert proc.returncode == 0, proc.stderr
+    assert "crop 96x96 -> 64x64" in proc.stdout and "batch 4 -> 2" in proc.stdout and "peak memory" in proc.stdout
+    assert "--check" in run_cli("run", "--help").stdout
+
+
+def test_batch_one_is_refused_up_front():
+    proc = run_cli("check", str(RECIPES / "smoke_cpu.yaml"), "--batch", "1")
+    assert proc.returncode == 2 and "must be >= 2" in proc.stderr and len(proc.stderr.splitlines()) == 1
+
+
+def test_missing_override_key_helper():
+    from harness.checking import missing_override_key
+
+    cfg = {"model": {"decode_head": {"dropout_ratio": 0.1}}, "pipeline": [{"type": "A"}]}
+    assert missing_override_key(cfg, "model.decode_head.dropout_ratio") is None
+    assert missing_override_key(cfg, "model.decoder.x") == "model.decoder"
+    assert missing_override_key(cfg, "pipeline.0.type") is None
+    assert missing_override_key(cfg, "pipeline.1.type") == "pipeline.1"
+    assert missing_override_key(cfg, "model.decode_head.dropout_ratio.x") == "model.decode_head.dropout_ratio.x"
+
+
+@pytest.mark.slow  # two checks (~20 s each on 2 free cores)
+def test_channels_last_knob_really_converts_the_model(cache_env, capsys):
+    """The hook is registered, imported and run: the trained model's weights end up NHWC."""
+    code = main(["check", str(RECIPES / "smoke_cpu.yaml"), "--set", "train.channels_last=true", "--crop", "64", "--batch", "2"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert "channels_last" in out.split("memory format")[1].splitlines()[0]
+    code = main(["check", str(RECIPES / "smoke_cpu.yaml"), "--crop", "64", "--batch", "2"])
+    out, err = capsys.readouterr()
+    assert code == 0 and "contiguous (NCHW)" in out, err
+
+
+def test_run_check_refuses_before_a_run_folder_exists(tmp_path, cache_env):
+    bad = _recipe(tmp_path, "smoke_cpu", model={"overrides": {"model.decode_head.dropout_ration": 0.2}})
+    results = tmp_path / "results"
+    proc = run_cli("run", str(bad), "--check", "--results", str(results), "--no-report", env=cache_env)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip().splitlines() == [
+        f"harness: error: {bad}: model.overrides: 'model.decode_head.dropout_ration': "
+        "the config has no key 'model.decode_head.dropout_ration'"
+    ]
+    assert not (results / "runs").exists() or not any((results / "runs").iterdir())
