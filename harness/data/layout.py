@@ -1,6 +1,8 @@
 """Where things live in a VOCdevkit folder, split-list reading and the error that means "bad input"."""
 from __future__ import annotations
 
+from harness.errors import BadInput
+
 import os
 from pathlib import Path
 
@@ -23,7 +25,7 @@ def cache_dir() -> Path:
     return Path(os.environ.get("PSPNET_CACHE") or Path.home() / ".cache" / "pspnet-repro")
 
 
-class DataError(Exception):
+class DataError(BadInput):
     """Bad input (missing folder, unreadable file): ``str()`` is the one line shown; exit code 2."""
 
 
