@@ -21,7 +21,7 @@ from pathlib import Path
 import yaml
 
 from harness.data.resolve import resolve_dataset, verify_dataset
-from harness.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_RUN_FAILED
+from harness.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_RUN_FAILED, EnvironmentNotReady
 from harness.executors import get_executor
 from harness.executors.base import Executor, Outcome
 from harness.plan import CONFIGS_DIR, CONTAINER_USER, Plan, PlanInputs, build_plan
@@ -107,9 +107,21 @@ def planned(loaded: LoadedRecipe, inputs: PlanInputs, executor: Executor) -> Pla
     return replace(plan, executor=executor.name)
 
 
+def dataset_folder(loaded: LoadedRecipe) -> Path:
+    """The recipe's VOCdevkit; a synthetic set is made in the cache first. A cache that cannot be
+    written (read-only, full, not a folder) is an environment problem: one line, exit 3."""
+    try:
+        return resolve_dataset(loaded)
+    except OSError as exc:
+        where = exc.filename or os.environ.get("PSPNET_CACHE") or "the dataset cache"
+        raise EnvironmentNotReady(
+            f"{where}: cannot write the dataset cache ({exc.strerror or exc}); set PSPNET_CACHE to a writable folder"
+        ) from None
+
+
 def prepare_run(loaded: LoadedRecipe, store: RunStore, executor: Executor, *,
                 skip_data_check: bool = False) -> tuple[RunDir, RunLock, Plan]:
-    dataset_dir = resolve_dataset(loaded)
+    dataset_dir = dataset_folder(loaded)
     dataset = verify_dataset(dataset_dir, f"{loaded.path}: dataset", skip_check=skip_data_check)
     # Pre-flight with the dataset folder standing in for the run folder (both are plain folders
     # to bind): a machine that cannot run this leaves nothing behind.
@@ -346,16 +358,16 @@ def resume_run(run_id: str, *, results_dir: Path, quiet: bool = False, force: bo
         if problem:
             raise RunStoreError(f"run {run_id} cannot be resumed: {problem}")
         status = run.status()
+        loaded = loaded_recipe_of(run)  # an edited recipe.yaml that no longer validates: exit 2
         if status.state == "succeeded" and not force:
             raise RunStoreError(f"run {run_id} already succeeded; pass --force to train it again from its last checkpoint")
         if status.ingested:
             raise RunStoreError(f"run {run_id} was ingested from logs; there is nothing to resume")
-        loaded = loaded_recipe_of(run)
         recorded_plan, recorded_job = run.plan(), run.job()
         _wait_for_old_trainer(run)
         run_preflight(loaded.recipe, results_dir)
         executor = get_executor(recorded_plan.executor)()
-        dataset_dir = resolve_dataset(loaded)
+        dataset_dir = dataset_folder(loaded)
         recorded = run.dataset()
         dataset = verify_dataset(dataset_dir, f"{loaded.path}: dataset",
                                  skip_check=recorded.check_skipped if recorded else False)

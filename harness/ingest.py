@@ -124,7 +124,7 @@ def _is_log_folder(folder: Path) -> bool:
 
 
 def _is_harness_run(folder: Path) -> bool:
-    return (folder / "status.json").is_file() and (folder / "recipe.yaml").is_file()
+    return RunDir(folder).looks_like_a_run()
 
 
 def _seed_fields(path: Path) -> dict:

@@ -193,6 +193,10 @@ class RunDir:
         except (OSError, UnicodeDecodeError) as exc:
             raise DamagedRecord(f"{self.recipe_file}: unreadable ({exc.__class__.__name__})") from None
 
+    def looks_like_a_run(self) -> bool:
+        """A harness run folder (status and recipe present), whatever its records say."""
+        return self.record_path(RunStatus).is_file() and self.recipe_file.is_file()
+
     def damage(self) -> str | None:
         """One line saying what is damaged in this run folder, or None when every record reads.
         An ingested run has no plan or job; any other run must have both."""
