@@ -16,7 +16,7 @@ import os
 import sys
 from pathlib import Path
 
-from harness.errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED, HarnessError, RecipeError
+from harness.errors import EXIT_BAD_INPUT, EXIT_ENVIRONMENT, EXIT_INTERRUPTED, HarnessError, RecipeError
 
 DEFAULT_RESULTS = Path("results")
 
@@ -296,6 +296,14 @@ def main(argv: list[str] | None = None) -> int:
         # `harness runs | head -1`: the reader left; what it did not read is not an error.
         _drop_stdout()
         return 0
+    except OSError as exc:
+        import errno
+
+        # The machine, not the input: a full disk, a read-only or forbidden folder (exit 3).
+        if exc.errno in (errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EDQUOT, errno.EPERM):
+            where = f"{exc.filename}: " if exc.filename else ""
+            return _fail(f"{where}{exc.strerror or exc}", EXIT_ENVIRONMENT)
+        raise
     finally:
         try:
             sys.stdout.flush()

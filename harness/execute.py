@@ -45,6 +45,7 @@ from harness.worker.config import config_changes
 
 TRAINER_EXIT_WAIT_S = 15  # how long a resume waits for an old trainer to notice its harness died
 DISK_FULL_MARKERS = ("No space left on device", "ENOSPC")
+DISK_NEARLY_FULL_BYTES = 8 * 1024**2
 
 
 @dataclass(frozen=True)
@@ -215,7 +216,16 @@ def execute_with_limits(executor: Executor, plan: Plan, run: RunDir, progress: P
 
 
 def _disk_full(run: RunDir, outcome: Outcome, log_tail: list[str]) -> bool:
-    return bool(outcome.details.get("disk_full")) or any(m in line for line in log_tail for m in DISK_FULL_MARKERS)
+    """ENOSPC seen by the executor or in the log, or a failed run on a file system left with
+    (almost) no space: torch.save reports a full disk only as 'unexpected pos'."""
+    if outcome.details.get("disk_full") or any(m in line for line in log_tail for m in DISK_FULL_MARKERS):
+        return True
+    if outcome.exit_code == 0 or outcome.interrupted:
+        return False
+    try:
+        return shutil.disk_usage(run.path).free < DISK_NEARLY_FULL_BYTES
+    except OSError:
+        return False
 
 
 def finish(run: RunDir, loaded: LoadedRecipe, plan: Plan, outcome: Outcome) -> RunOutcome:

@@ -136,6 +136,11 @@ class RunDir:
     lock_file = property(lambda self: self.path / LOCK_FILE)
     trainer_lock_file = property(lambda self: self.path / TRAINER_LOCK_FILE)
 
+    # Where each record lives, for tools and tests that read the JSON as other programs would.
+    status_file = property(lambda self: self.record_path(RunStatus))
+    plan_file = property(lambda self: self.record_path(PlanRecord))
+    result_file = property(lambda self: self.record_path(RunResult))
+
     def record_path(self, model: type[Record]) -> Path:
         return self.path / model.FILE
 
