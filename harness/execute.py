@@ -187,6 +187,7 @@ def _one_line(exc: BaseException) -> str:
 def execute_with_limits(executor: Executor, plan: Plan, run: RunDir, progress: Progress, timeout_s: float | None) -> Outcome:
     """Run the executor; Ctrl-C/SIGTERM and the timeout become outcomes, never lost runs."""
     global _interrupt_raised
+    _interrupt_raised = False  # an interrupt before this point has already been raised
     previous = signal.signal(signal.SIGALRM, _timeout_once) if timeout_s else None
     if timeout_s:
         signal.setitimer(signal.ITIMER_REAL, timeout_s)

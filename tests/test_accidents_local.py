@@ -54,7 +54,8 @@ def test_killed_harness_takes_its_trainer_along_and_two_resumes_do_not_both_trai
     assert run.effective_state() == "stale" and not run.trainer_alive()
 
     first = start(results, cache_env, "--resume", run.run_id)
-    wait_for(lambda: run.is_live(), 120, "the first resume to take the run")
+    wait_for(lambda: run.is_live() or first.poll() is not None, 600, "the first resume to take the run")
+    assert first.poll() is None, first.communicate()[1][-3000:]
     second = run_cli("run", "--resume", run.run_id, "--results", str(results), "--no-report", env=cache_env)
     assert second.returncode == 3, second.stderr
     assert "another harness process is running it" in second.stderr and len(second.stderr.strip().splitlines()) == 1

@@ -45,6 +45,9 @@ def test_smoke_in_a_container_through_the_docker_executor(tmp_path, cpu_image, c
     assert log_has(run, "harness.worker: rank 0 of 1 started")
     worker_env = json.loads((run.path / "worker_env.json").read_text())
     assert worker_env["packages"]["mmsegmentation"] == "1.2.2"  # read inside the container
+    # the harness the container really ran: baked into the image, as no git is there
+    assert worker_env["harness_version"] and worker_env["harness_version"] == run.provenance().image.harness_version
+    assert run.provenance().image.image_id == client.images.get(cpu_image).id
     plan = json.loads(run.plan_file.read_text())
     assert plan["executor"] == "docker" and plan["container"]["user"] == "1000:1000"
     assert containers_of(client, cpu_image) == []  # removed after the run
