@@ -23,10 +23,10 @@ SHORT = ["--set", "train.iterations=40", "--set", "train.log_interval=5", "--set
          "--set", "train.val_interval=40"]
 
 
-def start(results: Path, env: dict, *extra: str, recipe: str = "smoke_cpu.yaml") -> subprocess.Popen:
+def start(results: Path, env: dict, *extra: str, recipe: str | None = "smoke_cpu.yaml") -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "harness", "run", str(RECIPES / recipe), "--results", str(results), "--quiet",
-         "--no-report", *extra],
+        [sys.executable, "-m", "harness", "run", *([str(RECIPES / recipe)] if recipe else []), "--results", str(results),
+         "--quiet", "--no-report", *extra],
         cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
 
@@ -53,7 +53,7 @@ def test_killed_harness_takes_its_trainer_along_and_two_resumes_do_not_both_trai
     wait_for(lambda: not workers(run), 10, "the orphaned trainer to exit")
     assert run.effective_state() == "stale" and not run.trainer_alive()
 
-    first = start(results, cache_env, "--resume", run.run_id)
+    first = start(results, cache_env, "--resume", run.run_id, recipe=None)
     wait_for(lambda: run.is_live() or first.poll() is not None, 600, "the first resume to take the run")
     assert first.poll() is None, first.communicate()[1][-3000:]
     second = run_cli("run", "--resume", run.run_id, "--results", str(results), "--no-report", env=cache_env)
