@@ -24,8 +24,6 @@ no-op: the sha256 of the source files is compared with those recorded by earlier
 """
 from __future__ import annotations
 
-from harness.errors import BadInput
-
 import hashlib
 import re
 import shutil
@@ -36,11 +34,12 @@ from pathlib import Path
 import yaml
 from pydantic import ValidationError
 
+from harness.errors import BadInput
 from harness.logs import LogParseError, LogResult, parse_logs
 from harness.logs import seed_result
 from harness.recipe import Recipe, RecipeError, load_recipe_data
-from harness.result import build_result
 from harness.records import DamagedRecord, ProvenanceRecord, RecipeSourceRecord
+from harness.result import build_result
 from harness.runs import RunDir, RunStore, utc_now
 
 RECIPES_DIR = Path(__file__).resolve().parents[1] / "recipes"

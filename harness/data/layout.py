@@ -1,10 +1,10 @@
 """Where things live in a VOCdevkit folder, split-list reading and the error that means "bad input"."""
 from __future__ import annotations
 
-from harness.errors import BadInput
-
 import os
 from pathlib import Path
+
+from harness.errors import BadInput
 
 VOC = "VOC2012"
 IMAGES = f"{VOC}/JPEGImages"
