@@ -4,22 +4,20 @@ Exit codes (all commands):
   0    success
   1    the run itself failed (training error, killed, timeout): see its status.json and train.log
   2    bad input: recipe, dataset, log file or arguments (one line on stderr says which and why)
-  3    the environment is not ready: Docker engine unreachable, image missing, devices absent
-  130  interrupted (Ctrl-C / SIGTERM): the run is marked 'interrupted', its logs are kept
+  3    the environment is not ready: Docker engine unreachable, image missing or stale, devices
+       absent, results folder not writable, the run is being run by another harness process
+  130  interrupted (Ctrl-C / SIGTERM / SIGHUP): the run is marked 'interrupted', its logs are kept
 """
 from __future__ import annotations
 
 import argparse
 import json
-import signal
+import os
 import sys
 from pathlib import Path
 
-from harness.errors import RecipeError
-from harness.runs import RunStoreError
+from harness.errors import EXIT_BAD_INPUT, EXIT_ENVIRONMENT, EXIT_INTERRUPTED, HarnessError, RecipeError
 
-EXIT_BAD_INPUT = 2
-EXIT_ENVIRONMENT = 3
 DEFAULT_RESULTS = Path("results")
 
 
@@ -31,7 +29,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _fail(message: str, code: int = EXIT_BAD_INPUT) -> int:
-    print(f"harness: error: {message}", file=sys.stderr)
+    _say(f"harness: error: {message}")
     return code
 
 
@@ -43,9 +41,9 @@ def _recipe_arguments(parser: argparse.ArgumentParser, optional: bool = False) -
         help="override a recipe field (dotted, YAML value), e.g. --set train.iterations=20; repeatable",
     )
     parser.add_argument(
-        "--executor", choices=("local", "docker"), default=None,
-        help="where to run: 'local' (subprocesses here) or 'docker'; default: docker when the recipe names an image "
-        "and --executor is not given, except for the CPU recipes, which default to local",
+        "--executor", default=None, metavar="NAME",
+        help="where to run: 'local' (subprocesses here), 'docker', or another registered executor; default: docker "
+        "when the recipe names an image and --executor is not given, except for the CPU recipes, which default to local",
     )
 
 
@@ -55,18 +53,16 @@ def default_executor(recipe) -> str:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    from harness.execute import describe_plan, plan_inputs
-    from harness.plan import build_plan
+    from harness.execute import describe_plan, plan_inputs, planned
+    from harness.executors import get_executor
     from harness.recipe import load_recipe
 
     loaded = load_recipe(args.recipe, args.sets)
-    executor = args.executor or default_executor(loaded.recipe)
-    if executor == "docker" and not loaded.recipe.image:
-        raise RecipeError(f"{loaded.path}: image: the docker executor needs an image; the recipe names none")
+    executor = _chosen_executor(args, loaded)
     dataset = loaded.recipe.dataset
     dataset_dir = loaded.resolve(dataset.root) if dataset.root else Path("<synthetic cache>")
     inputs = plan_inputs(loaded, Path("results/runs/<run-id>").resolve(), dataset_dir)
-    plan = build_plan(loaded.recipe, inputs, executor)
+    plan = planned(loaded, inputs, get_executor(executor)())
     described = {"recipe": str(loaded.path), **describe_plan(plan)}
     if args.json:
         print(json.dumps(described, indent=2))
@@ -77,18 +73,23 @@ def cmd_plan(args: argparse.Namespace) -> int:
     return 0
 
 
-def _sigterm_as_interrupt(signum, frame):
-    raise KeyboardInterrupt()
+def _chosen_executor(args: argparse.Namespace, loaded) -> str:
+    from harness.executors import get_executor
+
+    executor = args.executor or default_executor(loaded.recipe)
+    get_executor(executor)  # an unknown name is bad input (exit 2)
+    if executor == "docker" and not loaded.recipe.image:
+        raise RecipeError(f"{loaded.path}: image: the docker executor needs an image; the recipe names none")
+    return executor
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from harness.execute import resume_run, run_recipe
+    from harness.execute import install_interrupt_handlers, resume_run, run_recipe
     from harness.recipe import load_recipe
 
-    # SIGTERM (docker stop, a batch scheduler) is handled like Ctrl-C: stop, keep, mark interrupted.
-    # SIGINT too, explicitly: a process started in the background inherits SIGINT ignored.
-    signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
-    signal.signal(signal.SIGINT, signal.default_int_handler)
+    install_interrupt_handlers()
+    if args.force and not args.resume:
+        raise RecipeError("--force goes with --resume RUN_ID")
     if args.resume:
         if args.recipe or args.sets or args.executor:
             raise RecipeError("--resume RUN_ID takes no recipe, --set or --executor: the run continues as it was started")
@@ -97,9 +98,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         if args.recipe is None:
             raise RecipeError("run: give a RECIPE file, or --resume RUN_ID")
         loaded = load_recipe(args.recipe, args.sets, for_run=True)
-        executor = args.executor or default_executor(loaded.recipe)
-        if executor == "docker" and not loaded.recipe.image:
-            raise RecipeError(f"{loaded.path}: image: the docker executor needs an image; the recipe names none")
+        executor = _chosen_executor(args, loaded)
         if loaded.recipe.device.nodes > 1:
             # Until an executor starts every node, node 0 alone would wait for the others forever.
             raise RecipeError(
@@ -115,15 +114,35 @@ def cmd_run(args: argparse.Namespace) -> int:
         outcome = run_recipe(
             loaded, results_dir=args.results, executor=executor, quiet=args.quiet, skip_data_check=args.skip_data_check
         )
-    result = outcome.run.read_json("result.json") or {}
-    summary = {k: result.get(k) for k in ("fps", "final", "best", "iterations")}
-    print(f"harness: run {outcome.run.run_id} {outcome.state}: {json.dumps(summary)}", file=sys.stderr)
+    result = _readable_result(outcome.run)
+    summary = result.model_dump(include={"fps", "final", "best", "iterations"}) if result else {}
+    _say(f"harness: run {outcome.run.run_id} {outcome.state}: {json.dumps(summary)}")
     if not args.no_report:
         from harness.report import write_report
 
-        path, _ = write_report(args.results)
-        print(f"harness: report written to {path}", file=sys.stderr)
+        try:
+            path, _ = write_report(args.results)
+            _say(f"harness: report written to {path}")
+        except OSError as exc:  # the run is recorded; a report that cannot be written must not undo that
+            _say(f"harness: report not written: {exc}")
     return outcome.exit_code
+
+
+def _say(line: str) -> None:
+    """A status line on stderr; a closed stderr (terminal gone) drops it, never fails the run."""
+    try:
+        print(line, file=sys.stderr, flush=True)
+    except (OSError, ValueError):
+        pass
+
+
+def _readable_result(run):
+    from harness.records import DamagedRecord
+
+    try:
+        return run.result()
+    except DamagedRecord:
+        return None
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -139,21 +158,56 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_runs(args: argparse.Namespace) -> int:
     from harness.runs import RunStore
 
-    runs = RunStore(args.results).all()
+    listed = [_run_line(run) for run in RunStore(args.results).all()]
     if args.json:
-        print(json.dumps([{"run_id": r.run_id, **r.status()} for r in runs], indent=2))
+        print(json.dumps([entry for entry, _ in listed], indent=2))
         return 0
     print(f"{'run id':<44} {'state':<12} {'exit':>4}  {'iter':>6}  {'mIoU':>6}  reason")
-    for run in runs:
-        status = run.status()
-        result = run.read_json("result.json") or {}
-        final = result.get("final") or {}
-        miou = final.get("mIoU")
-        print(
-            f"{run.run_id:<44} {run.effective_state():<12} {str(status.get('exit_code', '')):>4}  "
-            f"{str(result.get('iterations') or ''):>6}  {f'{miou:.2f}' if miou is not None else '':>6}  {status.get('reason', '')}"
-        )
+    for _, line in listed:
+        print(line)
     return 0
+
+
+def _run_line(run) -> tuple[dict, str]:
+    """One run as a JSON entry and a table line; a damaged run is one line saying what is damaged."""
+    problem = run.damage()
+    if problem is not None:
+        entry = {"run_id": run.run_id, "state": "damaged", "reason": problem}
+        return entry, f"{run.run_id:<44} {'damaged':<12} {'':>4}  {'':>6}  {'':>6}  {problem}"
+    status, result = run.status(), run.result()
+    state = run.effective_state()
+    miou = result.final.mIoU if result and result.final else None
+    iterations = result.iterations if result else None
+    entry = {"run_id": run.run_id, **status.model_dump(mode="json"), "state": state, "recorded_state": status.state}
+    line = (f"{run.run_id:<44} {state:<12} {'' if status.exit_code is None else status.exit_code:>4}  "
+            f"{'' if iterations is None else iterations:>6}  {f'{miou:.2f}' if miou is not None else '':>6}  "
+            f"{status.reason or ''}")
+    return entry, line
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    from harness.records import RECORDS, json_schemas
+
+    schemas = json_schemas()
+    names = [args.record] if args.record else sorted(schemas)
+    unknown = [n for n in names if n not in schemas]
+    if unknown:
+        raise RecipeError(f"schema: unknown record {unknown[0]!r}: expected one of {', '.join(sorted(schemas))}")
+    if args.output is None:
+        chosen = schemas[names[0]] if args.record else {n: schemas[n] for n in names}
+        print(json.dumps(chosen, indent=2))
+        return 0
+    from harness.fileio import write_text_atomic
+
+    for name in names:
+        write_text_atomic(args.output / schema_file_name(RECORDS[name]), json.dumps(schemas[name], indent=2) + "\n")
+        print(args.output / schema_file_name(RECORDS[name]))
+    return 0
+
+
+def schema_file_name(model) -> str:
+    """``status.json`` -> ``status.schema.json``: the schema of each run-folder file."""
+    return model.FILE.removesuffix(".json") + ".schema.json"
 
 
 def cmd_data_synth(args: argparse.Namespace) -> int:
@@ -186,7 +240,9 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run a recipe (or --resume a run), store it under results/runs/, update the report")
     _recipe_arguments(run, optional=True)
     run.add_argument("--resume", metavar="RUN_ID", help="continue a failed or interrupted run from its last checkpoint")
-    run.add_argument("--force", action="store_true", help="with --resume: also continue a run that already succeeded")
+    run.add_argument("--force", action="store_true",
+                     help="with --resume: also continue a run that already succeeded (a run whose harness is still "
+                          "alive, i.e. holds the run's lock, is never resumed)")
     run.add_argument("--results", type=Path, default=DEFAULT_RESULTS, help="results folder (default: results)")
     run.add_argument("--quiet", action="store_true", help="do not echo the training log, only progress lines")
     run.add_argument("--skip-data-check", action="store_true",
@@ -207,6 +263,11 @@ def build_parser() -> argparse.ArgumentParser:
     runs.add_argument("--results", type=Path, default=DEFAULT_RESULTS, help="results folder (default: results)")
     runs.add_argument("--json", action="store_true")
     runs.set_defaults(func=cmd_runs)
+
+    schema = sub.add_parser("schema", help="print or write the JSON schemas of the run-folder records (status.json, ...)")
+    schema.add_argument("record", nargs="?", help="one record model, e.g. RunStatus or RunResult (default: all)")
+    schema.add_argument("-o", "--output", type=Path, help="write <file>.schema.json files into this folder instead")
+    schema.set_defaults(func=cmd_schema)
 
     data = sub.add_parser("data", help="datasets: synthesise, prepare, check")
     data_sub = data.add_subparsers(dest="data_command", metavar="DATA_COMMAND", parser_class=_Parser)
@@ -235,22 +296,39 @@ def _register_optional(sub, data_sub) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The one place where errors become exit codes: every HarnessError carries its own."""
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except (RecipeError, RunStoreError) as exc:
-        return _fail(str(exc))
+    except HarnessError as exc:
+        return _fail("; ".join(line for line in str(exc).splitlines() if line.strip()), exc.exit_code)
     except KeyboardInterrupt:
-        print("harness: interrupted", file=sys.stderr)
-        return 130
-    except _environment_errors() as exc:
-        return _fail("; ".join(str(exc).splitlines()), EXIT_ENVIRONMENT)
+        _say("harness: interrupted")
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # `harness runs | head -1`: the reader left; what it did not read is not an error.
+        _drop_stdout()
+        return 0
+    except OSError as exc:
+        import errno
+
+        # The machine, not the input: a full disk, a read-only or forbidden folder (exit 3).
+        if exc.errno in (errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EDQUOT, errno.EPERM):
+            where = f"{exc.filename}: " if exc.filename else ""
+            return _fail(f"{where}{exc.strerror or exc}", EXIT_ENVIRONMENT)
+        raise
+    finally:
+        try:
+            sys.stdout.flush()
+        except (BrokenPipeError, ValueError):
+            _drop_stdout()
 
 
-def _environment_errors() -> tuple[type[BaseException], ...]:
-    from harness.errors import EnvironmentNotReady
-    from harness.executors.docker import EngineUnavailable, PreflightError
-    from harness.images import ImageError
-
-    return (EnvironmentNotReady, EngineUnavailable, PreflightError, ImageError)
+def _drop_stdout() -> None:
+    # Python would report the failed flush of a closed pipe at exit; point stdout at /dev/null.
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass

@@ -1,16 +1,20 @@
-"""Run a recipe: validate -> dataset -> run folder -> plan -> executor -> parse -> result.
+"""Run a recipe: validate -> pre-flight -> dataset -> run folder -> plan -> executor -> parse -> result.
 
-All checks that can fail on bad input happen before the run folder exists, so a bad recipe or
-dataset never leaves anything in ``results/``. Once the folder exists, nothing is deleted: a failed
-or interrupted run keeps its log, work_dir and a status that says what happened.
+All checks that can fail on bad input or an unready machine happen before the run folder exists
+(or, on ``--resume``, before anything is recorded), so they never leave anything in ``results/``.
+Once the folder exists, nothing is deleted: a failed or interrupted run keeps its log, work_dir
+and a status that says what happened. The run's lock is held from creation to the end of the
+attempt; executors are driven only through ``harness.executors.base.Executor``.
 """
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import signal
 import socket
 import sys
+import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -18,20 +22,31 @@ import yaml
 
 from harness.data.resolve import resolve_dataset, verify_dataset
 from harness.backends import npu as npu_backend
-from harness.plan import CONFIGS_DIR, CONTAINER_USER, Executor, Plan, PlanInputs, build_plan
+from harness.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_RUN_FAILED, EnvironmentNotReady
+from harness.executors import get_executor
+from harness.executors.base import Executor, Outcome
+from harness.plan import CONFIGS_DIR, CONTAINER_USER, Plan, PlanInputs, build_plan
+from harness.preflight import run_preflight
 from harness.progress import Progress
 from harness.provenance import host_provenance
-from harness.preflight import run_preflight
-from harness.recipe import LoadedRecipe, Recipe
+from harness.recipe import LoadedRecipe
+from harness.records import (
+    DatasetRecord,
+    ImageRecord,
+    JobRecord,
+    PlanRecord,
+    ProvenanceRecord,
+    RecipeSourceRecord,
+    RunStatus,
+)
 from harness.result import build_result
-from harness.runs import RunDir, RunStore, RunStoreError, utc_now
+from harness.run_recipe import loaded_recipe_of
+from harness.runs import RunBusy, RunDir, RunLock, RunStore, RunStoreError, check_writable, utc_now
 from harness.worker.config import config_changes
 
-# Exit codes of ``harness run`` (documented in --help and the README).
-EXIT_OK = 0
-EXIT_RUN_FAILED = 1
-EXIT_BAD_INPUT = 2
-EXIT_INTERRUPTED = 130
+TRAINER_EXIT_WAIT_S = 15  # how long a resume waits for an old trainer to notice its harness died
+DISK_FULL_MARKERS = ("No space left on device", "ENOSPC")
+DISK_NEARLY_FULL_BYTES = 8 * 1024**2
 
 
 @dataclass(frozen=True)
@@ -86,101 +101,206 @@ def copy_configs(loaded: LoadedRecipe, run: RunDir) -> None:
     shutil.copytree(source, run.path / CONFIGS_DIR, ignore=shutil.ignore_patterns("__pycache__"))
 
 
-def prepare_run(loaded: LoadedRecipe, store: RunStore, executor: Executor, *, skip_data_check: bool = False) -> tuple[RunDir, Plan]:
-    dataset_dir = resolve_dataset(loaded)
+def plan_record(plan: Plan) -> PlanRecord:
+    return PlanRecord.model_validate(describe_plan(plan))
+
+
+def planned(loaded: LoadedRecipe, inputs: PlanInputs, executor: Executor) -> Plan:
+    """The plan for ``executor``: laid out for where it runs, named after it."""
+    plan = build_plan(loaded.recipe, inputs, executor.plan_layout)
+    return replace(plan, executor=executor.name)
+
+
+def dataset_folder(loaded: LoadedRecipe) -> Path:
+    """The recipe's VOCdevkit; a synthetic set is made in the cache first. A cache that cannot be
+    written (read-only, full, not a folder) is an environment problem: one line, exit 3."""
+    try:
+        return resolve_dataset(loaded)
+    except OSError as exc:
+        where = exc.filename or os.environ.get("PSPNET_CACHE") or "the dataset cache"
+        raise EnvironmentNotReady(
+            f"{where}: cannot write the dataset cache ({exc.strerror or exc}); set PSPNET_CACHE to a writable folder"
+        ) from None
+
+
+def prepare_run(loaded: LoadedRecipe, store: RunStore, executor: Executor, *,
+                skip_data_check: bool = False) -> tuple[RunDir, RunLock, Plan]:
+    dataset_dir = dataset_folder(loaded)
     dataset = verify_dataset(dataset_dir, f"{loaded.path}: dataset", skip_check=skip_data_check)
+    # Pre-flight with the dataset folder standing in for the run folder (both are plain folders
+    # to bind): a machine that cannot run this leaves nothing behind.
+    executor.prepare(planned(loaded, plan_inputs(loaded, dataset_dir, dataset_dir), executor))
     run = store.create(loaded.recipe.name)
-    run.write_json("dataset.json", dataset)
-    plan = build_plan(loaded.recipe, plan_inputs(loaded, run.path.resolve(), dataset_dir), executor)
+    lock = run.lock()
+    run.set_status("created", executor=executor.name, recipe=loaded.recipe.name)
+    run.write(DatasetRecord.model_validate(dataset))
+    plan = executor.prepare(planned(loaded, plan_inputs(loaded, run.path.resolve(), dataset_dir), executor)) or \
+        planned(loaded, plan_inputs(loaded, run.path.resolve(), dataset_dir), executor)
     copy_configs(loaded, run)
     run.write_text("recipe.yaml", yaml.safe_dump(loaded.data, sort_keys=False))
-    run.write_json("recipe_source.json", {"path": str(loaded.path)})
-    run.write_json("plan.json", describe_plan(plan))
-    plan.job.write(run.path / "job.json")
-    run.set_status("created", executor=executor, recipe=loaded.recipe.name)
-    return run, plan
+    run.write(RecipeSourceRecord(path=str(loaded.path)))
+    run.write(plan_record(plan))
+    run.write(JobRecord.from_job(plan.job))
+    return run, lock, plan
 
 
 class RunTimeout(KeyboardInterrupt):
     """Raised in the main thread by SIGALRM when a run exceeds its recipe's timeout; a
-    KeyboardInterrupt so that executors stop and remove what they started, as on Ctrl-C."""
+    KeyboardInterrupt so that the executor is stopped as on Ctrl-C."""
 
 
-@dataclass(frozen=True)
-class StopOutcome:
-    exit_code: int
-    interrupted: bool = False
-    timed_out: bool = False
-    error: str | None = None
+# One interrupt is enough: the first Ctrl-C / SIGTERM / timeout starts the shutdown; later ones
+# (an impatient user pressing Ctrl-C again) are ignored so that stopping the ranks, parsing the
+# logs and writing the status always complete.
+_interrupt_raised = False
 
 
-def _execute(plan: Plan, run: RunDir, progress: Progress):
-    if plan.executor == "docker":
-        from harness.executors.docker import connect, preflight, run_container
-
-        client = connect()
-        preflight(plan.container, client)
-        return run_container(plan.container, log_path=run.log_file, on_line=progress.feed, client=client)
-    from harness.executors.local import run_local
-
-    return run_local(plan.launch, log_path=run.log_file, on_line=progress.feed, cwd=run.path)
+def _interrupt_once(signum, frame):
+    global _interrupt_raised
+    if _interrupt_raised:
+        print("harness: already stopping; the run is being recorded", file=sys.stderr)
+        return
+    _interrupt_raised = True
+    raise KeyboardInterrupt()
 
 
-def _raise_timeout(signum, frame):
+def _timeout_once(signum, frame):
+    global _interrupt_raised
+    if _interrupt_raised:
+        return
+    _interrupt_raised = True
     raise RunTimeout()
 
 
-def execute_with_limits(plan: Plan, run: RunDir, progress: Progress, timeout_s: float | None):
+def install_interrupt_handlers() -> None:
+    """SIGINT and SIGTERM (docker stop, a batch scheduler) both mean: stop, keep, mark interrupted.
+    SIGINT explicitly too: a process started in the background inherits SIGINT ignored. SIGHUP
+    (terminal closed) as well: the run is recorded rather than left stale."""
+    global _interrupt_raised
+    _interrupt_raised = False
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _interrupt_once)
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    return f"{exc.__class__.__name__}: {text}"
+
+
+def execute_with_limits(executor: Executor, plan: Plan, run: RunDir, progress: Progress, timeout_s: float | None) -> Outcome:
     """Run the executor; Ctrl-C/SIGTERM and the timeout become outcomes, never lost runs."""
-    previous = signal.signal(signal.SIGALRM, _raise_timeout) if timeout_s else None
+    global _interrupt_raised
+    _interrupt_raised = False  # an interrupt before this point has already been raised
+    previous = signal.signal(signal.SIGALRM, _timeout_once) if timeout_s else None
     if timeout_s:
         signal.setitimer(signal.ITIMER_REAL, timeout_s)
+    outcome: Outcome | None = None
     try:
-        return _execute(plan, run, progress)
+        try:
+            executor.start(plan, run, progress.feed)
+            outcome = executor.wait()
+        finally:
+            _interrupt_raised = True  # from here on, further interrupts are ignored
+            if timeout_s:
+                signal.setitimer(signal.ITIMER_REAL, 0)
     except RunTimeout:
-        return StopOutcome(exit_code=124, timed_out=True)
+        outcome = Outcome(exit_code=124, timed_out=True)
     except KeyboardInterrupt:
-        return StopOutcome(exit_code=EXIT_INTERRUPTED, interrupted=True)
+        outcome = Outcome(exit_code=EXIT_INTERRUPTED, interrupted=True)
     except Exception as exc:  # the engine went away, a disk filled: the run is failed, not lost
-        return StopOutcome(exit_code=-1, error=f"{exc.__class__.__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+        disk_full = isinstance(exc, OSError) and exc.errno == errno.ENOSPC
+        outcome = Outcome(exit_code=-1, error=_one_line(exc), details={"disk_full": disk_full})
     finally:
+        if outcome is None or outcome.interrupted or outcome.timed_out or outcome.error:
+            executor.stop()
         if timeout_s:
-            signal.setitimer(signal.ITIMER_REAL, 0)
             signal.signal(signal.SIGALRM, previous)
         progress.close()
+    return outcome
 
 
-def finish(run: RunDir, loaded: LoadedRecipe, plan: Plan, outcome) -> RunOutcome:
-    """Parse what the run left, whatever its exit, and record the state."""
-    result = build_result(run, loaded.recipe, plan)
-    if getattr(outcome, "image_id", None):
-        result["provenance"]["image_id"] = outcome.image_id
-    run.write_json("result.json", result)
-    if getattr(outcome, "interrupted", False) and not getattr(outcome, "timed_out", False):
+def _disk_full(run: RunDir, outcome: Outcome, log_tail: list[str]) -> bool:
+    """ENOSPC seen by the executor or in the log, or a failed run on a file system left with
+    (almost) no space: torch.save reports a full disk only as 'unexpected pos'."""
+    if outcome.details.get("disk_full") or any(m in line for line in log_tail for m in DISK_FULL_MARKERS):
+        return True
+    if outcome.exit_code == 0 or outcome.interrupted:
+        return False
+    try:
+        return shutil.disk_usage(run.path).free < DISK_NEARLY_FULL_BYTES
+    except OSError:
+        return False
+
+
+def finish(run: RunDir, loaded: LoadedRecipe, plan: Plan, outcome: Outcome) -> RunOutcome:
+    """Parse what the run left, whatever its exit, and record the state. On a full disk the
+    (small, atomic) status is written first, so the run never stays 'running'."""
+    if outcome.interrupted and not outcome.timed_out:
         state, code = "interrupted", EXIT_INTERRUPTED
     elif outcome.exit_code == 0:
         state, code = "succeeded", EXIT_OK
     else:
         state, code = "failed", EXIT_RUN_FAILED
+    last_lines = tail(run.log_file, 60)
     details = {"exit_code": outcome.exit_code, "finished": utc_now()}
+    if _disk_full(run, outcome, last_lines):
+        state, code = "failed", EXIT_RUN_FAILED
+        _record_status(run, state, reason="disk full", last_lines=last_lines[-20:], **details)
+    result_error = None
+    try:
+        result = build_result(run, loaded.recipe, plan.world_size, image_id=outcome.image_id)
+        run.write(result)
+    except OSError as exc:
+        if exc.errno == errno.ENOSPC:
+            state, code = "failed", EXIT_RUN_FAILED
+            _record_status(run, state, reason="disk full", last_lines=last_lines[-20:], **details)
+            return RunOutcome(run=run, state=state, exit_code=code)
+        result_error = _one_line(exc)
     if state == "failed":
-        details["reason"] = "timeout" if getattr(outcome, "timed_out", False) else failure_reason(run, outcome)
-        details["last_lines"] = tail(run.log_file, 20)
-    run.set_status(state, **details)
+        if _disk_full(run, outcome, last_lines):
+            details["reason"] = "disk full"
+        elif outcome.timed_out:
+            details["reason"] = "timeout"
+        else:
+            details["reason"] = failure_reason(outcome, last_lines)
+        details["last_lines"] = last_lines[-20:]
+    elif result_error:
+        details["reason"] = f"result not written: {result_error}"
+    _record_status(run, state, **details)
     return RunOutcome(run=run, state=state, exit_code=code)
 
 
-def failure_reason(run: RunDir, outcome) -> str:
-    if getattr(outcome, "error", None):
+def _record_status(run: RunDir, state: str, **details) -> None:
+    """set_status, and on a disk too full even for the small temp file, overwrite in place."""
+    try:
+        run.set_status(state, **details)
+    except OSError as exc:
+        if exc.errno != errno.ENOSPC:
+            raise
+        from harness.records import dump_record
+
+        current = run.status().model_dump()
+        current.update(details, state=state, updated=utc_now())
+        with open(run.record_path(RunStatus), "r+") as handle:  # reuses the file's own blocks
+            text = dump_record(RunStatus.model_validate(current))
+            handle.seek(0)
+            handle.write(text)
+            handle.truncate()
+
+
+def failure_reason(outcome: Outcome, log_tail: list[str]) -> str:
+    if outcome.error:
         return f"executor error: {outcome.error}"
-    if getattr(outcome, "oom_killed", False):
+    if outcome.failed_node:
+        return f"node {outcome.failed_node} failed (exit code {outcome.exit_code})"
+    if outcome.oom_killed:
         return "killed: out of memory (the container's OOM killer)"
     if outcome.exit_code in (137, -9):
         return "killed (SIGKILL: out of memory or killed by someone)"
     if outcome.exit_code < 0 or outcome.exit_code > 128:
         number = -outcome.exit_code if outcome.exit_code < 0 else outcome.exit_code - 128
         return f"killed by signal {number}"
-    text = "\n".join(tail(run.log_file, 60))
+    text = "\n".join(log_tail)
     if "out of memory" in text.lower():
         return "out of memory"
     if "Traceback" in text:
@@ -198,73 +318,84 @@ def tail(path: Path, lines: int) -> list[str]:
         return handle.read().decode("utf-8", "replace").splitlines()[-lines:]
 
 
-def start_run(run: RunDir, loaded: LoadedRecipe, plan: Plan, *, quiet: bool) -> RunOutcome:
-    progress = Progress(quiet=quiet)
-    print(f"harness: run {run.run_id} ({plan.executor}, {plan.backend} x{plan.world_size}) -> {run.path}", file=sys.stderr)
-    run.write_json("provenance.json", host_provenance())
-    attempts = run.status().get("attempts", 0) + 1
-    run.set_status("running", started=utc_now(), attempts=attempts, command=list(plan.launch.argv), pid=os.getpid(),
-                   host=socket.gethostname())
-    hand_over_run_dir(run, plan)
-    timeout_s = loaded.recipe.timeout_minutes * 60 if loaded.recipe.timeout_minutes else None
-    outcome = execute_with_limits(plan, run, progress, timeout_s)
-    return finish(run, loaded, plan, outcome)
+def start_run(run: RunDir, lock: RunLock, loaded: LoadedRecipe, plan: Plan, executor: Executor, *, quiet: bool) -> RunOutcome:
+    """One attempt, under the run's lock (released when the attempt is recorded)."""
+    with lock:
+        progress = Progress(quiet=quiet)
+        print(f"harness: run {run.run_id} ({plan.executor}, {plan.backend} x{plan.world_size}) -> {run.path}", file=sys.stderr)
+        provenance = ProvenanceRecord.model_validate(host_provenance())
+        image = executor.describe().get("image")
+        if image:
+            provenance.image = ImageRecord.model_validate(image)
+        run.write(provenance)
+        previous = run.read(RunStatus)
+        attempts = (previous.attempts if previous else 0) + 1
+        run.set_status("running", started=utc_now(), attempts=attempts, command=list(plan.launch.argv), pid=os.getpid(),
+                       host=socket.gethostname(), executor=plan.executor, exit_code=None, reason=None, finished=None,
+                       last_lines=[])
+        hand_over_run_dir(run, plan)
+        timeout_s = loaded.recipe.timeout_minutes * 60 if loaded.recipe.timeout_minutes else None
+        outcome = execute_with_limits(executor, plan, run, progress, timeout_s)
+        return finish(run, loaded, plan, outcome)
 
 
 def run_recipe(
-    loaded: LoadedRecipe, *, results_dir: Path, executor: Executor, quiet: bool = False, skip_data_check: bool = False
+    loaded: LoadedRecipe, *, results_dir: Path, executor: str, quiet: bool = False, skip_data_check: bool = False
 ) -> RunOutcome:
+    check_writable(results_dir)
     run_preflight(loaded.recipe, results_dir)
-    if executor == "docker":
-        docker_preflight(loaded)
+    chosen = get_executor(executor)()
     store = RunStore(results_dir)
-    run, plan = prepare_run(loaded, store, executor, skip_data_check=skip_data_check)
-    return start_run(run, loaded, plan, quiet=quiet)
+    run, lock, plan = prepare_run(loaded, store, chosen, skip_data_check=skip_data_check)
+    return start_run(run, lock, loaded, plan, chosen, quiet=quiet)
 
 
-def docker_preflight(loaded: LoadedRecipe) -> None:
-    """Engine, image, devices and inputs, checked before the run folder exists, so that a machine
-    that cannot run the container leaves nothing behind. The run folder itself is not made yet;
-    the dataset folder stands in for it (both are plain directories to bind)."""
-    from harness.executors.docker import connect, preflight
-
-    dataset_dir = resolve_dataset(loaded)
-    plan = build_plan(loaded.recipe, plan_inputs(loaded, dataset_dir, dataset_dir), "docker")
-    preflight(plan.container, connect())
-
-
-def load_run_recipe(run: RunDir) -> LoadedRecipe:
-    """The recipe exactly as the run was started (after --set), resolved against its source file."""
-    source = run.read_json("recipe_source.json") or {}
-    data = yaml.safe_load(run.recipe_file.read_text())
-    recipe = Recipe.model_validate(data)
-    return LoadedRecipe(path=Path(source.get("path", run.recipe_file)), recipe=recipe, data=data)
+def _wait_for_old_trainer(run: RunDir) -> None:
+    deadline = time.monotonic() + TRAINER_EXIT_WAIT_S
+    while run.trainer_alive():
+        if time.monotonic() > deadline:
+            raise RunBusy(f"run {run.run_id}: a trainer of an earlier attempt is still alive (it holds "
+                          f"{run.trainer_lock_file}); stop it before resuming")
+        time.sleep(0.5)
 
 
 def resume_run(run_id: str, *, results_dir: Path, quiet: bool = False, force: bool = False) -> RunOutcome:
-    """Continue a run in its own folder from its last checkpoint (mmengine resume)."""
+    """Continue a run in its own folder from its last checkpoint (mmengine resume). Everything
+    that can refuse (lock, damaged records, engine, dataset) is checked before anything is
+    recorded, exactly as for a first run."""
     store = RunStore(results_dir)
     run = store.get(run_id)
-    status = run.status()
-    state = status.get("state")
-    if state == "succeeded" and not force:
-        raise RunStoreError(f"run {run_id} already succeeded; pass --force to train it again from its last checkpoint")
-    if run.effective_state() == "running":
-        raise RunStoreError(f"run {run_id} is running (harness pid {status.get('pid')}); it cannot be resumed twice")
-    loaded = load_run_recipe(run)
-    run_preflight(loaded.recipe, results_dir)
-    dataset_dir = resolve_dataset(loaded)
-    recorded = run.read_json("dataset.json") or {}
-    dataset = verify_dataset(dataset_dir, f"{loaded.path}: dataset", skip_check=recorded.get("check_skipped", False))
-    if recorded.get("fingerprint") and dataset["fingerprint"] != recorded["fingerprint"]:
-        raise RunStoreError(
-            f"run {run_id}: the dataset changed since the run started (fingerprint {recorded['fingerprint'][:12]} -> "
-            f"{dataset['fingerprint'][:12]}); resuming would mix two datasets in one result"
-        )
-    executor = (run.read_json("plan.json") or {}).get("executor", "local")
-    inputs = plan_inputs(loaded, run.path.resolve(), dataset_dir, resume=True)
-    plan = build_plan(loaded.recipe, replace(inputs, config_name=Path(run.read_json("job.json")["config"]).name), executor)
-    plan.job.write(run.path / "job.json")
-    run.write_json("plan.json", describe_plan(plan))
-    return start_run(run, loaded, plan, quiet=quiet)
-
+    check_writable(results_dir)
+    lock = run.lock()  # RunBusy (exit 3) while another harness runs it
+    try:
+        problem = run.damage()
+        if problem:
+            raise RunStoreError(f"run {run_id} cannot be resumed: {problem}")
+        status = run.status()
+        loaded = loaded_recipe_of(run)  # an edited recipe.yaml that no longer validates: exit 2
+        if status.state == "succeeded" and not force:
+            raise RunStoreError(f"run {run_id} already succeeded; pass --force to train it again from its last checkpoint")
+        if status.ingested:
+            raise RunStoreError(f"run {run_id} was ingested from logs; there is nothing to resume")
+        recorded_plan, recorded_job = run.plan(), run.job()
+        _wait_for_old_trainer(run)
+        run_preflight(loaded.recipe, results_dir)
+        executor = get_executor(recorded_plan.executor)()
+        dataset_dir = dataset_folder(loaded)
+        recorded = run.dataset()
+        dataset = verify_dataset(dataset_dir, f"{loaded.path}: dataset",
+                                 skip_check=recorded.check_skipped if recorded else False)
+        if recorded and recorded.fingerprint and dataset["fingerprint"] != recorded.fingerprint:
+            raise RunStoreError(
+                f"run {run_id}: the dataset changed since the run started (fingerprint {recorded.fingerprint[:12]} -> "
+                f"{dataset['fingerprint'][:12]}); resuming would mix two datasets in one result"
+            )
+        inputs = replace(plan_inputs(loaded, run.path.resolve(), dataset_dir, resume=True),
+                         config_name=Path(recorded_job.config).name)
+        plan = executor.prepare(planned(loaded, inputs, executor)) or planned(loaded, inputs, executor)
+    except BaseException:
+        lock.release()
+        raise
+    run.write(JobRecord.from_job(plan.job))
+    run.write(plan_record(plan))
+    return start_run(run, lock, loaded, plan, executor, quiet=quiet)

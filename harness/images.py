@@ -11,6 +11,7 @@ Everything but ``build_image`` is pure (files in, strings out) and tested withou
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -18,7 +19,10 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
+
+from harness.errors import EnvironmentNotReady
 
 KINDS = ("cpu", "gpu", "npu")
 REPOSITORY = "pspnet-repro"
@@ -33,8 +37,14 @@ _SKIP_NAMES = {"__pycache__", ".pytest_cache", ".mypy_cache"}
 _SKIP_SUFFIXES = (".pyc", ".pyo")
 
 
-class ImageError(Exception):
-    """A build or lookup problem; ``str()`` is one line for the user."""
+class ImageError(EnvironmentNotReady):
+    """A build or lookup problem; ``str()`` is one line for the user (exit 3)."""
+
+
+# Labels every image built here carries: what its harness sources were, and which harness built it.
+SOURCE_LABEL = "org.pspnet-repro.source"
+VERSION_LABEL = "org.pspnet-repro.harness-version"
+BUILD_INFO_MODULE = "harness/_build_info.py"  # written into the build context only, never the repo
 
 
 # ---------------------------------------------------------------------------------------------
@@ -130,6 +140,23 @@ def content_tag(kind: str, base_image: str, *, repo_root: Path = REPO_ROOT, whee
     return f"{REPOSITORY}/{kind}:{digest.hexdigest()[:12]}"
 
 
+def source_digest(kind: str, repo_root: Path = REPO_ROOT) -> str:
+    """A hash of the project files that go into ``kind``'s image (not the base or wheels): an
+    image whose source label equals this runs exactly the harness of this checkout."""
+    digest = hashlib.sha256()
+    for rel, src in context_files(kind, repo_root):
+        digest.update(f"{rel}\0{hashlib.sha256(src.read_bytes()).hexdigest()}\n".encode())
+    return digest.hexdigest()[:16]
+
+
+def build_info(kind: str, repo_root: Path = REPO_ROOT) -> dict[str, object]:
+    """What an image records about the harness inside it (baked in as ``harness._build_info``)."""
+    from harness.provenance import harness_identity
+
+    identity = harness_identity()
+    return {**identity, "source": source_digest(kind, repo_root), "kind": kind}
+
+
 def find_links_from_pip_config(text: str) -> list[str]:
     """The find-links folders in ``pip config list`` output (``key='value'`` lines)."""
     links: list[str] = []
@@ -183,6 +210,12 @@ def assemble_context(
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(src, target)
     shutil.copy2(dockerfile_path(kind, repo_root), dest / "Dockerfile")
+    # The worker in the image records this as the harness it really ran (no git inside images).
+    info = build_info(kind, repo_root)
+    (dest / BUILD_INFO_MODULE).write_text(
+        '"""Written by `harness image build`: the harness this image was built from."""\n'
+        f"BUILD_INFO = {json.dumps(info)!r}\n"
+    )
     (dest / "certs").mkdir(exist_ok=True)
     (dest / "wheels").mkdir(exist_ok=True)
     for i, cert in enumerate(certs):
@@ -211,21 +244,55 @@ def image_exists(client, tag: str) -> bool:
         return False
 
 
-def require_image(client, tag: str):
-    """The image object, or an ImageError naming the build command."""
+@dataclass(frozen=True)
+class ResolvedImage:
+    """The image a run will use: the tag the recipe asked for, the tag to run, its ID and the
+    harness version baked into it."""
+
+    asked: str
+    run_tag: str
+    image_id: str
+    harness_version: str | None
+
+    def record(self) -> dict[str, object]:
+        return {"tag": self.run_tag, "asked": self.asked, "image_id": self.image_id,
+                "harness_version": self.harness_version}
+
+
+def resolve_image(client, tag: str, repo_root: Path = REPO_ROOT) -> ResolvedImage:
+    """Pin a project image named by a moving tag (``pspnet-repro/<kind>:latest``) to the build of
+    this checkout's harness, or refuse (exit 3) naming the command that builds it. Other images
+    (a site's own, a content tag) are used as named, with their ID recorded."""
     import docker.errors
 
     try:
-        return client.images.get(tag)
+        image = client.images.get(tag)
     except docker.errors.ImageNotFound:
         raise ImageError(missing_image_message(tag)) from None
+    labels = image.labels or {}
+    version = labels.get(VERSION_LABEL)
+    match = re.fullmatch(rf"{REPOSITORY}/({'|'.join(KINDS)}):latest", tag)
+    if match and (repo_root / "docker" / match.group(1)).is_dir():
+        kind = match.group(1)
+        wanted = source_digest(kind, repo_root)
+        if labels.get(SOURCE_LABEL) != wanted:
+            built = labels.get(SOURCE_LABEL) or "unlabelled"
+            raise ImageError(
+                f"Docker image {tag} was built from other harness sources ({built}, this checkout is {wanted}): "
+                f"rebuild it with `{build_command(kind)}`"
+            )
+        content = sorted(t for t in image.tags if re.fullmatch(rf"{REPOSITORY}/{kind}:[0-9a-f]{{12}}", t))
+        return ResolvedImage(asked=tag, run_tag=content[0] if content else image.id, image_id=image.id, harness_version=version)
+    return ResolvedImage(asked=tag, run_tag=tag, image_id=image.id, harness_version=version)
 
 
-def _stream_build(client, context: Path, tag: str, buildargs: dict[str, str], log: Callable[[str], None]) -> str:
+def _stream_build(client, context: Path, tag: str, buildargs: dict[str, str], log: Callable[[str], None],
+                  labels: dict[str, str] | None = None) -> str:
     # The low-level API uses the classic builder (no BuildKit session needed), never pulls.
     image_id = ""
     for chunk in client.api.build(
-        path=str(context), tag=tag, buildargs=buildargs, rm=True, forcerm=True, pull=False, decode=True
+        path=str(context), tag=tag, buildargs=buildargs, rm=True, forcerm=True, pull=False, decode=True,
+        labels=labels or {},
     ):
         if "error" in chunk:
             raise ImageError(f"building {tag} failed: {chunk['error'].strip()}")
@@ -261,7 +328,9 @@ def build_image(
     log(f"building {tag} on {base} ({len(certs)} CA certificate(s), torch wheel: {wheel or 'none'})")
     with tempfile.TemporaryDirectory(prefix=f"pspnet-{kind}-ctx-") as tmp:
         context = assemble_context(kind, Path(tmp), repo_root=repo_root, certs=certs, wheels=wheels)
-        _stream_build(docker_client, context, tag, {"BASE_IMAGE": base}, log)
+        info = build_info(kind, repo_root)
+        labels = {SOURCE_LABEL: str(info["source"]), VERSION_LABEL: str(info["harness_version"])}
+        _stream_build(docker_client, context, tag, {"BASE_IMAGE": base}, log, labels)
     _tag_latest(docker_client, tag, kind)
     return tag
 

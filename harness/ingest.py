@@ -34,9 +34,11 @@ from pathlib import Path
 import yaml
 from pydantic import ValidationError
 
+from harness.errors import BadInput
 from harness.logs import LogParseError, LogResult, parse_logs
 from harness.logs import seed_result
 from harness.recipe import Recipe, RecipeError, load_recipe_data
+from harness.records import DamagedRecord, ProvenanceRecord, RecipeSourceRecord
 from harness.result import build_result
 from harness.runs import RunDir, RunStore, utc_now
 
@@ -51,7 +53,7 @@ _SNIFF_BYTES = 8192
 _DEVICE_SNIFF_BYTES = 1 << 16
 
 
-class IngestError(Exception):
+class IngestError(BadInput):
     """Input that cannot be imported; ``str()`` is one line naming the path."""
 
     def __init__(self, message: str):
@@ -121,7 +123,7 @@ def _is_log_folder(folder: Path) -> bool:
 
 
 def _is_harness_run(folder: Path) -> bool:
-    return (folder / "status.json").is_file() and (folder / "recipe.yaml").is_file()
+    return RunDir(folder).looks_like_a_run()
 
 
 def _seed_fields(path: Path) -> dict:
@@ -451,9 +453,12 @@ def find_existing(store: RunStore, prepared: Prepared) -> RunDir | None:
     """An earlier import of exactly these files (same sha256 set), if any."""
     wanted = _fingerprint(prepared.sha256)
     for run in store.all():
-        provenance = run.read_json("provenance.json") or {}
-        if "ingested_from" in provenance and isinstance(provenance.get("sha256"), dict):
-            if _fingerprint(provenance["sha256"]) == wanted:
+        try:
+            provenance = run.provenance()
+        except DamagedRecord:
+            continue  # a damaged run is listed as such by `harness runs`; it is no earlier import
+        if provenance is not None and provenance.ingested_from and provenance.sha256:
+            if _fingerprint(provenance.sha256) == wanted:
                 return run
     return None
 
@@ -479,24 +484,23 @@ def write(prepared: Prepared, results_dir: Path) -> RunDir:
                 shutil.copyfile(src, dest)
                 files.append({"source": str(src), "stored": f"work_dir/{attempt}/{rel}"})
         run.write_text("recipe.yaml", yaml.safe_dump(prepared.recipe_data, sort_keys=False))
-        run.write_json("recipe_source.json", {"path": str(source.origin)})
-        run.write_json("provenance.json", {
-            "ingested_from": str(source.origin),
-            "ingested_at": utc_now(),
-            "kind": source.kind,
-            "files": files,
-            "sha256": prepared.sha256,
-            "seed_result": source.seed_fields or None,
-            "ingested_by": _ingester(),
-        })
-        result = build_result(run, prepared.recipe, {"world_size": prepared.recipe.device.world_size})
-        result["provenance"]["ingested_from"] = str(source.origin)
-        run.write_json("result.json", result)
+        run.write(RecipeSourceRecord(path=str(source.origin)))
+        run.write(ProvenanceRecord(
+            ingested_from=str(source.origin),
+            ingested_at=utc_now(),
+            kind=source.kind,
+            files=files,
+            sha256=prepared.sha256,
+            seed_result=source.seed_fields or None,
+            ingested_by=_ingester(),
+        ))
+        result = build_result(run, prepared.recipe, prepared.recipe.device.world_size, ingested_from=str(source.origin))
+        run.write(result)
         details = {"ingested": True, "source": str(source.origin), "finished": utc_now()}
-        if result.get("parse_error"):
-            run.set_status("failed", reason=f"ingested logs unreadable: {result['parse_error']}", **details)
-        elif result.get("partial"):
-            it, total = result.get("iterations"), result.get("max_iters")
+        if result.parse_error:
+            run.set_status("failed", reason=f"ingested logs unreadable: {result.parse_error}", **details)
+        elif result.partial:
+            it, total = result.iterations, result.max_iters
             why = f"stopped at iteration {it} of {total}" if it is not None and total and it < total else "truncated log"
             run.set_status("failed", reason=f"partial log: {why}", **details)
         else:
@@ -536,13 +540,14 @@ def store_prepared(prepared: list[Prepared], results_dir: Path, *,
 
 
 def describe(run: RunDir, item: Prepared) -> str:
-    result = run.read_json("result.json") or {}
-    state = run.status().get("state")
-    best = (result.get(result.get("compared") or "best") or {}).get("mIoU")
-    fps = result.get("fps")
-    bits = [f"{item.recipe.device.kind}-{item.recipe.device.count}p", f"{result.get('iterations') or '--'} iterations"]
+    result = run.result()
+    state = run.status().state
+    best = result.compared_metrics().mIoU if result else None
+    fps = result.fps if result else None
+    iterations = result.iterations if result else None
+    bits = [f"{item.recipe.device.kind}-{item.recipe.device.count}p", f"{iterations or '--'} iterations"]
     if fps is not None:
         bits.append(f"fps {fps:.3f}")
     if best is not None:
-        bits.append(f"{result.get('compared', 'best')} mIoU {best:.2f}")
+        bits.append(f"{result.compared} mIoU {best:.2f}")
     return f"{item.source.origin}: ingested as {run.run_id} ({state}; {', '.join(bits)})"

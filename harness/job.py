@@ -5,12 +5,13 @@ Paths in it are the worker's paths (container paths under Docker).
 """
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-JOB_FILE = "job.json"
+from harness.records import JobRecord
+
+JOB_FILE = JobRecord.FILE  # where the harness writes the job in a run folder
 
 
 @dataclass(frozen=True)
@@ -55,10 +56,12 @@ class Job:
         return cls(**data)
 
     def write(self, path: Path) -> None:
-        from harness.fileio import write_json_atomic
+        from harness.runs import write_job_file  # the run folder's records are written by runs.py only
 
-        write_json_atomic(path, self.to_dict())
+        write_job_file(path, self)
 
     @classmethod
     def read(cls, path: Path) -> "Job":
-        return cls.from_dict(json.loads(Path(path).read_text()))
+        from harness.runs import read_job_file
+
+        return read_job_file(path)

@@ -202,8 +202,11 @@ def plot_throughput(result: dict, path: Path) -> Path | None:
 PLOTS = (("loss.png", plot_loss), ("miou.png", plot_accuracy), ("throughput.png", plot_throughput))
 
 
-def write_run_plots(result: dict, out_dir: Path) -> list[Path]:
-    """Write the plots one run's result has data for into ``out_dir``; return their paths."""
+def write_run_plots(result, out_dir: Path) -> list[Path]:
+    """Write the plots one run's result (a ``RunResult``, or its JSON form) has data for into
+    ``out_dir``; return their paths."""
+    if hasattr(result, "model_dump"):
+        result = result.model_dump(mode="json")
     if not isinstance(result, dict):
         return []
     out_dir = Path(out_dir)

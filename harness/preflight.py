@@ -6,6 +6,7 @@ process or container makes those tools report it (or, for npu-smi, fail with -80
 """
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from collections.abc import Callable
@@ -24,12 +25,26 @@ def _run(argv: list[str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(argv, capture_output=True, text=True, timeout=60)
 
 
+def min_free_gb(kind: str) -> float:
+    """The free space a run needs; ``PSPNET_MIN_FREE_GB`` overrides it (small disks, tests)."""
+    override = os.environ.get("PSPNET_MIN_FREE_GB")
+    if override:
+        try:
+            value = float(override)
+        except ValueError:
+            raise EnvironmentNotReady(f"PSPNET_MIN_FREE_GB={override!r}: expected a number of GB") from None
+        if value >= 0 and value == value and value != float("inf"):
+            return value
+        raise EnvironmentNotReady(f"PSPNET_MIN_FREE_GB={override!r}: expected a finite number >= 0")
+    return MIN_FREE_GB[kind]
+
+
 def disk_problems(results_dir: Path, kind: str, free_bytes: int | None = None) -> list[str]:
     target = Path(results_dir)
     while not target.exists():
         target = target.parent
     free = shutil.disk_usage(target).free if free_bytes is None else free_bytes
-    need = MIN_FREE_GB[kind]
+    need = min_free_gb(kind)
     if free < need * 1024**3:
         return [f"{results_dir}: only {free / 1024**3:.1f} GB free; a {kind} run needs >= {need:.0f} GB for logs and checkpoints"]
     return []

@@ -20,14 +20,18 @@ class Progress:
     last: str = ""
 
     def __post_init__(self) -> None:
-        self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
+        from harness.output import SafeStream
+
+        # A closed pipe or a hung-up terminal drops the output; the run and its log go on.
+        self.stream = SafeStream(self.stream) if not isinstance(self.stream, SafeStream) else self.stream
+        self.tty = self.stream.isatty()
 
     def feed(self, line: str) -> None:
         train = TRAIN_LINE.search(line)
         val = VAL_LINE.search(line)
         if not self.quiet:
             self._clear()
-            print(line, file=self.stream, flush=True)
+            self.stream.write(line + "\n")
         if train:
             done, total, eta, loss = int(train[1]), int(train[2]), train[3], train[4]
             width = 30
@@ -36,7 +40,7 @@ class Progress:
             self._draw()
         elif val:
             self._clear()
-            print(f"evaluation: aAcc {val[3]} mIoU {val[4]}", file=self.stream, flush=True)
+            self.stream.write(f"evaluation: aAcc {val[3]} mIoU {val[4]}\n")
             self._draw()
 
     def _clear(self) -> None:
@@ -50,7 +54,7 @@ class Progress:
             self.stream.write("\r" + self.last)
             self.stream.flush()
         elif self.quiet:
-            print(f"progress: {self.last}", file=self.stream, flush=True)
+            self.stream.write(f"progress: {self.last}\n")
 
     def close(self) -> None:
         if self.tty and self.last:

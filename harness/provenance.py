@@ -31,11 +31,35 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
+def harness_identity() -> dict:
+    """The harness that is running: its git commit and dirty flag from the checkout, or, inside an
+    image (no git there), what ``harness image build`` baked into ``harness._build_info``; and a
+    version string ``<package version>+g<commit>[.dirty]``."""
+    commit = _git("rev-parse", "HEAD")
+    if commit is not None:
+        status = _git("status", "--porcelain")
+        dirty = bool(status) if status is not None else None
+    else:
+        try:
+            import json
+
+            from harness._build_info import BUILD_INFO  # type: ignore[import-not-found]
+
+            baked = json.loads(BUILD_INFO)
+            return {k: baked.get(k) for k in ("harness_commit", "harness_dirty", "harness_version")}
+        except ImportError:
+            dirty = None
+    try:
+        package = metadata.version("pspnet-repro")
+    except metadata.PackageNotFoundError:
+        package = "0+unknown"
+    version = package if commit is None else f"{package}+g{commit[:12]}{'.dirty' if dirty else ''}"
+    return {"harness_commit": commit, "harness_dirty": dirty, "harness_version": version}
+
+
 def host_provenance() -> dict:
-    status = _git("status", "--porcelain")
     return {
-        "harness_commit": _git("rev-parse", "HEAD"),
-        "harness_dirty": bool(status) if status is not None else None,
+        **harness_identity(),
         "command": sys.argv,
         "python": sys.version.split()[0],
         "platform": platform.platform(),

@@ -8,11 +8,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
 
 from harness.fileio import write_json_atomic, write_text_atomic
 from harness.recipe import METRICS, PublishedRow, Recipe, RecipeError, load_recipe
+from harness.records import DamagedRecord, PlanRecord, ProvenanceRecord, RunResult, RunStatus, Verdict
 from harness.result import build_result
+from harness.run_recipe import recipe_of
 from harness.runs import RunDir, RunStore, utc_now
 
 DEFAULT_RECIPES_DIR = Path(__file__).resolve().parents[1] / "recipes"
@@ -24,8 +25,9 @@ class RunRow:
     run: RunDir
     state: str
     recipe: Recipe | None
-    result: dict | None
-    problem: str | None = None
+    result: RunResult | None
+    status: RunStatus | None = None
+    problem: str | None = None  # one line: why this run is listed as damaged
 
 
 @dataclass
@@ -34,22 +36,22 @@ class Report:
     references: list[PublishedRow] = field(default_factory=list)
 
 
-def _load_run_recipe(run: RunDir) -> Recipe:
-    data = yaml.safe_load(run.recipe_file.read_text())
-    return Recipe.model_validate(data)
-
-
 def collect_run(run: RunDir) -> RunRow:
+    """One run for the report; a run whose records cannot be read becomes a 'damaged' row."""
+    problem = run.damage()
+    if problem is not None:
+        return RunRow(run, "damaged", None, None, None, problem)
+    status = run.status()
     state = run.effective_state()
     try:
-        recipe = _load_run_recipe(run)
-    except (OSError, ValueError, yaml.YAMLError) as exc:
-        return RunRow(run, state, None, None, f"recipe.yaml unreadable: {exc.__class__.__name__}")
-    result = run.read_json("result.json")
+        recipe = recipe_of(run)
+    except DamagedRecord as exc:
+        return RunRow(run, "damaged", None, None, status, str(exc))
+    result = run.result()
     if result is None and state not in ("running", "created"):
-        plan = run.read_json("plan.json") or {"world_size": recipe.device.world_size}
-        result = build_result(run, recipe, plan)
-    return RunRow(run, state, recipe, result)
+        plan = run.read(PlanRecord)
+        result = build_result(run, recipe, plan.world_size if plan else recipe.device.world_size)
+    return RunRow(run, state, recipe, result, status)
 
 
 def reference_rows(recipes: list[Recipe]) -> list[PublishedRow]:
@@ -85,14 +87,10 @@ def _num(value: float | None, digits: int) -> str:
     return "--" if value is None else f"{value:.{digits}f}"
 
 
-def _verdicts(result: dict | None) -> dict[str, dict]:
-    return {v["metric"]: v for v in (result or {}).get("verdicts", [])}
-
-
-def _cell(value: float | None, digits: int, verdict: dict | None) -> str:
+def _cell(value: float | None, digits: int, verdict: Verdict | None) -> str:
     text = _num(value, digits)
-    if verdict and verdict["status"] != "NONE":
-        text = f"{text} {verdict['status']}"
+    if verdict and verdict.status != "NONE":
+        text = f"{text} {verdict.status}"
     return text
 
 
@@ -112,15 +110,17 @@ def main_table(report: Report) -> list[str]:
         cells = [_num(ref.fps, 3) if ref.fps else "", *(_num(getattr(ref, m), 2) for m in METRICS)]
         lines.append(f"|{ref.label} (reference)| " + " | ".join(cells) + " |")
     for row in report.rows:
-        result = row.result or {}
-        verdicts = _verdicts(result)
-        compared = result.get(result.get("compared", "best")) or {}
         if row.state not in ("succeeded",):
             label = f"{device_label(row)} ({row.state})"
         else:
             label = device_label(row)
-        cells = [_cell(result.get("fps"), 3, verdicts.get("fps"))]
-        cells += [_cell(compared.get(m), 2, verdicts.get(m)) for m in METRICS]
+        result = row.result
+        if result is None:
+            cells = ["--"] * (1 + len(METRICS))
+        else:
+            compared = result.compared_metrics()
+            cells = [_cell(result.fps, 3, result.verdict("fps"))]
+            cells += [_cell(getattr(compared, m), 2, result.verdict(m)) for m in METRICS]
         lines.append(f"|{label}| " + " | ".join(cells) + " |")
     return lines
 
@@ -133,14 +133,14 @@ def verdict_table(report: Report) -> list[str]:
     for row in report.rows:
         if not row.result or row.recipe is None:
             continue
-        for verdict in row.result.get("verdicts", []):
-            if verdict["status"] == "NONE":
+        for verdict in row.result.verdicts:
+            if verdict.status == "NONE":
                 continue
-            digits = 3 if verdict["metric"] == "fps" else 2
+            digits = 3 if verdict.metric == "fps" else 2
             lines.append(
-                f"| `{row.run.run_id}` | {row.recipe.reference.label} | {verdict['metric']} | "
-                f"{_num(verdict['measured'], digits)} | {_num(verdict['reference'], digits)} | "
-                f"{verdict['status']} | {verdict['reason']} |"
+                f"| `{row.run.run_id}` | {row.recipe.reference.label} | {verdict.metric} | "
+                f"{_num(verdict.measured, digits)} | {_num(verdict.reference, digits)} | "
+                f"{verdict.status} | {verdict.reason} |"
             )
     return lines
 
@@ -151,27 +151,30 @@ def runs_table(report: Report) -> list[str]:
         "| --- | --- | --- | ---: | ---: | ---: | ---: | --- | --- | --- | --- |",
     ]
     for row in report.rows:
-        result = row.result or {}
-        status = row.run.status()
-        state = row.state + (f" ({status['reason']})" if status.get("reason") else "")
-        sources = result.get("sources") or {}
-        where = result.get("parse_error") or row.problem or "; ".join(f"{k}: {v}" for k, v in sorted(sources.items())[:4])
+        result = row.result
+        reason = row.status.reason if row.status else None
+        state = row.state + (f" ({reason})" if reason else "")
+        if result is None:
+            lines.append(f"| `{row.run.run_id}` | {row.recipe.name if row.recipe else '?'} | {state} | -- | -- | -- | -- | -- "
+                         f"| -- | {_plot_links(row)} | {row.problem or '--'} |")
+            continue
+        sources = result.sources
+        where = result.parse_error or row.problem or "; ".join(f"{k}: {v}" for k, v in sorted(sources.items())[:4])
         lines.append(
             f"| `{row.run.run_id}` | {row.recipe.name if row.recipe else '?'} | {state} | "
-            f"{result.get('iterations') if result.get('iterations') is not None else '--'} | "
-            f"{_num(result.get('mean_iter_time_s'), 4)} | {_num(result.get('fps_seed_definition'), 3)} | "
-            f"{result.get('evaluations_count', '--')} | {result.get('compared', '--')} | {_dataset_cell(result)} | "
-            f"{_plot_links(row)} | {where} |"
+            f"{result.iterations if result.iterations is not None else '--'} | "
+            f"{_num(result.mean_iter_time_s, 4)} | {_num(result.fps_seed_definition, 3)} | "
+            f"{result.evaluations_count if result.evaluations_count is not None else '--'} | {result.compared} | "
+            f"{_dataset_cell(result)} | {_plot_links(row)} | {where} |"
         )
     return lines
 
 
-def _dataset_cell(result: dict) -> str:
-    provenance = result.get("provenance") or {}
-    fingerprint = provenance.get("dataset_fingerprint")
+def _dataset_cell(result: RunResult) -> str:
+    fingerprint = result.provenance.dataset_fingerprint
     if not fingerprint:
         return "--"
-    skipped = " (check skipped)" if provenance.get("dataset_check_skipped") else ""
+    skipped = " (check skipped)" if result.provenance.dataset_check_skipped else ""
     return f"`{fingerprint[:12]}`{skipped}"
 
 
@@ -236,33 +239,34 @@ SUMMARY_FIELDS = (
 def summary_rows(report: Report) -> list[dict]:
     rows = []
     for row in report.rows:
-        result = row.result or {}
-        status = row.run.status()
-        compared = result.get(result.get("compared", "best")) or {}
-        verdicts = _verdicts(result)
-        provenance = result.get("provenance") or {}
-        host = row.run.read_json("provenance.json") or {}
+        result = row.result
+        compared = result.compared_metrics() if result else None
+        host = row.run.read(ProvenanceRecord) if row.state != "damaged" else None
         rows.append({
             "run_id": row.run.run_id,
             "recipe": row.recipe.name if row.recipe else None,
             "device": row.recipe.device.kind if row.recipe else None,
             "devices": row.recipe.device.count if row.recipe else None,
             "state": row.state,
-            "reason": status.get("reason"),
-            "iterations": result.get("iterations"),
-            "fps": result.get("fps"),
-            "fps_seed_definition": result.get("fps_seed_definition"),
-            "mean_iter_time_s": result.get("mean_iter_time_s"),
-            "compared": result.get("compared"),
-            **{m: compared.get(m) for m in METRICS},
-            **{f"verdict_{m}": (verdicts.get(m) or {}).get("status") for m in ("fps", *METRICS)},
+            "reason": row.problem or (row.status.reason if row.status else None),
+            "iterations": result.iterations if result else None,
+            "fps": result.fps if result else None,
+            "fps_seed_definition": result.fps_seed_definition if result else None,
+            "mean_iter_time_s": result.mean_iter_time_s if result else None,
+            "compared": result.compared if result else None,
+            **{m: getattr(compared, m) if compared else None for m in METRICS},
+            **{f"verdict_{m}": _status_of(result.verdict(m)) if result else None for m in ("fps", *METRICS)},
             "reference": row.recipe.reference.label if row.recipe else None,
             "reference_source": row.recipe.reference.source if row.recipe else None,
-            "image_id": provenance.get("image_id"),
-            "dataset_fingerprint": provenance.get("dataset_fingerprint"),
-            "harness_commit": host.get("harness_commit"),
+            "image_id": result.provenance.image_id if result else None,
+            "dataset_fingerprint": result.provenance.dataset_fingerprint if result else None,
+            "harness_commit": host.harness_commit if host else None,
         })
     return rows
+
+
+def _status_of(verdict: Verdict | None) -> str | None:
+    return verdict.status if verdict else None
 
 
 def _csv(rows: list[dict]) -> str:
@@ -280,7 +284,7 @@ def write_plots(report: Report) -> None:
     from harness.plots import write_run_plots
 
     for row in report.rows:
-        if row.result and row.result.get("train"):
+        if row.result and row.result.train:
             write_run_plots(row.result, row.run.path / "plots")
 
 

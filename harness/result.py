@@ -5,20 +5,21 @@ from __future__ import annotations
 from pathlib import Path
 
 from harness.logs import LogParseError, parse_logs
-from harness.plan import Plan
 from harness.recipe import METRICS, Recipe
+from harness.records import DamagedRecord, RunResult
 from harness.runs import RunDir
 from harness.verdict import judge_all
 
-RESULT_VERSION = 1
-
 
 def _dataset_provenance(run: RunDir) -> dict:
-    dataset = run.read_json("dataset.json")
-    if not dataset:
+    try:
+        dataset = run.dataset()
+    except DamagedRecord:
         return {}
-    return {"dataset_fingerprint": dataset.get("fingerprint"), "dataset_check": dataset.get("check"),
-            "dataset_check_skipped": dataset.get("check_skipped")}
+    if dataset is None:
+        return {}
+    return {"dataset_fingerprint": dataset.fingerprint, "dataset_check": dataset.check,
+            "dataset_check_skipped": dataset.check_skipped}
 
 
 def attempt_folders(run: RunDir) -> list[Path]:
@@ -27,18 +28,17 @@ def attempt_folders(run: RunDir) -> list[Path]:
     return sorted(p for p in run.work_dir.iterdir() if p.is_dir() and any(p.glob("*.log")))
 
 
-def build_result(run: RunDir, recipe: Recipe, plan: Plan | dict) -> dict:
-    world_size = plan.world_size if isinstance(plan, Plan) else plan["world_size"]
+def build_result(run: RunDir, recipe: Recipe, world_size: int, **provenance) -> RunResult:
+    """Parse the run's logs into a ``RunResult``; ``provenance`` adds fields (image_id, ...)."""
     batch = recipe.train.batch_per_device
     result: dict = {
-        "version": RESULT_VERSION,
         "run_id": run.run_id,
         "recipe": recipe.name,
         "mode": recipe.mode,
         "device": {"kind": recipe.device.kind, "count": world_size},
         "batch_per_device": batch,
         "reference": recipe.reference.model_dump(),
-        "provenance": {"log_files": [], **_dataset_provenance(run)},
+        "provenance": {"log_files": [], **_dataset_provenance(run), **provenance},
         "parse_error": None,
     }
     folders = attempt_folders(run)
@@ -76,4 +76,4 @@ def build_result(run: RunDir, recipe: Recipe, plan: Plan | dict) -> dict:
     metrics = (result.get(compared) or {}) if parsed is not None else {}
     result["compared"] = compared
     result["verdicts"] = [v.to_dict() for v in judge_all(result.get("fps"), metrics, recipe.reference)]
-    return result
+    return RunResult.model_validate(result)

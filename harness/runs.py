@@ -3,32 +3,124 @@
 A run folder holds the recipe as run, the plan, the job, the full log, the mmseg work_dir, its
 status and, once parsed, ``result.json``. Run ids are unique (the folder is created with
 ``mkdir``, which fails if it exists) and can never point outside the store.
+
+``RunDir`` is the only reader and writer of the folder's JSON records (``harness.records``):
+writes are atomic, reads are validated. Whether a run is alive is decided by its lock: the
+harness attempt that runs it holds an exclusive ``flock`` on ``<run>/.lock`` for the whole
+attempt; the kernel drops it when that process dies, however it dies, so no stale lock survives.
 """
 from __future__ import annotations
 
-import json
+import errno
+import fcntl
+import os
 import re
 import secrets
-import socket
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TypeVar
 
-from harness.fileio import write_json_atomic, write_text_atomic
-from harness.processes import pid_alive
+from harness.errors import BadInput, EnvironmentNotReady
+from harness.fileio import write_text_atomic
+from harness.records import (
+    STATES,
+    DamagedRecord,
+    DatasetRecord,
+    JobRecord,
+    OptimWrapperUsed,
+    PlanRecord,
+    ProvenanceRecord,
+    RecipeSourceRecord,
+    Record,
+    RunResult,
+    RunStatus,
+    WorkerEnvRecord,
+    dump_record,
+    parse_record,
+)
 
 RUNS_DIR = "runs"
 RUN_ID_PATTERN = re.compile(r"^[0-9]{8}T[0-9]{6}Z-[A-Za-z0-9_.-]{1,64}-[0-9a-f]{6}$")
-STATES = ("created", "running", "succeeded", "failed", "interrupted")
+LOCK_FILE = ".lock"  # held (exclusive) by the harness attempt running the run
+TRAINER_LOCK_FILE = ".trainer.lock"  # held (shared) by every live worker process of the run
+RECIPE_FILE = "recipe.yaml"
+__all__ = ["RunDir", "RunStore", "RunStoreError", "RunBusy", "DamagedRecord", "RunLock", "STATES", "utc_now"]
+
+R = TypeVar("R", bound=Record)
 
 
-class RunStoreError(Exception):
-    pass
+class RunStoreError(BadInput):
+    """A run id that is malformed or names no run, or a run that cannot be continued as asked."""
+
+
+class RunBusy(EnvironmentNotReady):
+    """Another harness process (or its trainer) holds the run (exit 3)."""
 
 
 def utc_now() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class RunLock:
+    """An exclusive ``flock`` on a run's lock file, held until ``release`` or process death."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._fd: int | None = None
+
+    def acquire(self, what: str) -> "RunLock":
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise RunBusy(f"{what}: another harness process is running it (its lock {self.path} is held)") from None
+        self._fd = fd
+        return self
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing the only descriptor drops the flock
+            self._fd = None
+
+    def __enter__(self) -> "RunLock":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
+def lock_held(path: Path) -> bool:
+    """Whether some process holds an flock on ``path`` that conflicts with a shared one."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        return False
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+
+
+def trainer_alive(path: Path) -> bool:
+    """Whether a worker process still holds its shared lock on ``path`` (.trainer.lock)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return False
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
 
 
 @dataclass(frozen=True)
@@ -39,48 +131,181 @@ class RunDir:
     def run_id(self) -> str:
         return self.path.name
 
-    recipe_file = property(lambda self: self.path / "recipe.yaml")
-    plan_file = property(lambda self: self.path / "plan.json")
-    status_file = property(lambda self: self.path / "status.json")
+    recipe_file = property(lambda self: self.path / RECIPE_FILE)
     log_file = property(lambda self: self.path / "train.log")
-    result_file = property(lambda self: self.path / "result.json")
     work_dir = property(lambda self: self.path / "work_dir")
+    lock_file = property(lambda self: self.path / LOCK_FILE)
+    trainer_lock_file = property(lambda self: self.path / TRAINER_LOCK_FILE)
 
-    def read_json(self, name: str) -> dict | None:
-        path = self.path / name
-        if not path.is_file():
-            return None
+    # Where each record lives, for tools and tests that read the JSON as other programs would.
+    status_file = property(lambda self: self.record_path(RunStatus))
+    plan_file = property(lambda self: self.record_path(PlanRecord))
+    result_file = property(lambda self: self.record_path(RunResult))
+
+    def record_path(self, model: type[Record]) -> Path:
+        return self.path / model.FILE
+
+    # -- records ----------------------------------------------------------------------------
+
+    def read(self, model: type[R]) -> R | None:
+        """The record, None when its file does not exist; DamagedRecord when it cannot be read."""
+        path = self.record_path(model)
         try:
-            return json.loads(path.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError):
+            text = path.read_text()
+        except FileNotFoundError:
             return None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise DamagedRecord(f"{path}: unreadable ({exc.__class__.__name__})") from None
+        return parse_record(model, text, where=str(path))  # type: ignore[return-value]
 
-    def status(self) -> dict:
-        return self.read_json("status.json") or {"state": "unknown"}
+    def require(self, model: type[R]) -> R:
+        record = self.read(model)
+        if record is None:
+            raise DamagedRecord(f"{self.record_path(model)}: missing (every run folder of this kind has one)")
+        return record
+
+    def write(self, record: Record) -> None:
+        write_text_atomic(self.record_path(type(record)), dump_record(record))
+
+    def status(self) -> RunStatus:
+        return self.require(RunStatus)
+
+    def plan(self) -> PlanRecord:
+        return self.require(PlanRecord)
+
+    def job(self) -> JobRecord:
+        return self.require(JobRecord)
+
+    def result(self) -> RunResult | None:
+        return self.read(RunResult)
+
+    def dataset(self) -> DatasetRecord | None:
+        return self.read(DatasetRecord)
+
+    def provenance(self) -> ProvenanceRecord | None:
+        return self.read(ProvenanceRecord)
+
+    def worker_env(self) -> WorkerEnvRecord | None:
+        return self.read(WorkerEnvRecord)
+
+    def recipe_source(self) -> RecipeSourceRecord | None:
+        return self.read(RecipeSourceRecord)
+
+    def recipe_text(self) -> str:
+        try:
+            return self.recipe_file.read_text()
+        except FileNotFoundError:
+            raise DamagedRecord(f"{self.recipe_file}: missing (the recipe this run was started with)") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise DamagedRecord(f"{self.recipe_file}: unreadable ({exc.__class__.__name__})") from None
+
+    def looks_like_a_run(self) -> bool:
+        """A harness run folder (status and recipe present), whatever its records say."""
+        return self.record_path(RunStatus).is_file() and self.recipe_file.is_file()
+
+    def damage(self) -> str | None:
+        """One line saying what is damaged in this run folder, or None when every record reads.
+        An ingested run has no plan or job; any other run must have both."""
+        try:
+            status = self.status()
+            self.recipe_text()
+            if not status.ingested and status.state != "created":
+                self.job()
+                self.plan()
+            for model in (RunResult, DatasetRecord, ProvenanceRecord, WorkerEnvRecord, RecipeSourceRecord):
+                self.read(model)
+        except DamagedRecord as exc:
+            return str(exc)
+        return None
+
+    # -- state --------------------------------------------------------------------------------
+
+    def set_status(self, state: str, **details) -> RunStatus:
+        """Update status.json (atomically). A damaged or missing status starts afresh, so that
+        the outcome of an attempt is always recorded."""
+        if state not in STATES:
+            raise ValueError(f"unknown run state {state!r}")
+        try:
+            current = self.read(RunStatus)
+        except DamagedRecord:
+            current = None
+        data = current.model_dump() if current else {}
+        now = utc_now()
+        data.update(details, state=state, updated=now)
+        if not data.get("created"):
+            data["created"] = now
+        status = RunStatus.model_validate(data)
+        self.write(status)
+        return status
+
+    def lock(self) -> RunLock:
+        """Take the run's exclusive lock for one attempt (RunBusy when another process has it)."""
+        return RunLock(self.lock_file).acquire(f"run {self.run_id}")
+
+    def is_live(self) -> bool:
+        """A harness process holds the run's lock (so it is being run right now)."""
+        return lock_held(self.lock_file)
+
+    def trainer_alive(self) -> bool:
+        """A worker of this run is still alive (it holds the trainer lock)."""
+        return trainer_alive(self.trainer_lock_file)
 
     def effective_state(self) -> str:
-        """The recorded state, except that a 'running' run whose harness process is gone (same
-        host, pid no longer alive: killed with SIGKILL, machine rebooted) shows as 'stale'."""
-        status = self.status()
-        state = status.get("state", "unknown")
-        pid = status.get("pid")
-        if state == "running" and isinstance(pid, int) and status.get("host") == socket.gethostname() and not pid_alive(pid):
+        """The recorded state, except that a 'running' run whose lock nobody holds (its harness
+        died: SIGKILL, terminal closed, machine rebooted) shows as 'stale'; 'damaged' when the
+        status cannot be read."""
+        try:
+            state = self.status().state
+        except DamagedRecord:
+            return "damaged"
+        if state == "running" and not self.is_live():
             return "stale"
         return state
 
-    def set_status(self, state: str, **details: Any) -> None:
-        if state not in STATES:
-            raise ValueError(f"unknown run state {state!r}")
-        current = self.status()
-        current.update(details, state=state, updated=utc_now())
-        current.setdefault("created", current["updated"])
-        write_json_atomic(self.status_file, current)
-
-    def write_json(self, name: str, data: Any) -> None:
-        write_json_atomic(self.path / name, data)
-
     def write_text(self, name: str, text: str) -> None:
         write_text_atomic(self.path / name, text)
+
+
+def _environment_error(path: Path, exc: OSError) -> EnvironmentNotReady:
+    reason = os.strerror(exc.errno) if exc.errno else str(exc)
+    if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        return EnvironmentNotReady(f"{path}: cannot write the results folder ({reason}); give --results a writable folder")
+    if exc.errno in (errno.ENOTDIR, errno.EEXIST):
+        return EnvironmentNotReady(f"{path}: not a folder ({reason}); give --results a folder")
+    return EnvironmentNotReady(f"{path}: cannot use the results folder ({reason})")
+
+
+def check_writable(results_dir: Path) -> None:
+    """EnvironmentNotReady (exit 3) unless ``results_dir/runs`` could be created and written.
+    Creates nothing: a refused run leaves no folder behind."""
+    target = Path(results_dir) / RUNS_DIR
+    while not target.exists():
+        if target.parent == target:
+            break
+        if target.is_symlink():
+            break
+        target = target.parent
+    if target.exists() and not target.is_dir():
+        raise EnvironmentNotReady(f"{target}: not a folder; give --results a folder")
+    if not os.access(target, os.W_OK | os.X_OK):
+        raise EnvironmentNotReady(f"{target}: not writable; give --results a writable folder")
+    try:
+        os.statvfs(target)
+    except OSError as exc:
+        raise _environment_error(target, exc) from None
+    if _read_only_mount(target):
+        raise EnvironmentNotReady(f"{target}: on a read-only file system; give --results a writable folder")
+
+
+def _read_only_mount(path: Path) -> bool:
+    return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+
+
+def _create_folder(runs_dir: Path) -> None:
+    try:
+        runs_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise _environment_error(runs_dir, exc) from None
 
 
 class RunStore:
@@ -89,7 +314,8 @@ class RunStore:
         self.runs_dir = self.results_dir / RUNS_DIR
 
     def create(self, recipe_name: str) -> RunDir:
-        self.runs_dir.mkdir(parents=True, exist_ok=True)
+        check_writable(self.results_dir)
+        _create_folder(self.runs_dir)
         stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
         for _ in range(16):
             run_id = f"{stamp}-{recipe_name}-{secrets.token_hex(3)}"
@@ -98,6 +324,8 @@ class RunStore:
                 path.mkdir()
             except FileExistsError:
                 continue
+            except OSError as exc:
+                raise _environment_error(self.runs_dir, exc) from None
             return RunDir(path)
         raise RunStoreError(f"{self.runs_dir}: could not create a unique run folder")
 
@@ -113,3 +341,31 @@ class RunStore:
         if not self.runs_dir.is_dir():
             return []
         return [RunDir(p) for p in sorted(self.runs_dir.iterdir()) if p.is_dir() and RUN_ID_PATTERN.match(p.name)]
+
+
+def read_job_file(path: Path):
+    """The worker's ``Job`` from a job.json (a run folder's, as the worker sees it)."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise DamagedRecord(f"{path}: unreadable ({exc.__class__.__name__})") from None
+    return parse_record(JobRecord, text, where=str(path)).to_job()  # type: ignore[attr-defined]
+
+
+def write_job_file(path: Path, job) -> None:
+    write_text_atomic(Path(path), dump_record(JobRecord.from_job(job)))
+
+
+def record_optim_wrapper(run_path: Path, requested: str, used: str) -> None:
+    """Add the optimizer wrapper the Runner really built to ``worker_env.json``."""
+    path = Path(run_path) / WorkerEnvRecord.FILE
+    record = parse_record(WorkerEnvRecord, path.read_text(), where=str(path)) if path.is_file() else WorkerEnvRecord()
+    used_wrapper = OptimWrapperUsed(requested=requested, used=used, changed_by_mmengine=requested != used)
+    write_text_atomic(path, dump_record(record.model_copy(update={"optim_wrapper": used_wrapper})))
+
+
+def write_worker_env(run_path: Path, data: dict) -> None:
+    """Rank 0 records what the training process itself ran with (``worker_env.json``)."""
+    record = WorkerEnvRecord.model_validate(data)
+    write_text_atomic(Path(run_path) / WorkerEnvRecord.FILE, dump_record(record))

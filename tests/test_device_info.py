@@ -66,13 +66,15 @@ def test_optim_wrapper_hook_records_what_the_runner_built(tmp_path):
             out = self.linear(inputs)
             return {"loss": out.pow(2).mean()} if mode == "loss" else out
 
+    from harness.runs import write_worker_env
+
+    write_worker_env(tmp_path, {"python": "3.11"})
     worker_env = tmp_path / "worker_env.json"
-    worker_env.write_text(json.dumps({"python": "3.11"}))
     data = [{"inputs": torch.ones(2)} for _ in range(4)]
     runner = Runner(model=Tiny(), work_dir=str(tmp_path / "work"), train_dataloader=DataLoader(data, batch_size=2),
                     optim_wrapper=dict(type="OptimWrapper", optimizer=dict(type="SGD", lr=0.01)),
                     train_cfg=dict(by_epoch=False, max_iters=1), default_hooks=dict(checkpoint=None))
-    runner.register_hook(device_info.optim_wrapper_hook(worker_env, "AmpOptimWrapper"))
+    runner.register_hook(device_info.optim_wrapper_hook(tmp_path, "AmpOptimWrapper"))
     runner.train()
     recorded = json.loads(worker_env.read_text())
     assert recorded["python"] == "3.11"  # the rest of the file is kept

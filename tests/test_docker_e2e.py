@@ -38,13 +38,16 @@ def test_smoke_in_a_container_through_the_docker_executor(tmp_path, cpu_image, c
                    "--results", str(results), "--quiet", *SHORT, env=docker_env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     [run] = RunStore(results).all()
-    assert run.status()["state"] == "succeeded"
+    assert run.status().state == "succeeded"
     result = json.loads(run.result_file.read_text())
     assert result["provenance"]["image_id"] == client.images.get(cpu_image).id
     assert result["iterations"] == 60 and result["final"]["mIoU"] is not None
     assert log_has(run, "harness.worker: rank 0 of 1 started")
     worker_env = json.loads((run.path / "worker_env.json").read_text())
     assert worker_env["packages"]["mmsegmentation"] == "1.2.2"  # read inside the container
+    # the harness the container really ran: baked into the image, as no git is there
+    assert worker_env["harness_version"] and worker_env["harness_version"] == run.provenance().image.harness_version
+    assert run.provenance().image.image_id == client.images.get(cpu_image).id
     plan = json.loads(run.plan_file.read_text())
     assert plan["executor"] == "docker" and plan["container"]["user"] == "1000:1000"
     assert containers_of(client, cpu_image) == []  # removed after the run
@@ -72,7 +75,7 @@ def test_docker_compose_run_smoke_trains_and_reports(tmp_path, cpu_image, client
     )
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
     [run] = RunStore(results).all()
-    assert run.status()["state"] == "succeeded"
+    assert run.status().state == "succeeded"
     result = json.loads(run.result_file.read_text())
     assert result["iterations"] == 40 and result["evaluations_count"] >= 1
     # the host's harness reports a run made inside the compose service
@@ -103,13 +106,13 @@ def test_killed_container_is_failed_then_resumed(tmp_path, cpu_image, client, do
     container.kill()
     _, stderr = harness.communicate(timeout=120)
     assert harness.returncode == 1, stderr
-    status = run.status()
+    status = run.status().model_dump()
     assert status["state"] == "failed" and status["exit_code"] == 137 and "killed" in status["reason"]
     assert containers_of(client, cpu_image) == []
     resumed = run_cli("run", "--resume", run.run_id, "--results", str(results), "--quiet", "--no-report", env=docker_env)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     result = json.loads(run.result_file.read_text())
-    assert run.status()["state"] == "succeeded" and result["iterations"] == 60
+    assert run.status().state == "succeeded" and result["iterations"] == 60
     assert [p["iter"] for p in result["train"]] == [10, 20, 30, 40, 50, 60]
 
 
@@ -121,7 +124,7 @@ def test_sigint_during_a_container_run(tmp_path, cpu_image, client, docker_env):
     harness.send_signal(signal.SIGINT)
     _, stderr = harness.communicate(timeout=120)
     assert harness.returncode == 130, stderr
-    assert run.status()["state"] == "interrupted"
+    assert run.status().state == "interrupted"
     assert containers_of(client, cpu_image) == []
     assert log_has(run, "Iter(train) [10/60]")
 

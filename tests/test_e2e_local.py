@@ -39,7 +39,7 @@ def test_smoke_cpu_trains_parses_and_reports(tmp_path, cache_env):
         assert (run.path / name).is_file(), name
     assert (run.path / "configs" / "pspnet_r18-d8_synthvoc_cpu-smoke.py").is_file()
     assert list(run.work_dir.glob("iter_200.pth"))
-    status = run.status()
+    status = run.status().model_dump()
     assert status["state"] == "succeeded" and status["exit_code"] == 0
     result = json.loads(run.result_file.read_text())
     assert result["iterations"] == 200 and result["evaluations_count"] == 2
@@ -91,7 +91,7 @@ def test_smoke_cpu_2p_runs_two_ranks(tmp_path, cache_env):
     assert proc.returncode == 0, proc.stderr[-3000:]
     run = only_run(results)
     log = run.log_file.read_text()
-    assert "torch.distributed.run" in " ".join(run.status()["command"])
+    assert "torch.distributed.run" in " ".join(run.status().command)
     assert "Distributed training: True" in log
     # both ranks ran a worker; mmengine saw a world of 2
     assert "harness.worker: rank 0 of 2 started" in log and "harness.worker: rank 1 of 2 started" in log

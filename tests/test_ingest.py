@@ -65,16 +65,16 @@ def test_seed_output_folder(tmp_path):
     assert recipe.model.config.endswith("npu-seed.py")
     assert recipe.dataset.root == str((output / "PSPNet" / "0").resolve())
     assert recipe.reference.label == "NPU-8p" and recipe.reference.fps == 117.808  # recipes/full_8p.yaml
-    assert run.read_json("recipe_source.json") == {"path": str((output / "PSPNet" / "0").resolve())}
+    assert run.recipe_source().path == str((output / "PSPNet" / "0").resolve())
 
-    status = run.status()
+    status = run.status().model_dump()
     assert status["state"] == "succeeded" and status["ingested"] is True
-    provenance = run.read_json("provenance.json")
+    provenance = run.provenance().model_dump()
     assert provenance["ingested_from"] == str((output / "PSPNet" / "0").resolve())
     assert provenance["sha256"]["seed-0/train_0.log"] == hashlib.sha256(ASCEND.read_bytes()).hexdigest()
     assert provenance["seed_result"]["CaseName"] == "PSPNet_bs16_8p_acc"
 
-    result = run.read_json("result.json")
+    result = run.result().model_dump()
     assert result["parse_error"] is None and result["partial"] is False
     assert result["device"] == {"kind": "npu", "count": 8} and result["batch_per_device"] == 16
     assert result["best"] == {"aAcc": 94.8, "mIoU": 77.31, "mAcc": 85.7}  # train_0.log:86
@@ -104,7 +104,7 @@ def test_report_shows_ingested_run_next_to_reference(tmp_path):
 def test_seed_folder_found_from_any_level(tmp_path, given):
     seed_output(tmp_path)
     runs = ingest(tmp_path / given, tmp_path / "results")
-    assert len(runs) == 1 and runs[0].read_json("result.json")["best"]["mIoU"] == 77.31
+    assert len(runs) == 1 and runs[0].result().model_dump()["best"]["mIoU"] == 77.31
 
 
 @pytest.mark.parametrize("case,count,mode,label", [
@@ -117,17 +117,17 @@ def test_seed_modes_pick_their_reference(tmp_path, case, count, mode, label):
     [run] = ingest(seed_output(tmp_path, case=case, result_text=text), tmp_path / "results")
     recipe = Recipe.model_validate(yaml.safe_load(run.recipe_file.read_text()))
     assert (recipe.mode, recipe.device.count, recipe.reference.label) == (mode, count, label)
-    assert run.read_json("result.json")["device"]["count"] == count
+    assert run.result().model_dump()["device"]["count"] == count
     assert case in run.run_id
 
 
 def test_partial_seed_log_is_failed(tmp_path):
     lines = ASCEND.read_bytes().splitlines(keepends=True)[:72]  # stops after iteration 150
     [run] = ingest(seed_output(tmp_path, train_text=b"".join(lines)), tmp_path / "results")
-    status = run.status()
+    status = run.status().model_dump()
     assert status["state"] == "failed" and status["ingested"] is True
     assert status["reason"] == "partial log: stopped at iteration 150 of 300"
-    assert run.read_json("result.json")["partial"] is True
+    assert run.result().model_dump()["partial"] is True
 
 
 def test_train_log_alone_needs_devices(tmp_path):
@@ -139,7 +139,7 @@ def test_train_log_alone_needs_devices(tmp_path):
     assert not (tmp_path / "results").exists()
     [run] = ingest(folder, tmp_path / "results", devices=8)
     assert "ingested-seed-PSPNet-3" in run.run_id
-    assert run.read_json("result.json")["fps_seed_definition"] == pytest.approx(117.864)
+    assert run.result().model_dump()["fps_seed_definition"] == pytest.approx(117.864)
 
 
 def test_reingest_is_a_noop(tmp_path, capsys):
@@ -159,7 +159,7 @@ def test_mmseg1x_cpu_workdir(tmp_path):
     [run] = ingest(CPU_1X, results)
     assert "-ingested-mmseg-cpu_mmseg1x_pspnet_r50_workdir-" in run.run_id
     expected = parse_logs([CPU_1X])
-    result = run.read_json("result.json")
+    result = run.result().model_dump()
     assert result["log_format"] == "mmseg1x-scalars+mmseg1x-text"
     assert result["device"] == {"kind": "cpu", "count": 1} and result["batch_per_device"] == 2
     assert result["iterations"] == 40 and result["best"] == expected.best
@@ -167,7 +167,7 @@ def test_mmseg1x_cpu_workdir(tmp_path):
     recipe = Recipe.model_validate(yaml.safe_load(run.recipe_file.read_text()))
     assert recipe.mode == "accuracy" and recipe.reference.mIoU is None  # no published CPU row
     assert (run.path / recipe.model.config).is_file()  # the run's own vis_data/config.py
-    assert run.status()["state"] == "succeeded"
+    assert run.status().state == "succeeded"
     assert ingest(CPU_1X, results) == []
 
 
@@ -178,7 +178,7 @@ def test_mmseg1x_work_dir_with_timestamp_folders(tmp_path):
     [run] = ingest(tmp_path / "work_dirs", tmp_path / "results")
     assert "-ingested-mmseg-pspnet_r18_smoke-" in run.run_id
     assert (run.work_dir / "20261125_202313" / "vis_data" / "scalars.json").is_file()
-    result = run.read_json("result.json")
+    result = run.result().model_dump()
     # fixtures README: final aAcc 97.55, mIoU 68.62, mAcc 86.72 (scalars.json keeps float32 noise)
     assert result["final"] == pytest.approx({"aAcc": 97.55, "mIoU": 68.62, "mAcc": 86.72}, abs=1e-4)
     assert result["iterations"] == 400 and result["device"]["kind"] == "cpu"
@@ -197,7 +197,7 @@ def test_mmseg0x_folder_and_tree_of_sources(tmp_path):
     gpu = next(r for r in runs if "-ingested-mmseg-c-" in r.run_id)
     recipe = Recipe.model_validate(yaml.safe_load(gpu.recipe_file.read_text()))
     assert recipe.device.kind == "gpu" and recipe.reference.label == "mmsegmentation"  # gpu_full_8p published
-    assert gpu.read_json("result.json")["best"]["mIoU"] == 58.09
+    assert gpu.result().model_dump()["best"]["mIoU"] == 58.09
 
 
 def test_mmseg0x_json_only_folder(tmp_path):
@@ -206,10 +206,10 @@ def test_mmseg0x_json_only_folder(tmp_path):
     shutil.copyfile(SHARED_LOGS / "cpu_mmseg030_pspnet_r18" / "20261125_185649.log.json",
                     folder / "20261125_185649.log.json")
     [run] = ingest(folder, tmp_path / "results")
-    result = run.read_json("result.json")
+    result = run.result().model_dump()
     assert result["parse_error"] is None and result["log_format"] == "mmseg0x-json"
     assert result["best"] == parse_logs([folder]).best and result["device"]["kind"] == "cpu"
-    assert run.status()["state"] == "succeeded"
+    assert run.status().state == "succeeded"
 
 
 def test_long_folder_names_fit_the_run_id(tmp_path):

@@ -48,7 +48,7 @@ def test_killed_run_is_failed_then_resume_finishes_it(tmp_path, cache_env):
         os.kill(pid, signal.SIGKILL)
     _, stderr = harness.communicate(timeout=120)
     assert harness.returncode == 1, stderr
-    status = run.status()
+    status = run.status().model_dump()
     assert status["state"] == "failed" and status["exit_code"] == -9
     assert "killed" in status["reason"]
     assert status["last_lines"] and log_has(run, "Iter(train) [40/60]")
@@ -57,7 +57,7 @@ def test_killed_run_is_failed_then_resume_finishes_it(tmp_path, cache_env):
 
     resumed = run_cli("run", "--resume", run.run_id, "--results", str(results), "--quiet", "--no-report", env=cache_env)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    status = run.status()
+    status = run.status().model_dump()
     assert status["state"] == "succeeded" and status["attempts"] == 2
     assert log_has(run, "Resuming") or log_has(run, "resumed")
     result = json.loads(run.result_file.read_text())
@@ -80,7 +80,7 @@ def test_ctrl_c_marks_interrupted_and_leaves_nothing_running(tmp_path, cache_env
     harness.send_signal(signal.SIGINT)
     _, stderr = harness.communicate(timeout=120)
     assert harness.returncode == 130, stderr
-    assert run.status()["state"] == "interrupted"
+    assert run.status().state == "interrupted"
     assert worker_pids(run) == []
     assert log_has(run, "Iter(train) [10/60]")  # the log is kept
 
@@ -91,6 +91,6 @@ def test_timeout_stops_and_fails_the_run(tmp_path, cache_env):
                    *SHORT, "--set", "timeout_minutes=0.2", env=cache_env)
     assert proc.returncode == 1
     run = RunStore(results).all()[0]
-    status = run.status()
+    status = run.status().model_dump()
     assert status["state"] == "failed" and status["reason"] == "timeout"
     assert worker_pids(run) == []

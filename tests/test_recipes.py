@@ -119,7 +119,7 @@ def test_dataset_root_missing_refused_at_run_not_plan(tmp_path):
         (["run"], "give a RECIPE file, or --resume RUN_ID"),
         (["run", "--resume", "../../etc"], "expected an id like"),
         (["run", "--resume", "20261125T201500Z-smoke_cpu-a1b2c3"], "no such run"),
-        (["plan", "recipes/smoke_cpu.yaml", "--executor", "ssh"], "invalid choice: 'ssh'"),
+        (["plan", "recipes/smoke_cpu.yaml", "--executor", "ssh"], "executor 'ssh': expected one of"),
         (["plan", "recipes/smoke_cpu.yaml", "--set", "no_equals"], "expected KEY=VALUE"),
         (["plan", "recipes/smoke_cpu.yaml", "--set", "train.iterations=-1"], "train.iterations"),
         (["frobnicate"], "invalid choice: 'frobnicate'"),

@@ -53,7 +53,7 @@ def test_status_states_are_checked(tmp_path):
     run = RunStore(tmp_path).create("x")
     run.set_status("running", attempts=1)
     run.set_status("failed", exit_code=1, reason="training error")
-    status = run.status()
+    status = run.status().model_dump()
     assert status["state"] == "failed" and status["attempts"] == 1 and status["created"]
     with pytest.raises(ValueError):
         run.set_status("finished-ish")
@@ -88,16 +88,29 @@ def test_npu_held_by_another_container():
     assert problems == ["NPU 3: npu-smi failed (Error: dcmi get device info failed, ret = -8005); -8005 means another container holds it"]
 
 
-def test_a_running_run_whose_harness_died_shows_as_stale(tmp_path):
+def test_a_running_run_is_alive_exactly_while_its_lock_is_held(tmp_path):
+    """Liveness is the run's lock, not a pid or host: a status naming another host or a pid that
+    is alive again says nothing; the kernel drops the lock when its holder dies (SIGKILL)."""
     import os
-    import socket
+    import signal
+    import sys
 
-    dead = subprocess.Popen(["true"])
-    dead.wait()
     run = RunStore(tmp_path).create("x")
-    run.set_status("running", pid=dead.pid, host=socket.gethostname())
+    run.set_status("running", pid=os.getpid(), host="another-host")
+    assert run.effective_state() == "stale"  # nobody holds the lock, whatever the status says
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from pathlib import Path; from harness.runs import RunDir; "
+         "RunDir(Path(sys.argv[1])).lock(); print('locked', flush=True); time.sleep(60)", str(run.path)],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        assert run.effective_state() == "running" and run.is_live()
+        from harness.runs import RunBusy
+
+        with pytest.raises(RunBusy, match="another harness process"):
+            run.lock()
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
     assert run.effective_state() == "stale"
-    run.set_status("running", pid=os.getpid(), host=socket.gethostname())
-    assert run.effective_state() == "running"
-    run.set_status("running", pid=dead.pid, host="another-host")  # a pid from elsewhere says nothing
-    assert run.effective_state() == "running"
+    run.lock().release()  # free again: no stale lock survives its holder

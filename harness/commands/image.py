@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 from harness import images
@@ -43,16 +42,13 @@ def register(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args) -> int:
-    try:
-        if args.image_action == "tag":
-            print(_tag(args))
-            return 0
-        if args.image_action == "lock":
-            return _lock(args)
-        return _build(args)
-    except images.ImageError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    # ImageError and EngineUnavailable are EnvironmentNotReady: the CLI exits 3 with their line.
+    if args.image_action == "tag":
+        print(_tag(args))
+        return 0
+    if args.image_action == "lock":
+        return _lock(args)
+    return _build(args)
 
 
 def _wheel(args) -> Path | None:
@@ -79,16 +75,13 @@ def _tag(args) -> str:
 
 
 def _build(args) -> int:
-    from harness.executors.docker import EngineUnavailable, connect
+    from harness.errors import BadInput
+    from harness.executors.docker import connect
 
     for folder in args.certs:
         if not folder.is_dir():
-            raise images.ImageError(f"--certs {folder}: no such folder")
-    try:
-        client = connect(timeout=3600)
-    except EngineUnavailable as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+            raise BadInput(f"--certs {folder}: no such folder")
+    client = connect(timeout=3600)
     tag = images.build_image(args.kind, _base(args), client, log=print, cert_dirs=args.certs,
                              torch_wheel=_wheel(args), force=args.force)
     print(tag)

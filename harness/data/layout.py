@@ -4,6 +4,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from harness.errors import BadInput
+
 VOC = "VOC2012"
 IMAGES = f"{VOC}/JPEGImages"
 LABELS = f"{VOC}/SegmentationClass"
@@ -23,7 +25,7 @@ def cache_dir() -> Path:
     return Path(os.environ.get("PSPNET_CACHE") or Path.home() / ".cache" / "pspnet-repro")
 
 
-class DataError(Exception):
+class DataError(BadInput):
     """Bad input (missing folder, unreadable file): ``str()`` is the one line shown; exit code 2."""
 
 

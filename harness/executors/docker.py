@@ -10,10 +10,14 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Any, ClassVar
 from pathlib import Path
 
+from harness.errors import EnvironmentNotReady
+from harness.executors.base import LineSink, Outcome, PlanLayout
 from harness.images import ImageError, missing_image_message
+from harness.lifeline import ENV_RUN_LOCK, ENV_TRAINER_LOCK
 from harness.spec import ContainerSpec
 
 # The engine .ci/docker-up.sh starts; used when neither DOCKER_HOST nor the system socket is there.
@@ -22,11 +26,11 @@ SYSTEM_SOCKET = Path("/var/run/docker.sock")
 STOP_TIMEOUT_S = 10
 
 
-class EngineUnavailable(Exception):
-    """No Docker engine answers; ``str()`` says how to start one."""
+class EngineUnavailable(EnvironmentNotReady):
+    """No Docker engine answers; ``str()`` says how to start one (exit 3)."""
 
 
-class PreflightError(Exception):
+class PreflightError(EnvironmentNotReady):
     """A spec that cannot start; ``str()`` has one line per problem."""
 
     def __init__(self, problems: list[str]):
@@ -153,7 +157,9 @@ class _LineSink:
     """Splits the container's byte stream into lines for the log file and the callback."""
 
     def __init__(self, log_path: Path, on_line: Callable[[str], None] | None):
-        self._log = open(log_path, "ab")
+        from harness.output import LineWriter
+
+        self._log = LineWriter(log_path)
         self._on_line = on_line
         self._pending = b""
         self.received = 0  # bytes seen so far: the log is a prefix of the engine's stored log
@@ -165,8 +171,8 @@ class _LineSink:
             self._emit(raw)
 
     def _emit(self, raw: bytes) -> None:
-        self._log.write(raw + b"\n")
-        self._log.flush()  # a crash or Ctrl-C keeps everything seen so far
+        # Line-buffered: a crash or Ctrl-C keeps everything seen so far; a full disk is noted.
+        self._log.write(raw.decode("utf-8", errors="replace") + "\n")
         if self._on_line:
             self._on_line(raw.decode("utf-8", errors="replace").rstrip("\r"))
 
@@ -244,3 +250,81 @@ def run_container(
     finally:
         sink.close()
         _discard(container, stop=interrupted)
+
+
+# ---------------------------------------------------------------------------------------------
+# The executor
+
+
+class DockerExecutor:
+    """One container per run on a Docker engine (docker-py); the container is always removed."""
+
+    name: ClassVar[str] = "docker"
+    plan_layout: ClassVar[PlanLayout] = "docker"
+
+    def __init__(self) -> None:
+        self._client = None
+        self._container = None
+        self._sink: _LineSink | None = None
+        self._image: dict[str, Any] = {}
+
+    def prepare(self, plan):
+        """Engine, the image the recipe names (resolved to the build of this checkout), devices
+        and bind sources; returns the plan with the image pinned to its content tag."""
+        from harness.images import resolve_image
+
+        if plan.container is None:
+            raise EnvironmentNotReady(f"recipe {plan.recipe_name}: the docker executor needs a container plan")
+        self._client = self._client or connect()
+        resolved = resolve_image(self._client, plan.container.image)
+        self._image = resolved.record()
+        plan = replace(plan, container=replace(plan.container, image=resolved.run_tag))
+        preflight(plan.container, self._client)
+        return plan
+
+    def start(self, plan, run, on_line: LineSink) -> None:
+        from harness.plan import CONTAINER_RUN_DIR
+
+        if self._client is None:
+            plan = self.prepare(plan)
+        spec = plan.container
+        environment = {**spec.environment, ENV_RUN_LOCK: f"{CONTAINER_RUN_DIR}/{run.lock_file.name}",
+                       ENV_TRAINER_LOCK: f"{CONTAINER_RUN_DIR}/{run.trainer_lock_file.name}"}
+        spec = replace(spec, environment=environment)
+        self._sink = _LineSink(run.log_file, on_line)
+        self._container = self._client.containers.create(**container_kwargs(spec))
+        self._container.start()
+
+    def wait(self) -> Outcome:
+        assert self._container is not None and self._sink is not None, "start() first"
+        _follow(self._container, self._sink)
+        status = self._container.wait()
+        _catch_up(self._container, self._sink)
+        done = _outcome(self._container, status)
+        self._finish(stop=False)
+        return Outcome(exit_code=done.exit_code, image_id=done.image_id, oom_killed=done.oom_killed,
+                       details={"container_id": done.container_id, "disk_full": self._disk_full})
+
+    _disk_full = False
+
+    def _finish(self, *, stop: bool) -> None:
+        if self._sink is not None:
+            self._sink.close()
+            self._disk_full = self._sink._log.disk_full
+            self._sink = None
+        if self._container is not None:
+            container, self._container = self._container, None
+            _discard(container, stop=stop)
+
+    def stop(self) -> None:
+        """Stop politely (SIGTERM, SIGKILL after the timeout), keep what it printed, remove it."""
+        if self._container is not None and self._sink is not None:
+            try:
+                self._container.stop(timeout=STOP_TIMEOUT_S)
+                _catch_up(self._container, self._sink)
+            except Exception:  # the engine may be gone too: removing is all that is left to try
+                pass
+        self._finish(stop=True)
+
+    def describe(self) -> dict[str, Any]:
+        return {"image": self._image} if self._image else {}

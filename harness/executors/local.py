@@ -1,49 +1,51 @@
 """Run a plan's launch command as a subprocess on this machine, streaming its output.
 
 The child gets its own process group so that an interrupt or a timeout stops every rank that
-torchrun started, not just torchrun.
+torchrun started, not just torchrun; and a parent-death signal, so that it dies with the harness
+(see ``harness.lifeline``).
 """
 from __future__ import annotations
 
 import os
 import signal
 import subprocess
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, ClassVar
 
-from harness.spec import LaunchSpec
+from harness.executors.base import LineSink, Outcome, PlanLayout
+from harness.lifeline import ENV_RUN_LOCK, ENV_TRAINER_LOCK, set_parent_death_signal
+from harness.output import LineWriter
 
 STOP_GRACE_S = 20
 
 
-@dataclass(frozen=True)
-class LocalOutcome:
-    exit_code: int
+class LocalExecutor:
+    """Subprocesses here: ``python -m harness.worker`` or torchrun with N ranks."""
 
+    name: ClassVar[str] = "local"
+    plan_layout: ClassVar[PlanLayout] = "local"
 
-def _stop_group(process: subprocess.Popen) -> None:
-    """SIGTERM the whole group, then SIGKILL whatever is still there after the grace period."""
-    for sig, wait_s in ((signal.SIGTERM, STOP_GRACE_S), (signal.SIGKILL, 5)):
-        try:
-            os.killpg(process.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            process.wait(timeout=wait_s)
-            return
-        except subprocess.TimeoutExpired:
-            continue
+    def __init__(self) -> None:
+        self._process: subprocess.Popen | None = None
+        self._log: LineWriter | None = None
+        self._on_line: LineSink = lambda line: None
 
+    def prepare(self, plan) -> None:
+        return None  # nothing to check beyond the harness's own pre-flight
 
-def run_local(launch: LaunchSpec, *, log_path: Path, on_line: Callable[[str], None], cwd: Path) -> LocalOutcome:
-    """Run to completion. On KeyboardInterrupt (Ctrl-C, SIGTERM or the run's timeout, all raised
-    in this thread) every process of the group is stopped before the exception goes on."""
-    env = {**os.environ, **launch.environment, "PYTHONUNBUFFERED": "1"}
-    with open(log_path, "a", buffering=1) as log:
-        process = subprocess.Popen(
+    def start(self, plan, run, on_line: LineSink) -> None:
+        launch = plan.launch
+        env = {
+            **os.environ, **launch.environment, "PYTHONUNBUFFERED": "1",
+            ENV_RUN_LOCK: str(Path(run.lock_file).resolve()),
+            ENV_TRAINER_LOCK: str(Path(run.trainer_lock_file).resolve()),
+        }
+        parent = os.getpid()
+        self._on_line = on_line
+        self._log = LineWriter(run.log_file)
+        self._process = subprocess.Popen(
             list(launch.argv),
-            cwd=cwd,
+            cwd=run.path,
             env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -51,12 +53,40 @@ def run_local(launch: LaunchSpec, *, log_path: Path, on_line: Callable[[str], No
             text=True,
             errors="replace",
             start_new_session=True,
+            preexec_fn=lambda: set_parent_death_signal(signal.SIGTERM, parent),
         )
-        try:
-            for line in process.stdout:
-                log.write(line)
-                on_line(line.rstrip("\n"))
-            return LocalOutcome(exit_code=process.wait())
-        except BaseException:
-            _stop_group(process)
-            raise
+
+    def wait(self) -> Outcome:
+        assert self._process is not None and self._log is not None, "start() first"
+        for line in self._process.stdout:
+            self._log.write(line)
+            self._on_line(line.rstrip("\n"))
+        code = self._process.wait()
+        self._log.close()
+        return Outcome(exit_code=code)
+
+    def stop(self) -> None:
+        """SIGTERM the whole group, then SIGKILL whatever is still there after the grace period."""
+        process = self._process
+        if process is None:
+            return
+        for sig, wait_s in ((signal.SIGTERM, STOP_GRACE_S), (signal.SIGKILL, 5)):
+            try:
+                os.killpg(process.pid, sig)
+            except ProcessLookupError:
+                break
+            try:
+                process.wait(timeout=wait_s)
+                break
+            except subprocess.TimeoutExpired:
+                continue
+        if self._log is not None and process.stdout is not None:
+            try:  # what the ranks printed while stopping belongs in the log
+                for line in process.stdout:
+                    self._log.write(line)
+            except (OSError, ValueError):
+                pass
+            self._log.close()
+
+    def describe(self) -> dict[str, Any]:
+        return {}

@@ -1,8 +1,10 @@
 """The one exception the log parsers raise."""
 from __future__ import annotations
 
+from harness.errors import BadInput
 
-class LogParseError(Exception):
+
+class LogParseError(BadInput):
     """A log could not be parsed at all (binary, empty, unknown format, malformed mandatory line).
 
     A metric that is merely absent is never an error: it comes back as None.

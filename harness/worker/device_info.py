@@ -6,7 +6,6 @@ The parsers are pure and tested on the CPU; ``npu_facts`` needs torch_npu and ru
 """
 from __future__ import annotations
 
-import json
 import os
 import platform
 from collections.abc import Mapping
@@ -88,16 +87,7 @@ def npu_facts() -> dict:
     return facts
 
 
-def record_optim_wrapper(worker_env: Path, requested: str, used: str) -> None:
-    """Add the optimizer wrapper the Runner really built to worker_env.json."""
-    from harness.fileio import write_json_atomic
-
-    data = json.loads(worker_env.read_text()) if worker_env.is_file() else {}
-    data["optim_wrapper"] = {"requested": requested, "used": used, "changed_by_mmengine": requested != used}
-    write_json_atomic(worker_env, data)
-
-
-def optim_wrapper_hook(worker_env: Path, requested: str):
+def optim_wrapper_hook(run_path: Path, requested: str):
     """An mmengine hook that records the built optim wrapper before the first iteration."""
     from mmengine.hooks import Hook
 
@@ -105,6 +95,8 @@ def optim_wrapper_hook(worker_env: Path, requested: str):
         priority = "LOWEST"
 
         def before_train(self, runner) -> None:
-            record_optim_wrapper(worker_env, requested, type(runner.optim_wrapper).__name__)
+            from harness.runs import record_optim_wrapper
+
+            record_optim_wrapper(run_path, requested, type(runner.optim_wrapper).__name__)
 
     return RecordOptimWrapper()

@@ -11,13 +11,11 @@ import sys
 from contextlib import nullcontext
 from pathlib import Path
 
-from harness.fileio import write_json_atomic
 from harness.job import Job
 from harness.provenance import host_provenance
 from harness.worker import device_info
 
 RESOLVED_CONFIG = "resolved_config.py"
-WORKER_ENV = "worker_env.json"
 CANN_VERSION_FILES = (
     "/usr/local/Ascend/ascend-toolkit/latest/version.cfg",
     "/usr/local/Ascend/driver/version.info",
@@ -76,7 +74,9 @@ def run_job(job: Job, job_path: Path) -> int:
     print(f"harness.worker: rank {rank} of {world} started (pid {os.getpid()}, {job.device_kind})", flush=True)
     if rank == 0:
         cfg.dump(str(job_path.parent / RESOLVED_CONFIG))
-        write_json_atomic(job_path.parent / WORKER_ENV, worker_environment(job))
+        from harness.runs import write_worker_env
+
+        write_worker_env(job_path.parent, worker_environment(job))
         for note in notes:
             print(f"harness.worker: {note}", flush=True)
     _init_distributed(job)
@@ -86,7 +86,7 @@ def run_job(job: Job, job_path: Path) -> int:
     if rank == 0 and job.mode != "eval":
         # What mmengine really builds can differ from the config (AMP forced on SoCs < 910B).
         requested = (cfg.get("optim_wrapper") or {}).get("type", "OptimWrapper")
-        runner.register_hook(device_info.optim_wrapper_hook(job_path.parent / WORKER_ENV, requested))
+        runner.register_hook(device_info.optim_wrapper_hook(job_path.parent, requested))
     with events_hook.events_on_failure(runner) if events_hook else nullcontext():
         if job.mode == "eval":
             runner.test()
@@ -111,6 +111,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m harness.worker", description=__doc__)
     parser.add_argument("--job", required=True, type=Path, help="the run's job.json")
     args = parser.parse_args(argv)
+    from harness.lifeline import install_from_environment
+
+    install_from_environment()  # die with the harness that runs us (harness.lifeline)
     if not args.job.is_file():
         print(f"harness.worker: error: {args.job}: job file does not exist", file=sys.stderr)
         return 2

@@ -1,0 +1,41 @@
+"""A stored run's own recipe (``<run>/recipe.yaml``, after ``--set``) as a validated Recipe.
+
+A recipe.yaml edited by hand so that it no longer validates is a damaged run: one line naming
+the file and the field (``DamagedRecord``, exit 2), never a traceback."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+from pydantic import ValidationError
+
+from harness.recipe import LoadedRecipe, Recipe
+from harness.records import DamagedRecord
+from harness.runs import RunDir
+
+
+def recipe_data_of(run: RunDir) -> dict:
+    try:
+        data = yaml.safe_load(run.recipe_text())
+    except yaml.YAMLError as exc:
+        raise DamagedRecord(f"{run.recipe_file}: not YAML ({str(exc).splitlines()[0]})") from None
+    if not isinstance(data, dict):
+        raise DamagedRecord(f"{run.recipe_file}: expected a mapping of recipe fields, found {type(data).__name__}")
+    return data
+
+
+def recipe_of(run: RunDir) -> Recipe:
+    data = recipe_data_of(run)
+    try:
+        return Recipe.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "(top level)"
+        raise DamagedRecord(f"{run.recipe_file}: {where}: {first['msg']} (was the run's recipe edited?)") from None
+
+
+def loaded_recipe_of(run: RunDir) -> LoadedRecipe:
+    """The recipe exactly as the run was started, resolved against its original source file."""
+    recipe = recipe_of(run)
+    source = run.recipe_source()
+    return LoadedRecipe(path=Path(source.path) if source else run.recipe_file, recipe=recipe, data=recipe_data_of(run))
