@@ -7,7 +7,6 @@ or interrupted run keeps its log, work_dir and a status that says what happened.
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import socket
 import sys
@@ -16,6 +15,7 @@ from pathlib import Path
 
 import yaml
 
+from harness.configs import copy_config_files
 from harness.data.resolve import resolve_dataset, verify_dataset
 from harness.plan import CONFIGS_DIR, CONTAINER_USER, Executor, Plan, PlanInputs, build_plan
 from harness.progress import Progress
@@ -77,10 +77,9 @@ def describe_plan(plan: Plan) -> dict:
 
 
 def copy_configs(loaded: LoadedRecipe, run: RunDir) -> None:
-    """The recipe's config folder goes into the run, so local ``_base_`` files come along and
-    later edits to the checked-in files cannot change what this run trained."""
-    source = loaded.config_path.parent
-    shutil.copytree(source, run.path / CONFIGS_DIR, ignore=shutil.ignore_patterns("__pycache__"))
+    """The config and the local files it inherits go into the run, so later edits to the
+    checked-in files cannot change what this run trained (harness.configs says which files)."""
+    copy_config_files(loaded.config_path, loaded.path.parent, run.path / CONFIGS_DIR)
 
 
 def prepare_run(loaded: LoadedRecipe, store: RunStore, executor: Executor, *, skip_data_check: bool = False) -> tuple[RunDir, Plan]:

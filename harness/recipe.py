@@ -261,10 +261,20 @@ class LoadedRecipe:
     def config_path(self) -> Path:
         return self.resolve(self.recipe.model.config)
 
+    def config_files(self) -> list[tuple[Path, Path]]:
+        """The config and its local ``_base_`` files, checked (Python, inside the recipe's folder)."""
+        from harness.configs import collect_config_files
+
+        try:
+            return collect_config_files(self.config_path, self.path.parent)
+        except RecipeError as exc:
+            raise RecipeError(f"{self.path}: model.config: {exc}") from None
+
     def check_paths(self, *, for_run: bool) -> None:
         recipe = self.recipe
         if not self.config_path.is_file():
             raise RecipeError(f"{self.path}: model.config: file {self.config_path} does not exist")
+        self.config_files()
         if not for_run:
             return
         if recipe.eval is not None and not self.resolve(recipe.eval.checkpoint).is_file():

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from harness.data.synth import SynthSpec, voc_palette, write_synthetic_voc
-from support import RECIPES, run_cli
+from support import REPO, RECIPES, run_cli
 
 SMALL = SynthSpec(seed=5, n_train=4, n_aug=4, n_val=3)
 
@@ -94,3 +94,26 @@ def test_unreachable_docker_engine_is_exit_3_and_nothing_written(tmp_path):
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "Docker engine" in lines[0] and "docker-up.sh" in lines[0]
     assert not (results / "runs").exists() or not any((results / "runs").iterdir())
+
+
+# Bad values given through --set (or written in the recipe) that once passed validation and
+# crashed after the run folder existed, or copied files they should not have: each is refused
+# before anything is written, in one line naming the field.
+BAD_SETS = {
+    "config_not_python": (["model.config=/etc/passwd"], "model.config"),
+    "config_outside_recipe_tree": ([f"model.config={REPO}/harness/configs.py"], "outside the recipe's folder"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_SETS))
+def test_bad_set_value_is_one_line_exit_2_nothing_written(case, tmp_path):
+    sets, fragment = BAD_SETS[case]
+    results = tmp_path / "results"
+    args = [item for value in sets for item in ("--set", value)]
+    proc = run_cli("run", str(RECIPES / "smoke_cpu.yaml"), *args, "--set", "train.iterations=2",
+                   "--results", str(results), timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert fragment in lines[0], lines[0]
+    assert not results.exists()
