@@ -1,8 +1,10 @@
 """Recipe -> plan: the launch command, environment, container spec and worker job. Pure: nothing
-here touches the disk, Docker or the network, so every shipped recipe's plan is testable here.
+here touches the disk, Docker or the network, so every shipped recipe's plan is testable here
+(the one fact probed when not given in ``PlanInputs`` is a free rendezvous port).
 """
 from __future__ import annotations
 
+import socket
 from dataclasses import asdict, dataclass
 from pathlib import PurePosixPath
 from typing import Literal
@@ -19,7 +21,6 @@ CONTAINER_DATA_DIR = "/data/VOCdevkit"
 CONTAINER_INPUTS_DIR = "/workspace/inputs"
 CONTAINER_USER = "1000:1000"
 MASTER_ADDR = "127.0.0.1"
-MASTER_PORT = 29688  # the seed scripts' port
 CONFIGS_DIR = "configs"
 WORK_DIR = "work_dir"
 
@@ -40,6 +41,8 @@ class PlanInputs:
     resume: bool = False
     # uid:gid for CPU/GPU containers: the invoking user's, so results stay theirs; for root, 1000.
     container_user: str = CONTAINER_USER
+    # A free port on this host for multi-rank rendezvous; None: probe one (free_port) when planning.
+    master_port: int | None = None
 
 
 @dataclass(frozen=True)
@@ -54,6 +57,7 @@ class Plan:
     job: Job
     launch: LaunchSpec
     container: ContainerSpec | None
+    master_port: int | None = None  # multi-rank rendezvous; None for one rank
 
     def to_dict(self) -> dict:
         data = asdict(self)
@@ -63,7 +67,15 @@ class Plan:
         return data
 
 
-def worker_argv(python: str, job_path: str, world_size: int) -> tuple[str, ...]:
+def free_port() -> int:
+    """A TCP port free on this host now. The seed's fixed 29688 made two multi-rank runs on one
+    host (GPU ids 0-3 and 4-7) collide; each run gets its own unless the recipe names one."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind((MASTER_ADDR, 0))
+        return probe.getsockname()[1]
+
+
+def worker_argv(python: str, job_path: str, world_size: int, master_port: int | None = None) -> tuple[str, ...]:
     worker = ("-m", "harness.worker", "--job", job_path)
     if world_size == 1:
         return (python, *worker)
@@ -74,7 +86,7 @@ def worker_argv(python: str, job_path: str, world_size: int) -> tuple[str, ...]:
         f"--nproc_per_node={world_size}",
         "--nnodes=1",
         f"--master_addr={MASTER_ADDR}",
-        f"--master_port={MASTER_PORT}",
+        f"--master_port={master_port or free_port()}",
         *worker,
     )
 
@@ -182,8 +194,9 @@ def build_plan(recipe: Recipe, inputs: PlanInputs, executor: Executor) -> Plan:
     job = build_job(recipe, inputs, executor)
     job_path = str(PurePosixPath(_paths(inputs, executor)["run"]) / JOB_FILE)
     python = inputs.python if executor == "local" else "python"
+    master_port = None if recipe.device.count == 1 else (recipe.device.master_port or inputs.master_port or free_port())
     launch = LaunchSpec(
-        argv=worker_argv(python, job_path, recipe.device.count),
+        argv=worker_argv(python, job_path, recipe.device.count, master_port),
         environment={"TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1", **backend.environment(recipe.device.count)},
         world_size=recipe.device.count,
     )
@@ -199,4 +212,5 @@ def build_plan(recipe: Recipe, inputs: PlanInputs, executor: Executor) -> Plan:
         job=job,
         launch=launch,
         container=container,
+        master_port=master_port,
     )

@@ -46,6 +46,10 @@ class Device(_Strict):
     runtime: Literal["plain", "ascend"] = Field(
         default="plain", description="npu only: 'plain' mounts the device nodes and driver; 'ascend' uses the Ascend Docker Runtime"
     )
+    master_port: int | None = Field(
+        default=None, ge=1024, le=65535,
+        description="multi-rank rendezvous port; default: a free port picked per run (recorded in the plan)",
+    )
 
     @field_validator("ids", mode="before")
     @classmethod
