@@ -6,6 +6,7 @@ names the file, the field and what was expected.
 from __future__ import annotations
 
 import re
+import warnings
 from pathlib import Path
 from typing import Any, Literal
 
@@ -20,7 +21,8 @@ METRICS = ("aAcc", "mIoU", "mAcc")
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # No NaN or infinity anywhere: `timeout_minutes: .inf` once passed and crashed the timer later.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 def parse_device_ids(text: str) -> tuple[int, ...]:
@@ -274,11 +276,36 @@ class LoadedRecipe:
         except RecipeError as exc:
             raise RecipeError(f"{self.path}: model.config: {exc}") from None
 
+    def check_overrides(self) -> None:
+        """Every ``model.overrides`` key must exist in the loaded mmengine config with a value of
+        the same shape; checked here because the worker only meets them after the run folder exists."""
+        overrides = self.recipe.model.overrides
+        if not overrides:
+            return
+        from harness.worker.config import OverrideError, check_overrides
+
+        try:
+            with warnings.catch_warnings():  # mmengine's import warns (pkg_resources); one line only
+                warnings.simplefilter("ignore")
+                from mmengine.config import Config
+
+                cfg = Config.fromfile(str(self.config_path))
+        except (ImportError, ModuleNotFoundError):
+            return  # no training stack on this host (plans for a cluster): the worker applies them
+        except Exception as exc:  # a config mmengine cannot load is bad input, whatever the reason
+            detail = str(exc).splitlines()[0] if str(exc) else ""
+            raise RecipeError(f"{self.path}: model.config: mmengine cannot load {self.config_path} ({exc.__class__.__name__}: {detail})") from None
+        try:
+            check_overrides(cfg, overrides)
+        except OverrideError as exc:
+            raise RecipeError(f"{self.path}: model.overrides: {exc}") from None
+
     def check_paths(self, *, for_run: bool) -> None:
         recipe = self.recipe
         if not self.config_path.is_file():
             raise RecipeError(f"{self.path}: model.config: file {self.config_path} does not exist")
         self.config_files()
+        self.check_overrides()
         if not for_run:
             return
         if recipe.eval is not None and not self.resolve(recipe.eval.checkpoint).is_file():

@@ -101,6 +101,11 @@ def test_unreachable_docker_engine_is_exit_3_and_nothing_written(tmp_path):
 # before anything is written, in one line naming the field.
 BAD_SETS = {
     "config_not_python": (["model.config=/etc/passwd"], "model.config"),
+    "timeout_infinite": (["timeout_minutes=.inf"], "timeout_minutes"),
+    "lr_nan": (["train.lr=.nan"], "train.lr"),
+    "override_unknown_key": (["model.overrides.model.decode_head.dropout_ratoi=0.2"], "model.decode_head.dropout_ratoi"),
+    "override_wrong_shape": (["model.overrides.crop_size=[96]"], "model.overrides: crop_size"),
+    "override_infinite": (["model.overrides.model.decode_head.dropout_ratio=.inf"], "model.decode_head.dropout_ratio"),
     "config_outside_recipe_tree": ([f"model.config={REPO}/harness/configs.py"], "outside the recipe's folder"),
 }
 

@@ -75,6 +75,28 @@ BAD_RECIPES = {
     "bad_name": (GOOD.replace("name: smoke_cpu", "name: ../../etc"), "name"),
     "both_dataset_sources": (GOOD.replace("dataset:\n", "dataset:\n  root: /tmp\n"), "dataset"),
     "negative_reference": (GOOD.replace("mIoU: 50.0", "mIoU: -3"), "reference.mIoU"),
+    # Non-finite numbers, override keys the config lacks, override values of the wrong shape:
+    # once accepted here, they crashed after the run folder existed.
+    "timeout_infinite": (GOOD + "timeout_minutes: .inf\n", "timeout_minutes"),
+    "timeout_nan": (GOOD + "timeout_minutes: .nan\n", "timeout_minutes"),
+    "lr_nan": (GOOD.replace("lr: 0.05", "lr: .nan"), "train.lr"),
+    "tolerance_infinite": (GOOD.replace("fps_ratio: 0.9", "fps_ratio: .inf"), "reference.tolerance.fps_ratio"),
+    "override_nan": (GOOD.replace("overrides: {}", "overrides: {model.decode_head.dropout_ratio: .nan}"),
+                     "model.overrides: model.decode_head.dropout_ratio"),
+    "override_unknown_key": (GOOD.replace("overrides: {}", "overrides: {model.decode_head.dropout_ratoi: 0.2}"),
+                             "model.overrides: model.decode_head.dropout_ratoi"),
+    "override_unknown_nested": (GOOD.replace("overrides: {}", "overrides: {model: {backbone: {depht: 50}}}"),
+                                "model.overrides: model.backbone.depht"),
+    "override_through_a_scalar": (GOOD.replace("overrides: {}", "overrides: {model.backbone.depth.x: 1}"),
+                                  "model.overrides: model.backbone.depth.x"),
+    "override_shape_mapping": (GOOD.replace("overrides: {}", "overrides: {model.backbone: 3}"),
+                               "model.overrides: model.backbone"),
+    "override_shape_number": (GOOD.replace("overrides: {}", "overrides: {model.decode_head.num_classes: [1, 2]}"),
+                              "model.overrides: model.decode_head.num_classes"),
+    "override_shape_tuple_length": (GOOD.replace("overrides: {}", "overrides: {crop_size: [96]}"),
+                                    "model.overrides: crop_size"),
+    "override_list_index": (GOOD.replace("overrides: {}", "overrides: {param_scheduler.7.end: 3}"),
+                            "model.overrides: param_scheduler.7"),
 }
 
 
@@ -131,6 +153,15 @@ def test_bad_cli_arguments(args, fragment):
     assert proc.returncode == 2
     assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
     assert fragment in proc.stderr
+
+
+def test_good_overrides_pass_the_config_check():
+    loaded = load_recipe(RECIPES / "smoke_cpu.yaml", [
+        "model.overrides.model.decode_head.dropout_ratio=0.2",
+        "model.overrides.model.backbone.init_cfg=null",
+        "model.overrides.randomness={seed: 4}",  # a key the harness itself sets
+    ])
+    assert loaded.recipe.model.overrides["model"]["decode_head"] == {"dropout_ratio": 0.2}
 
 
 def test_set_overrides_and_types():
