@@ -25,8 +25,13 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
+MAX_DEVICE_ID = 1023  # far above any host's accelerator count; "0-99999999999" once filled memory
+MAX_RECIPE_BYTES = 1 << 20  # recipes are a few kilobytes
+MAX_YAML_VALUES = 100_000  # values after alias expansion ("billion laughs" stays small on disk)
+
+
 def parse_device_ids(text: str) -> tuple[int, ...]:
-    """``"0-7"``, ``"4,5"`` or ``"0-3,6"`` -> sorted unique ids."""
+    """``"0-7"``, ``"4,5"`` or ``"0-3,6"`` -> sorted unique ids, each within 0..MAX_DEVICE_ID."""
     ids: set[int] = set()
     for part in str(text).split(","):
         part = part.strip()
@@ -37,6 +42,8 @@ def parse_device_ids(text: str) -> tuple[int, ...]:
         high = int(match.group(2) or low)
         if high < low:
             raise ValueError(f"device id range {part!r} runs backwards")
+        if high > MAX_DEVICE_ID:
+            raise ValueError(f"device id {high} in {part!r} is out of range (ids are 0..{MAX_DEVICE_ID})")
         ids.update(range(low, high + 1))
     return tuple(sorted(ids))
 
@@ -186,8 +193,38 @@ class _SafeLoader(yaml.SafeLoader):
     """Safe loading only: ``!!python/...`` tags are rejected, never constructed."""
 
 
+def _expanded_values(node: Any, where: str) -> int:
+    """How many values ``node`` holds once YAML aliases are expanded (pydantic, error messages and
+    ``yaml.safe_dump`` all expand them), counted without expanding; RecipeError past the bound."""
+    sizes: dict[int, int] = {}
+    in_progress: set[int] = set()
+
+    def count(value: Any) -> int:
+        if not isinstance(value, (dict, list)):
+            return 1
+        key = id(value)
+        if key in sizes:
+            return sizes[key]
+        if key in in_progress:
+            raise RecipeError(f"{where}: YAML aliases refer to themselves (a recursive structure)")
+        in_progress.add(key)
+        children = value.values() if isinstance(value, dict) else value
+        total = 1
+        for child in children:
+            total += count(child)
+            if total > MAX_YAML_VALUES:
+                raise RecipeError(f"{where}: YAML aliases expand to more than {MAX_YAML_VALUES} values; a recipe is small")
+        in_progress.discard(key)
+        sizes[key] = total
+        return total
+
+    return count(node)
+
+
 def load_recipe_data(path: Path) -> dict:
     try:
+        if path.is_file() and path.stat().st_size > MAX_RECIPE_BYTES:
+            raise RecipeError(f"{path}: the recipe is larger than {MAX_RECIPE_BYTES} bytes; a recipe is a few kilobytes")
         text = path.read_text()
     except FileNotFoundError:
         raise RecipeError(f"{path}: recipe file does not exist") from None
@@ -202,6 +239,7 @@ def load_recipe_data(path: Path) -> dict:
         raise RecipeError(f"{path}: {where}invalid YAML: {problem}") from None
     if not isinstance(data, dict):
         raise RecipeError(f"{path}: (top level): expected a mapping of recipe fields, got {type(data).__name__}")
+    _expanded_values(data, str(path))
     return data
 
 
@@ -228,7 +266,8 @@ def parse_set_arguments(items: list[str]) -> list[tuple[str, Any]]:
         try:
             value = yaml.load(raw, Loader=_SafeLoader) if raw else ""
         except yaml.YAMLError:
-            raise RecipeError(f"--set {item!r}: the value is not valid YAML") from None
+            raise RecipeError(f"--set {key}: the value is not valid YAML") from None
+        _expanded_values(value, f"--set {key}")
         pairs.append((key, value))
     return pairs
 

@@ -99,6 +99,7 @@ def test_unreachable_docker_engine_is_exit_3_and_nothing_written(tmp_path):
 # Bad values given through --set (or written in the recipe) that once passed validation and
 # crashed after the run folder existed, or copied files they should not have: each is refused
 # before anything is written, in one line naming the field.
+BOMB = "{" + ", ".join(f"l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * 9) if i else 'lol'}]" for i in range(12)) + "}"
 BAD_SETS = {
     "config_not_python": (["model.config=/etc/passwd"], "model.config"),
     "timeout_infinite": (["timeout_minutes=.inf"], "timeout_minutes"),
@@ -106,6 +107,8 @@ BAD_SETS = {
     "override_unknown_key": (["model.overrides.model.decode_head.dropout_ratoi=0.2"], "model.decode_head.dropout_ratoi"),
     "override_wrong_shape": (["model.overrides.crop_size=[96]"], "model.overrides: crop_size"),
     "override_infinite": (["model.overrides.model.decode_head.dropout_ratio=.inf"], "model.decode_head.dropout_ratio"),
+    "device_ids_huge_range": (["device.ids=0-99999999999"], "device.ids"),
+    "yaml_alias_bomb_in_set": ([f"model.overrides.x={BOMB}"], "aliases"),
     "config_outside_recipe_tree": ([f"model.config={REPO}/harness/configs.py"], "outside the recipe's folder"),
 }
 

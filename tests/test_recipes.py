@@ -46,6 +46,29 @@ def test_seed_reference_numbers():
     assert [row.mIoU for row in gpu.published if row.label == "mmsegmentation"] == [76.78]
 
 
+def test_device_ids_are_bounded():
+    import time
+
+    started = time.monotonic()
+    for text in ("0-99999999999", "1024", "0-3,99999999999999999999"):
+        with pytest.raises(ValueError, match="0..1023"):
+            parse_device_ids(text)
+    assert time.monotonic() - started < 1
+    assert parse_device_ids("1020-1023") == (1020, 1021, 1022, 1023)
+
+
+def test_a_few_yaml_aliases_are_fine():
+    text = GOOD.replace("tolerance: {fps_ratio: 0.9", "tolerance: &tol {fps_ratio: 0.9")
+    text += "published:\n- {label: a, source: b}\n- {label: c, source: d}\n"
+    text = text.replace("label: CPU smoke floor", "label: &label CPU smoke floor").replace("{label: c,", "{label: *label,")
+    recipe = RECIPES / ".test_aliases.yaml"
+    recipe.write_text(text)
+    try:
+        assert [row.label for row in load_recipe(recipe).recipe.published] == ["a", "CPU smoke floor"]
+    finally:
+        recipe.unlink()
+
+
 def test_device_ids():
     assert parse_device_ids("0-7") == tuple(range(8))
     assert parse_device_ids("4,5") == (4, 5)
@@ -95,6 +118,12 @@ BAD_RECIPES = {
                               "model.overrides: model.decode_head.num_classes"),
     "override_shape_tuple_length": (GOOD.replace("overrides: {}", "overrides: {crop_size: [96]}"),
                                     "model.overrides: crop_size"),
+    # Unbounded input: each must be refused in well under a second, not exhaust memory.
+    "device_ids_huge_range": (GOOD.replace("count: 1}", "count: 1, ids: '0-99999999999'}"), "device.ids"),
+    "device_id_too_large": (GOOD.replace("count: 1}", "count: 1, ids: '5000'}"), "device.ids"),
+    "yaml_alias_bomb": (GOOD + "".join(
+        f"l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * 9) if i else 'lol'}]\n" for i in range(12)), "aliases"),
+    "yaml_huge_document": (GOOD + "description: '" + "x" * 2_000_000 + "'\n", "larger than"),
     "override_list_index": (GOOD.replace("overrides: {}", "overrides: {param_scheduler.7.end: 3}"),
                             "model.overrides: param_scheduler.7"),
 }
