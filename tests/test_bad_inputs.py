@@ -33,6 +33,8 @@ BREAKAGES = {
     "no_split_lists": lambda voc: shutil.rmtree(voc / "ImageSets"),
     "missing_image": lambda voc: next((voc / "JPEGImages").glob("*.jpg")).unlink(),
     "label_value_42": _label_42,
+    "blank_line_in_split": lambda voc: (lambda p: p.write_text("\n" + p.read_text()))(voc / "ImageSets/Segmentation/train.txt"),
+    "duplicate_id_in_split": lambda voc: (lambda p: p.write_text(p.read_text() * 2))(voc / "ImageSets/Segmentation/val.txt"),
     "truncated_label": lambda voc: (lambda p: p.write_bytes(p.read_bytes()[:100]))(next((voc / "SegmentationClass").glob("*.png"))),
 }
 
