@@ -55,7 +55,10 @@ def test_broken_dataset_is_refused_before_anything_is_written(case, good_devkit,
     assert not results.exists()
 
 
+_ASCEND = (REPO / "tests" / "fixtures" / "logs" / "mmseg010_ascend_pspnet_8p_train_0.log").read_bytes()
 BAD_LOGS = {
+    "two_runs_appended": _ASCEND + _ASCEND,
+    "negative_time": _ASCEND.replace(b"time: 1.091,", b"time: -1.091,"),
     "empty": b"",
     "binary": bytes(range(256)) * 8,
     "garbage_text": b"hello\nthis is not a training log\n",
