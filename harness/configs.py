@@ -62,7 +62,7 @@ def collect_config_files(config_path: Path, recipe_root: Path) -> list[tuple[Pat
     local base it inherits, directly or through other bases. Package bases (``mmseg::...``) are
     left out: the worker reads them from the installed package, as mmengine does."""
     tree = Path(recipe_root).resolve()
-    config = _check_python_config(Path(config_path), tree, "model.config")
+    config = _check_python_config(Path(config_path), tree, "the config")
     anchor = config.parent
     found: dict[Path, Path] = {config: Path(config.name)}
     pending = [config]
