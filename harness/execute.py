@@ -20,6 +20,7 @@ from pathlib import Path
 
 import yaml
 
+from harness.configs import copy_config_files
 from harness.data.resolve import resolve_dataset, verify_dataset
 from harness.backends import npu as npu_backend
 from harness.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_RUN_FAILED, EnvironmentNotReady
@@ -95,10 +96,9 @@ def describe_plan(plan: Plan) -> dict:
 
 
 def copy_configs(loaded: LoadedRecipe, run: RunDir) -> None:
-    """The recipe's config folder goes into the run, so local ``_base_`` files come along and
-    later edits to the checked-in files cannot change what this run trained."""
-    source = loaded.config_path.parent
-    shutil.copytree(source, run.path / CONFIGS_DIR, ignore=shutil.ignore_patterns("__pycache__"))
+    """The config and the local files it inherits go into the run, so later edits to the
+    checked-in files cannot change what this run trained (harness.configs says which files)."""
+    copy_config_files(loaded.config_path, loaded.path.parent, run.path / CONFIGS_DIR)
 
 
 def plan_record(plan: Plan) -> PlanRecord:

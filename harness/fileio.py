@@ -10,14 +10,33 @@ from pathlib import Path
 from typing import IO, Any
 
 
+def current_umask() -> int:
+    """The process umask, read without changing it (os.umask can only set it, racing threads)."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 @contextmanager
 def atomic_output(path: Path, mode: str = "w") -> Iterator[IO]:
-    """A handle on a temp file beside ``path`` that replaces ``path`` only once fully written."""
+    """A handle on a temp file beside ``path`` that replaces ``path`` only once fully written.
+
+    The temp name is unique per writer (concurrent writers never share one), and the file gets
+    the mode an ordinary ``open()`` would give it (0666 less the umask), not mkstemp's 0600:
+    results are shared like the logs beside them."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, mode) as handle:
+            os.fchmod(fd, 0o666 & ~current_umask())
             yield handle
             handle.flush()
             os.fsync(handle.fileno())

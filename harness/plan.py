@@ -1,8 +1,10 @@
 """Recipe -> plan: the launch command, environment, container spec and worker job. Pure: nothing
-here touches the disk, Docker or the network, so every shipped recipe's plan is testable here.
+here touches the disk, Docker or the network, so every shipped recipe's plan is testable here
+(the one fact probed when not given in ``PlanInputs`` is a free rendezvous port).
 """
 from __future__ import annotations
 
+import socket
 from dataclasses import asdict, dataclass
 from pathlib import PurePosixPath
 from typing import Literal
@@ -21,7 +23,6 @@ CONTAINER_DATA_DIR = "/data/VOCdevkit"
 CONTAINER_INPUTS_DIR = "/workspace/inputs"
 CONTAINER_USER = "1000:1000"
 MASTER_ADDR = "127.0.0.1"
-MASTER_PORT = 29688  # the seed scripts' port
 CONFIGS_DIR = "configs"
 WORK_DIR = "work_dir"
 
@@ -46,6 +47,8 @@ class PlanInputs:
     # The optional NPU driver pieces this host has (backends.npu.present_optional_paths()):
     # mounted when present, a warning when not.
     optional_host_paths: tuple[str, ...] = ()
+    # A free port on this host for multi-rank rendezvous; None: probe one (free_port) when planning.
+    master_port: int | None = None
 
 
 @dataclass(frozen=True)
@@ -67,7 +70,7 @@ class Plan:
     nproc_per_node: int = 1
     python: str = "python"
     worker: tuple[str, ...] = ()  # one rank's command after the interpreter: -m harness.worker --job ...
-    master_port: int = MASTER_PORT
+    master_port: int | None = None  # multi-rank rendezvous; None for one rank
     node_environment: tuple[dict[str, str], ...] = ()  # node i's own variables (HCCL_IF_IP)
     node_launches: tuple[NodeLaunch, ...] = ()
 
@@ -76,8 +79,8 @@ class Plan:
         data["job"] = self.job.to_dict()
         data["launch"] = self.launch.to_dict()
         data["container"] = self.container.to_dict() if self.container else None
-        for key in ("nodes", "nproc_per_node", "python", "worker", "master_port", "node_environment", "node_launches"):
-            del data[key]  # a one-node plan reads as it always has
+        for key in ("nodes", "nproc_per_node", "python", "worker", "node_environment", "node_launches"):
+            del data[key]  # a one-node plan reads as it always has (and its rendezvous port)
         if self.nodes > 1:
             data["nodes"] = describe_nodes(self)
         return data
@@ -97,7 +100,15 @@ def describe_nodes(plan: Plan) -> dict:
     }
 
 
-def worker_argv(python: str, job_path: str, world_size: int) -> tuple[str, ...]:
+def free_port() -> int:
+    """A TCP port free on this host now. The seed's fixed 29688 made two multi-rank runs on one
+    host (GPU ids 0-3 and 4-7) collide; each run gets its own unless the recipe names one."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind((MASTER_ADDR, 0))
+        return probe.getsockname()[1]
+
+
+def worker_argv(python: str, job_path: str, world_size: int, master_port: int | None = None) -> tuple[str, ...]:
     worker = ("-m", "harness.worker", "--job", job_path)
     if world_size == 1:
         return (python, *worker)
@@ -108,7 +119,7 @@ def worker_argv(python: str, job_path: str, world_size: int) -> tuple[str, ...]:
         f"--nproc_per_node={world_size}",
         "--nnodes=1",
         f"--master_addr={MASTER_ADDR}",
-        f"--master_port={MASTER_PORT}",
+        f"--master_port={master_port or free_port()}",
         *worker,
     )
 
@@ -239,6 +250,7 @@ def build_plan(recipe: Recipe, inputs: PlanInputs, executor: Executor) -> Plan:
     job = build_job(recipe, inputs, executor)
     job_path = str(PurePosixPath(_paths(inputs, executor)["run"]) / JOB_FILE)
     python = inputs.python if executor == "local" else "python"
+    master_port = None if device.world_size == 1 else (device.master_port or inputs.master_port or free_port())
     worker = ("-m", "harness.worker", "--job", job_path)
     environment = {
         "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1",
@@ -250,13 +262,13 @@ def build_plan(recipe: Recipe, inputs: PlanInputs, executor: Executor) -> Plan:
     if device.nodes > 1:
         launches = build_node_launches(
             python=python, worker=worker, nodes=device.nodes, nproc_per_node=device.count,
-            rendezvous=harness_rendezvous(executor, MASTER_PORT), environment=environment,
+            rendezvous=harness_rendezvous(executor, master_port), environment=environment,
             node_environment=node_environment,
         )
         launch = LaunchSpec(argv=launches[0].argv, environment=launches[0].environment, world_size=device.world_size)
     else:
         launch = LaunchSpec(
-            argv=worker_argv(python, job_path, device.count),
+            argv=worker_argv(python, job_path, device.count, master_port),
             environment={**environment, **node_environment[0]},
             world_size=device.count,
         )
@@ -276,7 +288,7 @@ def build_plan(recipe: Recipe, inputs: PlanInputs, executor: Executor) -> Plan:
         nproc_per_node=device.count,
         python=python,
         worker=worker,
-        master_port=MASTER_PORT,
+        master_port=master_port,
         node_environment=node_environment,
         node_launches=launches,
     )

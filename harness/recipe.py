@@ -6,6 +6,7 @@ names the file, the field and what was expected.
 from __future__ import annotations
 
 import re
+import warnings
 from pathlib import Path
 from typing import Any, Literal
 
@@ -20,11 +21,17 @@ METRICS = ("aAcc", "mIoU", "mAcc")
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # No NaN or infinity anywhere: `timeout_minutes: .inf` once passed and crashed the timer later.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+MAX_DEVICE_ID = 1023  # far above any host's accelerator count; "0-99999999999" once filled memory
+MAX_RECIPE_BYTES = 1 << 20  # recipes are a few kilobytes
+MAX_YAML_VALUES = 100_000  # values after alias expansion ("billion laughs" stays small on disk)
 
 
 def parse_device_ids(text: str) -> tuple[int, ...]:
-    """``"0-7"``, ``"4,5"`` or ``"0-3,6"`` -> sorted unique ids."""
+    """``"0-7"``, ``"4,5"`` or ``"0-3,6"`` -> sorted unique ids, each within 0..MAX_DEVICE_ID."""
     ids: set[int] = set()
     for part in str(text).split(","):
         part = part.strip()
@@ -35,6 +42,8 @@ def parse_device_ids(text: str) -> tuple[int, ...]:
         high = int(match.group(2) or low)
         if high < low:
             raise ValueError(f"device id range {part!r} runs backwards")
+        if high > MAX_DEVICE_ID:
+            raise ValueError(f"device id {high} in {part!r} is out of range (ids are 0..{MAX_DEVICE_ID})")
         ids.update(range(low, high + 1))
     return tuple(sorted(ids))
 
@@ -75,6 +84,10 @@ class Device(_Strict):
         default=None,
         description="npu only: the Ascend chip the recipe expects (910: Atlas A1, the seed's; 910b: Atlas A2); "
         "picks the image's CANN base (`harness image build npu --chip`); worker_env.json records the real one",
+    )
+    master_port: int | None = Field(
+        default=None, ge=1024, le=65535,
+        description="multi-rank rendezvous port; default: a free port picked per run (recorded in the plan)",
     )
 
     @field_validator("ids", mode="before")
@@ -245,8 +258,38 @@ class _SafeLoader(yaml.SafeLoader):
     """Safe loading only: ``!!python/...`` tags are rejected, never constructed."""
 
 
+def _expanded_values(node: Any, where: str) -> int:
+    """How many values ``node`` holds once YAML aliases are expanded (pydantic, error messages and
+    ``yaml.safe_dump`` all expand them), counted without expanding; RecipeError past the bound."""
+    sizes: dict[int, int] = {}
+    in_progress: set[int] = set()
+
+    def count(value: Any) -> int:
+        if not isinstance(value, (dict, list)):
+            return 1
+        key = id(value)
+        if key in sizes:
+            return sizes[key]
+        if key in in_progress:
+            raise RecipeError(f"{where}: YAML aliases refer to themselves (a recursive structure)")
+        in_progress.add(key)
+        children = value.values() if isinstance(value, dict) else value
+        total = 1
+        for child in children:
+            total += count(child)
+            if total > MAX_YAML_VALUES:
+                raise RecipeError(f"{where}: YAML aliases expand to more than {MAX_YAML_VALUES} values; a recipe is small")
+        in_progress.discard(key)
+        sizes[key] = total
+        return total
+
+    return count(node)
+
+
 def load_recipe_data(path: Path) -> dict:
     try:
+        if path.is_file() and path.stat().st_size > MAX_RECIPE_BYTES:
+            raise RecipeError(f"{path}: the recipe is larger than {MAX_RECIPE_BYTES} bytes; a recipe is a few kilobytes")
         text = path.read_text()
     except FileNotFoundError:
         raise RecipeError(f"{path}: recipe file does not exist") from None
@@ -261,6 +304,7 @@ def load_recipe_data(path: Path) -> dict:
         raise RecipeError(f"{path}: {where}invalid YAML: {problem}") from None
     if not isinstance(data, dict):
         raise RecipeError(f"{path}: (top level): expected a mapping of recipe fields, got {type(data).__name__}")
+    _expanded_values(data, str(path))
     return data
 
 
@@ -287,7 +331,8 @@ def parse_set_arguments(items: list[str]) -> list[tuple[str, Any]]:
         try:
             value = yaml.load(raw, Loader=_SafeLoader) if raw else ""
         except yaml.YAMLError:
-            raise RecipeError(f"--set {item!r}: the value is not valid YAML") from None
+            raise RecipeError(f"--set {key}: the value is not valid YAML") from None
+        _expanded_values(value, f"--set {key}")
         pairs.append((key, value))
     return pairs
 
@@ -326,10 +371,45 @@ class LoadedRecipe:
     def config_path(self) -> Path:
         return self.resolve(self.recipe.model.config)
 
+    def config_files(self) -> list[tuple[Path, Path]]:
+        """The config and its local ``_base_`` files, checked (Python, inside the recipe's folder)."""
+        from harness.configs import collect_config_files
+
+        try:
+            return collect_config_files(self.config_path, self.path.parent)
+        except RecipeError as exc:
+            raise RecipeError(f"{self.path}: model.config: {exc}") from None
+
+    def check_overrides(self) -> None:
+        """Every ``model.overrides`` key must exist in the loaded mmengine config with a value of
+        the same shape; checked here because the worker only meets them after the run folder exists."""
+        overrides = self.recipe.model.overrides
+        if not overrides:
+            return
+        from harness.worker.config import OverrideError, check_overrides
+
+        try:
+            with warnings.catch_warnings():  # mmengine's import warns (pkg_resources); one line only
+                warnings.simplefilter("ignore")
+                from mmengine.config import Config
+
+                cfg = Config.fromfile(str(self.config_path))
+        except (ImportError, ModuleNotFoundError):
+            return  # no training stack on this host (plans for a cluster): the worker applies them
+        except Exception as exc:  # a config mmengine cannot load is bad input, whatever the reason
+            detail = str(exc).splitlines()[0] if str(exc) else ""
+            raise RecipeError(f"{self.path}: model.config: mmengine cannot load {self.config_path} ({exc.__class__.__name__}: {detail})") from None
+        try:
+            check_overrides(cfg, overrides)
+        except OverrideError as exc:
+            raise RecipeError(f"{self.path}: model.overrides: {exc}") from None
+
     def check_paths(self, *, for_run: bool) -> None:
         recipe = self.recipe
         if not self.config_path.is_file():
             raise RecipeError(f"{self.path}: model.config: file {self.config_path} does not exist")
+        self.config_files()
+        self.check_overrides()
         if not for_run:
             return
         if recipe.eval is not None and not self.resolve(recipe.eval.checkpoint).is_file():

@@ -169,6 +169,7 @@ class ProvenanceRecord(Record):
     FILE: ClassVar[str] = "provenance.json"
     harness_commit: str | None = None
     harness_dirty: bool | None = None
+    harness_changed_files: list[str] = Field(default_factory=list)  # tracked code that differs from the commit
     harness_version: str | None = None
     command: list[str] = Field(default_factory=list)
     python: str | None = None
@@ -203,6 +204,7 @@ class WorkerEnvRecord(Record):
     FILE: ClassVar[str] = "worker_env.json"
     harness_commit: str | None = None
     harness_dirty: bool | None = None
+    harness_changed_files: list[str] = Field(default_factory=list)  # tracked code that differs from the commit
     harness_version: str | None = None
     command: list[str] = Field(default_factory=list)
     python: str | None = None

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from harness.data.synth import SynthSpec, voc_palette, write_synthetic_voc
-from support import RECIPES, run_cli
+from support import REPO, RECIPES, run_cli
 
 SMALL = SynthSpec(seed=5, n_train=4, n_aug=4, n_val=3)
 
@@ -33,6 +33,8 @@ BREAKAGES = {
     "no_split_lists": lambda voc: shutil.rmtree(voc / "ImageSets"),
     "missing_image": lambda voc: next((voc / "JPEGImages").glob("*.jpg")).unlink(),
     "label_value_42": _label_42,
+    "blank_line_in_split": lambda voc: (lambda p: p.write_text("\n" + p.read_text()))(voc / "ImageSets/Segmentation/train.txt"),
+    "duplicate_id_in_split": lambda voc: (lambda p: p.write_text(p.read_text() * 2))(voc / "ImageSets/Segmentation/val.txt"),
     "truncated_label": lambda voc: (lambda p: p.write_bytes(p.read_bytes()[:100]))(next((voc / "SegmentationClass").glob("*.png"))),
 }
 
@@ -53,7 +55,10 @@ def test_broken_dataset_is_refused_before_anything_is_written(case, good_devkit,
     assert not results.exists()
 
 
+_ASCEND = (REPO / "tests" / "fixtures" / "logs" / "mmseg010_ascend_pspnet_8p_train_0.log").read_bytes()
 BAD_LOGS = {
+    "two_runs_appended": _ASCEND + _ASCEND,
+    "negative_time": _ASCEND.replace(b"time: 1.091,", b"time: -1.091,"),
     "empty": b"",
     "binary": bytes(range(256)) * 8,
     "garbage_text": b"hello\nthis is not a training log\n",
@@ -94,3 +99,34 @@ def test_unreachable_docker_engine_is_exit_3_and_nothing_written(tmp_path):
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "Docker engine" in lines[0] and "docker-up.sh" in lines[0]
     assert not (results / "runs").exists() or not any((results / "runs").iterdir())
+
+
+# Bad values given through --set (or written in the recipe) that once passed validation and
+# crashed after the run folder existed, or copied files they should not have: each is refused
+# before anything is written, in one line naming the field.
+BOMB = "{" + ", ".join(f"l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * 9) if i else 'lol'}]" for i in range(12)) + "}"
+BAD_SETS = {
+    "config_not_python": (["model.config=/etc/passwd"], "model.config"),
+    "timeout_infinite": (["timeout_minutes=.inf"], "timeout_minutes"),
+    "lr_nan": (["train.lr=.nan"], "train.lr"),
+    "override_unknown_key": (["model.overrides.model.decode_head.dropout_ratoi=0.2"], "model.decode_head.dropout_ratoi"),
+    "override_wrong_shape": (["model.overrides.crop_size=[96]"], "model.overrides: crop_size"),
+    "override_infinite": (["model.overrides.model.decode_head.dropout_ratio=.inf"], "model.decode_head.dropout_ratio"),
+    "device_ids_huge_range": (["device.ids=0-99999999999"], "device.ids"),
+    "yaml_alias_bomb_in_set": ([f"model.overrides.x={BOMB}"], "aliases"),
+    "config_outside_recipe_tree": ([f"model.config={REPO}/harness/configs.py"], "outside the recipe's folder"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_SETS))
+def test_bad_set_value_is_one_line_exit_2_nothing_written(case, tmp_path):
+    sets, fragment = BAD_SETS[case]
+    results = tmp_path / "results"
+    args = [item for value in sets for item in ("--set", value)]
+    proc = run_cli("run", str(RECIPES / "smoke_cpu.yaml"), *args, "--set", "train.iterations=2",
+                   "--results", str(results), timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert fragment in lines[0], lines[0]
+    assert not results.exists()

@@ -159,3 +159,25 @@ def test_expect_must_be_known(prepared):
 def test_copy_is_checked_independently(prepared, tmp_path):
     other = copy_devkit(prepared, tmp_path / "copy")
     assert check_dataset(other, quick=True).ok
+
+
+def test_blank_lines_in_a_split_list_are_named_by_file_and_line(prepared, tmp_path):
+    """mmseg reads a blank line as the id '' and crashes mid-training on JPEGImages/.jpg."""
+    path = prepared / SPLITS / "train.txt"
+    ids = path.read_text().split()
+    path.write_text(ids[0] + "\n\n" + "\n".join(ids[1:]) + "\n   \n")
+    report = check_dataset(prepared, quick=True)
+    assert report.kinds == {"blank_line": 2}
+    assert f"{path}:2: blank line" in report.problems[0] and f"{path}:{len(ids) + 2}: blank line" in report.problems[1]
+    done = run_harness("data", "check", "--voc", prepared, "--quick", cache=tmp_path / "cache")
+    assert done.returncode == 2 and f"{path}:2: blank line" in done.stderr
+
+
+@pytest.mark.parametrize("expect", ["any", "real"])
+def test_duplicate_ids_are_reported(prepared, expect):
+    path = prepared / SPLITS / "val.txt"
+    ids = path.read_text().split()
+    path.write_text("\n".join(ids + [ids[1]]) + "\n")
+    report = check_dataset(prepared, expect=expect, quick=True)
+    assert report.kinds.get("duplicate_id") == 1
+    assert any(f"{path}:{len(ids) + 1}: id {ids[1]} repeats line 2" in p for p in report.problems), report.problems

@@ -204,3 +204,49 @@ def test_unknown_layouts_fall_back_to_scipy(tmp_path):
     with pytest.raises(MatError, match="not a struct"):
         read_segmentation(path)
     assert _fast_read(b"MATLAB 7.3 MAT-file" + bytes(200)) is None
+
+
+def _bomb(path, shape=(6000, 6000), dtype=np.uint8, **options):
+    """A small file whose label decompresses to tens of megabytes (all zeros compress ~1000x)."""
+    savemat(path, {"GTcls": {"Segmentation": np.zeros(shape, dtype)}}, do_compression=True, **options)
+    return path
+
+
+def test_a_mat_that_decompresses_to_a_huge_label_is_refused_fast(tmp_path):
+    import time
+
+    path = _bomb(tmp_path / "bomb.mat")
+    assert path.stat().st_size < 200_000
+    started = time.monotonic()
+    with pytest.raises(MatError, match="decompresses to more than"):
+        read_segmentation(path)
+    assert time.monotonic() - started < 5
+
+
+def test_a_huge_label_through_scipy_is_refused_too(tmp_path):
+    """Files the fast path does not read (big-endian) go to scipy, which would inflate them whole."""
+    import struct
+    import zlib
+
+    path = tmp_path / "big_endian.mat"
+    header = b"MATLAB 5.0 MAT-file, big-endian".ljust(116) + bytes(8) + b"\x01\x00" + b"MI"
+    inflated = zlib.compress(bytes(40_000_000), 9)  # 40 MB of zeros in ~40 KB
+    path.write_bytes(header + struct.pack(">II", 15, len(inflated)) + inflated)
+    assert _fast_read(path.read_bytes()) is None
+    with pytest.raises(MatError, match="decompresses to more than"):
+        read_segmentation(path)
+
+
+def test_a_label_larger_than_the_bound_in_pixels_is_refused(tmp_path):
+    from harness.data import matfile
+
+    path = tmp_path / "wide.mat"
+    savemat(path, {"GTcls": {"Segmentation": np.zeros((1, 64), np.uint8)}})
+    assert read_segmentation(path).shape == (1, 64)
+    original = matfile.MAX_LABEL_PIXELS
+    matfile.MAX_LABEL_PIXELS = 32
+    try:
+        with pytest.raises(MatError, match="pixels"):
+            read_segmentation(path)
+    finally:
+        matfile.MAX_LABEL_PIXELS = original

@@ -72,3 +72,66 @@ def test_cli_synth_sbd_flag(tmp_path):
                        "--n-val", "2", cache=tmp_path / "cache")
     assert done.returncode == 0, done.stderr
     assert len(list((tmp_path / "VOCdevkit/VOCaug/dataset/cls").glob("*.mat"))) == 3 + 4 + 1
+
+
+CONCURRENT_SPEC = dict(seed=9, n_train=10, n_aug=6, n_val=4, sbd=True)
+_WRITER = """
+import sys
+from pathlib import Path
+from harness.data.synth import SynthSpec, write_synthetic_voc
+write_synthetic_voc(Path(sys.argv[1]), SynthSpec(**{spec}))
+"""
+
+
+def set_digest(devkit: Path) -> str:
+    """``tree_digest`` with each .mat taken by its label (scipy stamps the write time in its header)."""
+    from harness.data.matfile import read_segmentation
+
+    digest = hashlib.sha256()
+    for path in sorted(devkit.rglob("*")):
+        if path.is_file():
+            digest.update(str(path.relative_to(devkit)).encode())
+            data = read_segmentation(path).tobytes() if path.suffix == ".mat" else path.read_bytes()
+            digest.update(hashlib.sha256(data).digest())
+    return digest.hexdigest()
+
+
+def test_concurrent_first_use_ends_with_one_complete_set(tmp_path):
+    """Three `harness run`s starting at once on an empty cache: each writer once used the same temp
+    names, so one's rename found the other's file gone and it crashed."""
+    import os
+    import subprocess
+    import sys
+
+    reference = write_synthetic_voc(tmp_path / "alone", SynthSpec(**CONCURRENT_SPEC))
+    shared = tmp_path / "shared"
+    code = _WRITER.format(spec=CONCURRENT_SPEC)
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(shared)], stderr=subprocess.PIPE, text=True,
+                              env={**os.environ}) for _ in range(3)]
+    results = [(proc.wait(timeout=300), proc.stderr.read()) for proc in procs]
+    assert all(code == 0 for code, _ in results), [err for _, err in results]
+    assert set_digest(shared / "VOCdevkit") == set_digest(reference)
+    leftovers = [p for p in (shared / "VOCdevkit").rglob("*") if p.name.endswith(".tmp")]
+    assert not leftovers
+
+
+def test_a_crashed_writer_leaves_no_stamp_and_the_next_one_completes(tmp_path):
+    """A writer killed mid-way leaves no synth.json, so the next use finishes the set."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    shared = tmp_path / "shared"
+    big = dict(CONCURRENT_SPEC, n_train=200)
+    proc = subprocess.Popen([sys.executable, "-c", _WRITER.format(spec=big), str(shared)], env={**os.environ})
+    deadline = time.monotonic() + 60
+    jpegs = shared / "VOCdevkit" / "VOC2012" / "JPEGImages"
+    while time.monotonic() < deadline and len(list(jpegs.glob("*.jpg")) if jpegs.is_dir() else []) < 5:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (shared / "VOCdevkit" / "synth.json").exists()
+    devkit = write_synthetic_voc(shared, SynthSpec(**big))
+    assert set_digest(devkit) == set_digest(write_synthetic_voc(tmp_path / "alone", SynthSpec(**big)))

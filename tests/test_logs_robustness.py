@@ -343,3 +343,58 @@ def test_leading_blank_space_is_not_empty(tmp_path):
     f = tmp_path / "x.log"
     f.write_bytes(b"\n" * 20000 + ASCEND.read_bytes())
     assert parse_logs([f], devices=8).fps_seed_definition == pytest.approx(117.864)
+
+
+# --- two runs in one file; impossible times (issue 13, item 15) ----------------------------
+
+OWN_1X = Path(__file__).resolve().parent / "fixtures" / "logs" / "own_smoke_cpu_1p" / "20261125_202313"
+
+
+def _first_train_line(lines: list[str]) -> int:
+    return next(i for i, line in enumerate(lines) if "Iter [" in line or "Iter(train)" in line)
+
+
+@pytest.mark.parametrize("source", [ASCEND, OWN_1X / "20261125_202313.log"], ids=["0x-text", "1x-text"])
+def test_two_runs_appended_to_one_file_are_refused_naming_the_line(source, tmp_path):
+    """A training script that appends (``>>``) its second run to the first's log: the iteration
+    counter restarts. Merged silently, the two runs' windows replaced each other."""
+    lines = lines_of(source)
+    path = tmp_path / source.name
+    path.write_text("\n".join(lines + lines) + "\n")
+    restart = len(lines) + _first_train_line(lines) + 1  # 1-based line of the second run's first window
+    with pytest.raises(LogParseError) as info:
+        parse_logs(path)
+    assert info.value.line == restart and "restart" in str(info.value), str(info.value)
+
+
+def test_scalars_with_a_restarting_counter_are_refused(tmp_path):
+    rows = (OWN_1X / "vis_data" / "scalars.json").read_text().splitlines()
+    path = tmp_path / "scalars.json"
+    path.write_text("\n".join(rows + rows) + "\n")
+    with pytest.raises(LogParseError, match="restart"):
+        parse_logs(path)
+
+
+@pytest.mark.parametrize("value", ["-1.091", "0.000"])
+def test_negative_or_zero_time_is_a_parse_error_naming_the_line(value, tmp_path):
+    lines = lines_of(ASCEND)
+    index = next(i for i, line in enumerate(lines) if "time: 1.091," in line)
+    lines[index] = lines[index].replace("time: 1.091,", f"time: {value},")
+    path = tmp_path / "train_0.log"
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(LogParseError) as info:
+        parse_logs(path)
+    assert info.value.line == index + 1 and "time" in str(info.value)
+
+
+def test_cli_refuses_a_negative_time_in_one_line(tmp_path):
+    from support import run_cli
+
+    lines = lines_of(ASCEND)
+    index = next(i for i, line in enumerate(lines) if "time: 1.091," in line)
+    lines[index] = lines[index].replace("time: 1.091,", "time: -1.091,")
+    path = tmp_path / "train_0.log"
+    path.write_text("\n".join(lines) + "\n")
+    proc = run_cli("parse", str(path), "--json")
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.strip().splitlines() == [proc.stderr.strip()] and f"{path}:{index + 1}" in proc.stderr

@@ -5,6 +5,7 @@ NPU and GPU runs cannot happen here; these tests pin what the harness would star
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 import yaml
@@ -15,11 +16,12 @@ from harness.recipe import load_recipe
 from support import RECIPES, run_cli
 
 INPUTS = PlanInputs(run_dir="/srv/results/runs/R", dataset_dir="/srv/data/VOCdevkit", config_name="c.py", python="/usr/bin/python3",
-                    optional_host_paths=("/usr/local/sbin/npu-smi", "/usr/local/dcmi", "/var/log/npu"))
+                    optional_host_paths=("/usr/local/sbin/npu-smi", "/usr/local/dcmi", "/var/log/npu"),
+                    master_port=29500)
 
 
-def plan_for(name: str, executor: str = "docker", *sets: str):
-    return build_plan(load_recipe(RECIPES / f"{name}.yaml", list(sets)).recipe, INPUTS, executor)
+def plan_for(name: str, executor: str = "docker", *sets: str, inputs: PlanInputs = INPUTS):
+    return build_plan(load_recipe(RECIPES / f"{name}.yaml", list(sets)).recipe, inputs, executor)
 
 
 @pytest.mark.parametrize("path", sorted(RECIPES.glob("*.yaml")), ids=lambda p: p.stem)
@@ -39,7 +41,7 @@ def test_npu_8p_plan():
     assert plan.world_size == 8 and plan.backend == "npu" and plan.dist_backend == "hccl"
     assert plan.launch.argv == (
         "python", "-m", "torch.distributed.run", "--nproc_per_node=8", "--nnodes=1",
-        "--master_addr=127.0.0.1", "--master_port=29688", "-m", "harness.worker", "--job", "/workspace/run/job.json",
+        "--master_addr=127.0.0.1", f"--master_port={plan.master_port}", "-m", "harness.worker", "--job", "/workspace/run/job.json",
     )
     changes = described["config_changes"]
     assert changes["train_dataloader.batch_size"] == 16
@@ -166,3 +168,32 @@ def test_cpu_smoke_plans():
 
 def test_plan_is_pure_and_repeatable():
     assert plan_for("full_8p").to_dict() == plan_for("full_8p").to_dict()
+
+
+def test_each_multi_rank_plan_gets_its_own_free_port():
+    """Two 4-rank runs on one host (GPU ids 0-3 and 4-7) must not share a rendezvous port."""
+    probing = replace(INPUTS, master_port=None)  # as `harness run` plans: the port is probed
+    first = plan_for("gpu_full_8p", "docker", "device.count=4", "device.ids=0-3", inputs=probing)
+    second = plan_for("gpu_full_8p", "docker", "device.count=4", "device.ids=4-7", inputs=probing)
+    assert first.master_port != second.master_port
+    for plan in (first, second):
+        assert 1024 <= plan.master_port <= 65535
+        assert f"--master_port={plan.master_port}" in plan.launch.argv
+        assert plan.to_dict()["master_port"] == plan.master_port  # recorded in plan.json
+
+
+def test_a_port_the_recipe_names_is_used_as_is():
+    plan = plan_for("gpu_full_8p", "docker", "device.master_port=29688")
+    assert plan.master_port == 29688 and "--master_port=29688" in plan.launch.argv
+
+
+def test_single_rank_plans_need_no_port():
+    assert plan_for("smoke_cpu", "local").master_port is None
+
+
+@pytest.mark.parametrize("port", ["0", "80", "70000", "abc"])
+def test_bad_master_port_is_refused(port):
+    from harness.recipe import RecipeError
+
+    with pytest.raises(RecipeError, match="device.master_port"):
+        load_recipe(RECIPES / "gpu_full_8p.yaml", [f"device.master_port={port}"])

@@ -46,8 +46,8 @@ def test_smoke_run_plots(tmp_path):
         width, height = png_size(path)
         assert (width, height) == (round(FIGSIZE[0] * DPI), round(FIGSIZE[1] * DPI))  # 770 x 440
         assert path.stat().st_size > 10_000  # drawn, not blank
-    # atomic writes leave no temp files behind
-    assert sorted(p.name for p in (tmp_path / "plots").iterdir()) == ["loss.png", "miou.png", "throughput.png"]
+    # atomic writes leave no temp files behind; the stamp says what result the plots show
+    assert sorted(p.name for p in (tmp_path / "plots").iterdir()) == [".plots.json", "loss.png", "miou.png", "throughput.png"]
 
 
 def test_seed_log_plots_and_rewrite(tmp_path):
@@ -94,3 +94,43 @@ def test_none_and_nan_values_never_crash(tmp_path):
     assert write_run_plots(all_nan, tmp_path) == []
     # a plot whose data went away is not left behind from the earlier call
     assert list(tmp_path.glob("*.png")) == []
+
+
+def _stamps(folder: Path) -> dict[str, tuple[int, int]]:
+    return {p.name: (p.stat().st_ino, p.stat().st_mtime_ns) for p in sorted(folder.glob("*.png"))}
+
+
+def test_unchanged_result_is_not_redrawn(tmp_path):
+    """`harness report` runs after every run and redrew every run's plots (60 runs: +17 s)."""
+    import time
+
+    result = result_like([SMOKE], 4, 1, "cpu")
+    first = write_run_plots(result, tmp_path)
+    before = _stamps(tmp_path)
+    time.sleep(0.01)
+    started = time.monotonic()
+    again = write_run_plots(dict(result), tmp_path)  # an equal result, read again from result.json
+    assert time.monotonic() - started < 0.5
+    assert again == first and _stamps(tmp_path) == before
+
+
+def test_changed_or_missing_plots_are_redrawn(tmp_path):
+    result = result_like([SMOKE], 4, 1, "cpu")
+    write_run_plots(result, tmp_path)
+    before = _stamps(tmp_path)
+    changed = {**result, "train": result["train"][:-1]}  # a resumed run's result grows or changes
+    write_run_plots(changed, tmp_path)
+    after = _stamps(tmp_path)
+    assert all(after[name] != before[name] for name in ("loss.png", "throughput.png"))
+    (tmp_path / "loss.png").unlink()
+    write_run_plots(changed, tmp_path)
+    assert (tmp_path / "loss.png").is_file()
+
+
+def test_plots_are_readable_like_the_logs(tmp_path):
+    import os
+
+    write_run_plots(result_like([SMOKE], 4, 1, "cpu"), tmp_path)
+    umask = os.umask(0)
+    os.umask(umask)
+    assert {oct(p.stat().st_mode & 0o777) for p in tmp_path.glob("*.png")} == {oct(0o666 & ~umask)}

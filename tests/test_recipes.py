@@ -46,6 +46,29 @@ def test_seed_reference_numbers():
     assert [row.mIoU for row in gpu.published if row.label == "mmsegmentation"] == [76.78]
 
 
+def test_device_ids_are_bounded():
+    import time
+
+    started = time.monotonic()
+    for text in ("0-99999999999", "1024", "0-3,99999999999999999999"):
+        with pytest.raises(ValueError, match="0..1023"):
+            parse_device_ids(text)
+    assert time.monotonic() - started < 1
+    assert parse_device_ids("1020-1023") == (1020, 1021, 1022, 1023)
+
+
+def test_a_few_yaml_aliases_are_fine():
+    text = GOOD.replace("tolerance: {fps_ratio: 0.9", "tolerance: &tol {fps_ratio: 0.9")
+    text += "published:\n- {label: a, source: b}\n- {label: c, source: d}\n"
+    text = text.replace("label: CPU smoke floor", "label: &label CPU smoke floor").replace("{label: c,", "{label: *label,")
+    recipe = RECIPES / ".test_aliases.yaml"
+    recipe.write_text(text)
+    try:
+        assert [row.label for row in load_recipe(recipe).recipe.published] == ["a", "CPU smoke floor"]
+    finally:
+        recipe.unlink()
+
+
 def test_device_ids():
     assert parse_device_ids("0-7") == tuple(range(8))
     assert parse_device_ids("4,5") == (4, 5)
@@ -75,6 +98,34 @@ BAD_RECIPES = {
     "bad_name": (GOOD.replace("name: smoke_cpu", "name: ../../etc"), "name"),
     "both_dataset_sources": (GOOD.replace("dataset:\n", "dataset:\n  root: /tmp\n"), "dataset"),
     "negative_reference": (GOOD.replace("mIoU: 50.0", "mIoU: -3"), "reference.mIoU"),
+    # Non-finite numbers, override keys the config lacks, override values of the wrong shape:
+    # once accepted here, they crashed after the run folder existed.
+    "timeout_infinite": (GOOD + "timeout_minutes: .inf\n", "timeout_minutes"),
+    "timeout_nan": (GOOD + "timeout_minutes: .nan\n", "timeout_minutes"),
+    "lr_nan": (GOOD.replace("lr: 0.05", "lr: .nan"), "train.lr"),
+    "tolerance_infinite": (GOOD.replace("fps_ratio: 0.9", "fps_ratio: .inf"), "reference.tolerance.fps_ratio"),
+    "override_nan": (GOOD.replace("overrides: {}", "overrides: {model.decode_head.dropout_ratio: .nan}"),
+                     "model.overrides: model.decode_head.dropout_ratio"),
+    "override_unknown_key": (GOOD.replace("overrides: {}", "overrides: {model.decode_head.dropout_ratoi: 0.2}"),
+                             "model.overrides: model.decode_head.dropout_ratoi"),
+    "override_unknown_nested": (GOOD.replace("overrides: {}", "overrides: {model: {backbone: {depht: 50}}}"),
+                                "model.overrides: model.backbone.depht"),
+    "override_through_a_scalar": (GOOD.replace("overrides: {}", "overrides: {model.backbone.depth.x: 1}"),
+                                  "model.overrides: model.backbone.depth.x"),
+    "override_shape_mapping": (GOOD.replace("overrides: {}", "overrides: {model.backbone: 3}"),
+                               "model.overrides: model.backbone"),
+    "override_shape_number": (GOOD.replace("overrides: {}", "overrides: {model.decode_head.num_classes: [1, 2]}"),
+                              "model.overrides: model.decode_head.num_classes"),
+    "override_shape_tuple_length": (GOOD.replace("overrides: {}", "overrides: {crop_size: [96]}"),
+                                    "model.overrides: crop_size"),
+    # Unbounded input: each must be refused in well under a second, not exhaust memory.
+    "device_ids_huge_range": (GOOD.replace("count: 1}", "count: 1, ids: '0-99999999999'}"), "device.ids"),
+    "device_id_too_large": (GOOD.replace("count: 1}", "count: 1, ids: '5000'}"), "device.ids"),
+    "yaml_alias_bomb": (GOOD + "".join(
+        f"l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * 9) if i else 'lol'}]\n" for i in range(12)), "aliases"),
+    "yaml_huge_document": (GOOD + "description: '" + "x" * 2_000_000 + "'\n", "larger than"),
+    "override_list_index": (GOOD.replace("overrides: {}", "overrides: {param_scheduler.7.end: 3}"),
+                            "model.overrides: param_scheduler.7"),
 }
 
 
@@ -131,6 +182,15 @@ def test_bad_cli_arguments(args, fragment):
     assert proc.returncode == 2
     assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
     assert fragment in proc.stderr
+
+
+def test_good_overrides_pass_the_config_check():
+    loaded = load_recipe(RECIPES / "smoke_cpu.yaml", [
+        "model.overrides.model.decode_head.dropout_ratio=0.2",
+        "model.overrides.model.backbone.init_cfg=null",
+        "model.overrides.randomness={seed: 4}",  # a key the harness itself sets
+    ])
+    assert loaded.recipe.model.overrides["model"]["decode_head"] == {"dropout_ratio": 0.2}
 
 
 def test_set_overrides_and_types():

@@ -114,3 +114,17 @@ def test_a_running_run_is_alive_exactly_while_its_lock_is_held(tmp_path):
         holder.wait()
     assert run.effective_state() == "stale"
     run.lock().release()  # free again: no stale lock survives its holder
+
+
+def test_atomic_writes_respect_the_umask_like_train_log(tmp_path):
+    """mkstemp makes 0600 files; shared results must be readable like the logs (0644 under umask 022)."""
+    import os
+    import subprocess
+    import sys
+
+    for umask in (0o022, 0o077, 0o002):
+        path = tmp_path / f"file-{umask:o}.json"
+        code = ("import os, sys; os.umask(int(sys.argv[2], 8)); from harness.fileio import write_json_atomic; "
+                "write_json_atomic(sys.argv[1], {'a': 1})")
+        subprocess.run([sys.executable, "-c", code, str(path), f"{umask:o}"], check=True)
+        assert path.stat().st_mode & 0o777 == 0o666 & ~umask, (oct(path.stat().st_mode), oct(umask))

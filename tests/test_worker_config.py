@@ -97,3 +97,13 @@ def test_adapt_works_on_plain_dicts():
     }
     adapt(cfg, job("x.py", "cpu", 1))
     assert cfg["train_dataloader"]["dataset"]["data_root"] == "/d/VOC2012" and cfg["launcher"] == "none"
+
+
+def test_nested_overrides_merge_into_the_config_not_replace_it():
+    """``--set model.overrides.model.decode_head.dropout_ratio=0.2`` gives a nested mapping; it must
+    change that one key, not replace the whole model."""
+    base = job("pspnet_r18-d8_synthvoc_cpu-smoke.py", "cpu", 1)
+    nested = Job(**{**base.__dict__, "overrides": {"model": {"decode_head": {"dropout_ratio": 0.25}}}})
+    cfg, _ = build_config(nested)
+    assert cfg.model.decode_head.dropout_ratio == 0.25
+    assert cfg.model.backbone.depth == 18 and cfg.model.decode_head.channels == 128

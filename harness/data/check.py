@@ -25,7 +25,8 @@ from typing import TextIO
 import numpy as np
 
 from harness.data.layout import (AUG_LABELS, IMAGES, LABELS, REAL_COUNTS, SPLITS, VOC, DataError,
-                                 default_workers, png_complete, read_ids, split_path)
+                                 default_workers, png_complete, read_ids, split_path,
+                                 split_problems)
 from harness.data.parallel import ProgressBar, parallel_map
 
 EXPECT = ("any", "real")
@@ -108,7 +109,10 @@ def _read_splits(devkit: Path, report: CheckReport) -> dict[str, list[str]] | No
             splits[name] = read_ids(path)
         except DataError as exc:
             report.add("layout", str(exc))
-    return splits if report.ok else None
+            continue
+        for kind, message in split_problems(path):
+            report.add(kind, message)
+    return splits if not any(kind == "layout" for kind in report.kinds) else None
 
 
 def _check_leaks(splits: dict[str, list[str]], report: CheckReport) -> None:

@@ -44,6 +44,23 @@ def read_ids(path: Path) -> list[str]:
     return [line.strip() for line in text.splitlines() if line.strip()]
 
 
+def split_problems(path: Path) -> list[tuple[str, str]]:
+    """(kind, message) for lines of a split list that mmseg would misread: a blank line becomes the
+    id '' (a crash on ``JPEGImages/.jpg`` mid-training), a repeated id silently oversamples it."""
+    problems: list[tuple[str, str]] = []
+    first_line: dict[str, int] = {}
+    for number, line in enumerate(Path(path).read_text().splitlines(), 1):
+        sample = line.strip()
+        if not sample:
+            problems.append(("blank_line", f"{path}:{number}: blank line (mmseg reads it as the id '' and fails on "
+                                           "JPEGImages/.jpg); remove it"))
+        elif sample in first_line:
+            problems.append(("duplicate_id", f"{path}:{number}: id {sample} repeats line {first_line[sample]}"))
+        else:
+            first_line[sample] = number
+    return problems
+
+
 def default_workers() -> int:
     try:
         return max(1, len(os.sched_getaffinity(0)))

@@ -24,6 +24,11 @@ MX_STRUCT = 2
 MI_DTYPES = {1: "<i1", 2: "<u1", 3: "<i2", 4: "<u2", 5: "<i4", 6: "<u4", 7: "<f4", 9: "<f8", 12: "<i8", 13: "<u8"}
 MX_NUMERIC = range(6, 16)  # double, single, int8 .. uint64
 VARIABLE, FIELD = "GTcls", "Segmentation"
+# Bounds on what one label file may cost. SBD labels are at most 500x500 uint8 (~0.3 MB with
+# their boundaries, inflated); a few kilobytes of zlib can inflate to gigabytes, so inflation
+# stops at the bound and the file is refused instead of read.
+MAX_LABEL_PIXELS = 4096 * 4096
+MAX_DECOMPRESSED_BYTES = 2 * MAX_LABEL_PIXELS  # a 4096x4096 uint8 label and its boundaries, or uint16
 
 
 class MatError(ValueError):
@@ -32,9 +37,13 @@ class MatError(ValueError):
 
 def read_segmentation(path: Path | str) -> np.ndarray:
     """The HxW ``GTcls.Segmentation`` array, values checked to be class ids (0..20, or 255)."""
-    raw = _fast_read(_read_file(str(path)))
+    buf = _read_file(str(path))
+    raw = _fast_read(buf)
     if raw is None:
+        _check_inflated_size(buf)  # scipy would inflate a bomb whole
         raw = _scipy_read(path)
+    if raw.size > MAX_LABEL_PIXELS:
+        raise MatError(f"GTcls.Segmentation has {raw.size} pixels, more than the {MAX_LABEL_PIXELS} any label may have")
     _check_values(raw)
     return raw.astype(np.uint8)
 
@@ -93,8 +102,37 @@ def _scipy_read(path: Path) -> np.ndarray:
 def _fast_read(buf: bytes) -> np.ndarray | None:
     try:
         return _find_variable(memoryview(buf))
+    except MatError:
+        raise  # a bound was hit: scipy must not try the same file
     except (struct.error, zlib.error, ValueError, KeyError, IndexError):
         return None
+
+
+def _inflate(body: memoryview | bytes) -> bytes:
+    """zlib-inflate one compressed element, stopping (MatError) past ``MAX_DECOMPRESSED_BYTES``."""
+    inflater = zlib.decompressobj()
+    data = inflater.decompress(body, MAX_DECOMPRESSED_BYTES + 1)
+    if len(data) > MAX_DECOMPRESSED_BYTES:
+        raise MatError(f"decompresses to more than {MAX_DECOMPRESSED_BYTES} bytes (a label is at most "
+                       f"{MAX_LABEL_PIXELS} pixels)")
+    return data
+
+
+def _check_inflated_size(buf: bytes) -> None:
+    """Walk the top-level elements of a v5 file of either byte order and inflate each compressed
+    one under the bound (discarding the output); anything unrecognised is left to scipy."""
+    if len(buf) < 136 or bytes(buf[126:128]) not in (b"IM", b"MI"):
+        return
+    order = "<" if bytes(buf[126:128]) == b"IM" else ">"
+    pos = 128
+    try:
+        while pos + 8 <= len(buf):
+            mtype, nbytes = struct.unpack_from(f"{order}II", buf, pos)
+            if mtype == MI_COMPRESSED:
+                _inflate(memoryview(buf)[pos + 8 : pos + 8 + nbytes])
+            pos += 8 + (nbytes if mtype == MI_COMPRESSED else _pad8(nbytes))
+    except (struct.error, zlib.error):
+        return
 
 
 def _find_variable(buf: memoryview) -> np.ndarray | None:
@@ -106,7 +144,7 @@ def _find_variable(buf: memoryview) -> np.ndarray | None:
         body = buf[pos + 8 : pos + 8 + nbytes]
         pos += 8 + (nbytes if mtype == MI_COMPRESSED else _pad8(nbytes))
         if mtype == MI_COMPRESSED:
-            inner = memoryview(zlib.decompress(body))
+            inner = memoryview(_inflate(body))
             mtype, nbytes = struct.unpack_from("<II", inner, 0)
             body = inner[8 : 8 + nbytes]
         if mtype != MI_MATRIX:

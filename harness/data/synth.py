@@ -16,17 +16,22 @@ The VOC2012 part is byte-identical either way: the smoke run's numbers depend on
 """
 from __future__ import annotations
 
+import fcntl
 import json
-import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
 
+from harness.fileio import atomic_output, write_text_atomic
+
 NUM_CLASSES = 21
 IGNORE_INDEX = 255
 SYNTH_VERSION = 1
+LOCK_NAME = ".synth.lock"  # beside VOCdevkit, so the dataset's own tree (and its digest) stays as it was
 
 
 def voc_palette() -> list[int]:
@@ -142,15 +147,12 @@ def _save_palette_png(array: np.ndarray, path: Path) -> None:
 
 
 def _atomic_save(image: Image.Image, path: Path, **kwargs) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    image.save(tmp, format=path.suffix.lstrip(".").upper().replace("JPG", "JPEG"), **kwargs)
-    os.replace(tmp, path)
+    with atomic_output(path, "wb") as handle:
+        image.save(handle, format=path.suffix.lstrip(".").upper().replace("JPG", "JPEG"), **kwargs)
 
 
 def _write_lines(path: Path, ids: list[str]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text("".join(f"{i}\n" for i in ids))
-    os.replace(tmp, path)
+    write_text_atomic(path, "".join(f"{i}\n" for i in ids))
 
 
 def sample_ids(spec: SynthSpec) -> dict[str, list[str]]:
@@ -202,24 +204,55 @@ def save_sbd_mat(label: np.ndarray, path: Path) -> None:
     present = np.unique(label[label > 0]).astype(np.uint8).reshape(-1, 1)
     gtcls = {"Boundaries": class_boundaries(label), "Segmentation": label.astype(np.uint8),
              "CategoriesPresent": present}
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as handle:
+    with atomic_output(path, "wb") as handle:
         savemat(handle, {"GTcls": gtcls}, do_compression=True, oned_as="column")
-    os.replace(tmp, path)
+
+
+def _finished(stamp: Path, wanted: dict) -> bool:
+    try:
+        return json.loads(stamp.read_text()) == wanted
+    except (OSError, ValueError):
+        return False
+
+
+@contextmanager
+def _writer_lock(root: Path) -> Iterator[None]:
+    """One writer per dataset folder at a time, across processes; the kernel drops the lock when
+    its holder dies, so a killed writer never blocks the next one."""
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / LOCK_NAME, "a") as handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
 def write_synthetic_voc(root: Path, spec: SynthSpec = SynthSpec()) -> Path:
     """Write the dataset under ``root/VOCdevkit`` and return that folder.
 
-    Idempotent: a finished dataset with the same spec (``synth.json``) is left as it is; anything
-    else there is rewritten file by file (each write is atomic).
+    Idempotent and safe to call from several processes at once (the first use of the cache by
+    concurrent runs): a finished dataset with the same spec (``synth.json``, written last) is left
+    as it is; otherwise one writer at a time (a lock beside ``VOCdevkit``) rewrites it file by file,
+    each write atomic under a temp name of its own, and the others then find it finished.
     """
     devkit = Path(root) / "VOCdevkit"
-    voc = devkit / "VOC2012"
     stamp = devkit / "synth.json"
     wanted = {"version": SYNTH_VERSION, **spec_identity(spec)}
-    if stamp.is_file() and json.loads(stamp.read_text()) == wanted:
+    if _finished(stamp, wanted):
         return devkit
+    with _writer_lock(Path(root)):
+        if not _finished(stamp, wanted):  # another writer may have finished while this one waited
+            _write_all(devkit, spec, wanted)
+    return devkit
+
+
+def _write_all(devkit: Path, spec: SynthSpec, wanted: dict) -> None:
+    voc = devkit / "VOC2012"
+    stamp = devkit / "synth.json"
+    if devkit.is_dir():  # temp files of a writer that was killed; no other writer runs now
+        for leftover in devkit.rglob(".*.tmp"):
+            leftover.unlink(missing_ok=True)
     for sub in ("JPEGImages", "SegmentationClass", "SegmentationClassAug", "ImageSets/Segmentation"):
         (voc / sub).mkdir(parents=True, exist_ok=True)
 
@@ -242,7 +275,4 @@ def write_synthetic_voc(root: Path, spec: SynthSpec = SynthSpec()) -> Path:
         _write_lines(voc / "ImageSets" / "Segmentation" / f"{name}.txt", ids)
     for name, ids in sbd.items():
         _write_lines(sbd_root / f"{name}.txt", ids)
-    tmp = stamp.with_name(".synth.json.tmp")
-    tmp.write_text(json.dumps(wanted, indent=2))
-    os.replace(tmp, stamp)
-    return devkit
+    write_text_atomic(stamp, json.dumps(wanted, indent=2))

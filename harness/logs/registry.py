@@ -36,8 +36,30 @@ def parse_logs(paths: Sequence[Path] | Path | str, *, fmt: str | None = None,
         else:
             check_readable(f)
             name = fmt
-        by_fmt.setdefault(name, []).append(_PARSERS[name](f))
+        by_fmt.setdefault(name, []).append(check_train_windows(_PARSERS[name](f)))
     return _result(_combine(by_fmt, files), batch_per_device, devices)
+
+
+def _where(source: str, fallback: str) -> tuple[str, int | None]:
+    path, _, line = source.rpartition(":")
+    return (path, int(line)) if line.isdigit() else (source or fallback, None)
+
+
+def check_train_windows(rec: FileRecords) -> FileRecords:
+    """Within one file the iteration counter only grows and times are positive. A counter that
+    goes back is a second run appended to the file (``>>``): stitched, the runs replaced each
+    other's windows silently; a time <= 0 gave a negative fps. Both are errors naming the line."""
+    previous = None
+    for pt in rec.train:
+        path, line = _where(pt.source, rec.path)
+        if pt.time is not None and math.isfinite(pt.time) and pt.time <= 0:
+            raise LogParseError(path, line, f"iteration {pt.iter}: time {pt.time:g} s/iter is not positive")
+        if previous is not None and pt.iter <= previous.iter:
+            raise LogParseError(path, line, f"the iteration counter restarts ({previous.iter} at {previous.source}, "
+                                            f"then {pt.iter}): two runs in one file; split it at this line and "
+                                            "parse each run on its own")
+        previous = pt
+    return rec
 
 
 def _combine(by_fmt: dict[str, list[FileRecords]], files: list[Path]) -> FileRecords:

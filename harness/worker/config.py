@@ -4,7 +4,8 @@ object only; the checked-in config file is never touched.
 """
 from __future__ import annotations
 
-from collections.abc import MutableMapping
+import math
+from collections.abc import Mapping, MutableMapping
 from typing import Any
 
 from harness.backends import get_backend
@@ -96,6 +97,91 @@ def set_dotted(cfg: MutableMapping, dotted: str, value: Any) -> None:
         node[last] = value
 
 
+# Top-level keys the harness itself sets (``adapt``), so overrides may name them even where the
+# stock config has none.
+HARNESS_SET_KEYS = frozenset({"randomness", "work_dir", "launcher", "resume", "load_from", "data_root"})
+DELETE_KEY = "_delete_"  # mmengine's marker: this mapping replaces the old one instead of merging
+
+
+class OverrideError(ValueError):
+    """An override the config cannot take; ``str()`` starts with the dotted key."""
+
+
+def flatten_overrides(overrides: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Dotted keys -> leaf values. ``--set model.overrides.model.decode_head.dropout_ratio=0.2``
+    arrives nested; applied as is it replaced the whole ``model``. Nested mappings merge key by key
+    (as mmengine's ``merge_from_dict``) unless they carry ``_delete_: true``, which replaces."""
+    flat: dict[str, Any] = {}
+    for key, value in overrides.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value and not value.get(DELETE_KEY):
+            flat.update(flatten_overrides(value, f"{dotted}."))
+        elif isinstance(value, Mapping) and value.get(DELETE_KEY):
+            flat[dotted] = {k: v for k, v in value.items() if k != DELETE_KEY}
+        else:
+            flat[dotted] = value
+    return flat
+
+
+def _shape(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, Mapping):
+        return "a mapping"
+    if isinstance(value, (list, tuple)):
+        return "a list"
+    return type(value).__name__
+
+
+def _non_finite(value: Any) -> bool:
+    if isinstance(value, float):
+        return not math.isfinite(value)
+    if isinstance(value, Mapping):
+        return any(_non_finite(item) for item in value.values())
+    if isinstance(value, (list, tuple)):
+        return any(_non_finite(item) for item in value)
+    return False
+
+
+def check_override(cfg: Mapping, dotted: str, value: Any) -> None:
+    """Raise ``OverrideError`` unless ``dotted`` names a key the config has (or the harness sets)
+    and ``value`` has the shape of the value it replaces (None on either side fits anything)."""
+    if _non_finite(value):
+        raise OverrideError(f"{dotted}: value {value!r} is not a finite number")
+    node: Any = cfg if isinstance(cfg, Mapping) else cfg.to_dict()  # an mmengine Config is no Mapping
+    parts = dotted.split(".")
+    for depth, part in enumerate(parts):
+        where = ".".join(parts[: depth + 1])
+        if isinstance(node, Mapping):
+            if part not in node:
+                if depth == 0 and part in HARNESS_SET_KEYS:
+                    return
+                raise OverrideError(f"{where}: the config has no such key")
+            node = node[part]
+        elif isinstance(node, (list, tuple)):
+            if not part.isdigit() or int(part) >= len(node):
+                raise OverrideError(f"{where}: the config's list there has {len(node)} items (indexes 0-{len(node) - 1})")
+            node = node[int(part)]
+        else:
+            raise OverrideError(f"{where}: '{'.'.join(parts[:depth])}' is {_shape(node) or 'None'} in the config, not a mapping")
+    old, new = _shape(node), _shape(value)
+    if old is not None and new is not None and old != new:
+        raise OverrideError(f"{dotted}: expected {old} like the config's {node!r}, got {value!r}")
+    if isinstance(node, tuple) and isinstance(value, (list, tuple)) and len(value) != len(node):
+        raise OverrideError(f"{dotted}: expected {len(node)} items like the config's {node!r}, got {value!r}")
+
+
+def check_overrides(cfg: Mapping, overrides: Mapping[str, Any]) -> None:
+    for dotted, value in flatten_overrides(overrides).items():
+        check_override(cfg, dotted, value)
+
+
 def adapt(cfg: MutableMapping, job: Job) -> list[str]:
     """Everything but loading and saving; returns notes on what the backend changed."""
     apply_train_settings(cfg, job)
@@ -106,7 +192,7 @@ def adapt(cfg: MutableMapping, job: Job) -> list[str]:
         cfg, world_size=job.world_size, norm=job.train.norm, amp=job.train.amp
     )
     notes += apply_speed_knobs(cfg, job)
-    for key, value in job.overrides.items():
+    for key, value in flatten_overrides(job.overrides).items():
         set_dotted(cfg, key, value)
     cfg["work_dir"] = job.work_dir
     cfg["launcher"] = "pytorch" if job.world_size > 1 else "none"

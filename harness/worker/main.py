@@ -14,6 +14,7 @@ from pathlib import Path
 from harness.job import Job
 from harness.provenance import host_provenance
 from harness.worker import device_info
+from harness.worker.checkpoints import install_atomic_local_backend, pick_resume_checkpoint
 
 RESOLVED_CONFIG = "resolved_config.py"
 CANN_VERSION_FILES = (
@@ -46,6 +47,20 @@ def _prepare_device(kind: str) -> None:
         import torch_npu  # noqa: F401
 
 
+def choose_resume_checkpoint(cfg, work_dir: Path) -> list[str]:
+    """Point mmengine at the newest complete checkpoint (it would take ``last_checkpoint`` as is,
+    damaged or not); notes name what was skipped."""
+    chosen, skipped = pick_resume_checkpoint(work_dir)
+    notes = [f"checkpoint {path} is incomplete (truncated); skipped" for path in skipped]
+    if chosen is None:
+        cfg["resume"] = False
+        notes.append(f"no complete checkpoint in {work_dir}; training starts from iteration 0")
+    else:
+        cfg["load_from"] = str(chosen)
+        notes.append(f"resuming from {chosen}")
+    return notes
+
+
 def _init_distributed(job: Job) -> None:
     if job.world_size > 1 and job.device_kind == "cpu":
         # mmengine 0.10.7 calls torch.cuda.set_device in its own init even on the CPU; a process
@@ -70,6 +85,9 @@ def run_job(job: Job, job_path: Path) -> int:
 
     cfg, notes = build_config(job)
     events_hook = _events_hook(cfg, notes)
+    install_atomic_local_backend()  # checkpoints are whole or absent, never truncated
+    if job.resume and job.mode != "eval":
+        notes.extend(choose_resume_checkpoint(cfg, Path(job.work_dir)))
     rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
     print(f"harness.worker: rank {rank} of {world} started (pid {os.getpid()}, {job.device_kind})", flush=True)
     if rank == 0:
