@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 from harness.errors import EXIT_BAD_INPUT, EXIT_ENVIRONMENT, EXIT_INTERRUPTED, HarnessError, RecipeError
+from harness.shipped import RECIPES_DIR
 
 DEFAULT_RESULTS = Path("results")
 
@@ -254,7 +255,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     report = sub.add_parser("report", help="rebuild results/README.md from the stored runs")
     report.add_argument("--results", type=Path, default=DEFAULT_RESULTS, help="results folder (default: results)")
-    report.add_argument("--recipes", type=Path, default=Path(__file__).resolve().parents[1] / "recipes",
+    report.add_argument("--recipes", type=Path, default=RECIPES_DIR,
                         help="where the reference recipes live (default: the shipped recipes/)")
     report.add_argument("--print", action="store_true", help="also print the report")
     report.set_defaults(func=cmd_report)

@@ -14,8 +14,11 @@ import shutil
 from pathlib import Path
 
 from harness.errors import BadInput
+from harness.shipped import RECIPES_DIR
 
 BASE_KEY = "_base_"
+# The configs that ship with the harness (package data): any recipe may name them.
+SHIPPED_CONFIGS = RECIPES_DIR.joinpath("configs").resolve()
 
 
 def _inside(path: Path, folder: Path) -> bool:
@@ -48,8 +51,9 @@ def _base_entries(path: Path) -> list[str]:
 
 def _check_python_config(path: Path, tree: Path, role: str) -> Path:
     resolved = path.resolve()
-    if not _inside(resolved, tree):
-        raise BadInput(f"{path}: {role} lies outside the recipe's folder {tree}; configs are read only from there")
+    if not (_inside(resolved, tree) or _inside(resolved, SHIPPED_CONFIGS)):
+        raise BadInput(f"{path}: {role} lies outside the recipe's folder {tree} (and the shipped configs); "
+                       "configs are read only from there")
     if resolved.suffix != ".py":
         raise BadInput(f"{path}: {role} is not a Python config file (.py)")
     if not resolved.is_file():

@@ -32,7 +32,7 @@ TORCH_VERSION = "2.13.0"
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 # What the build context holds besides docker/<kind>/ (paths relative to the repo root).
-PROJECT_PATHS = ("pyproject.toml", "harness", "recipes")
+PROJECT_PATHS = ("pyproject.toml", "harness")  # the recipes ship inside harness/
 _SKIP_NAMES = {"__pycache__", ".pytest_cache", ".mypy_cache"}
 _SKIP_SUFFIXES = (".pyc", ".pyo")
 

@@ -41,8 +41,9 @@ from harness.recipe import Recipe, RecipeError, load_recipe_data
 from harness.records import DamagedRecord, ProvenanceRecord, RecipeSourceRecord
 from harness.result import build_result
 from harness.runs import RunDir, RunStore, utc_now
+from harness.shipped import RECIPES_DIR
 
-RECIPES_DIR = Path(__file__).resolve().parents[1] / "recipes"
+RECIPES_DIR = RECIPES_DIR
 SEED_CONFIG = "configs/pspnet_r50-d8_voc12aug-512x512_npu-seed.py"
 GPU_CONFIG = "configs/pspnet_r50-d8_voc12aug-512x512_gpu.py"
 NAME_MAX = 64

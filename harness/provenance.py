@@ -14,7 +14,7 @@ ENV_PREFIXES = ("ASCEND_", "HCCL_", "TASK_QUEUE", "CUDA_VISIBLE", "NCCL_", "OMP_
 # What decides a number: the harness code, the recipes, the images' Dockerfiles, the pins. Not
 # results/ (example runs are tracked there, and every report rewrites them), docs or tests, so
 # "dirty" means "the code that produced this differs from its commit" and nothing else.
-CODE_PATHS = ("harness", "recipes", "docker", "pyproject.toml")
+CODE_PATHS = ("harness", "docker", "pyproject.toml")  # the recipes live in harness/recipes
 MAX_CHANGED_LISTED = 20
 
 

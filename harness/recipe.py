@@ -344,6 +344,10 @@ def load_recipe(path: Path, sets: list[str] | tuple[str, ...] = (), *, for_run: 
     about to run here (a plan for an NPU cluster is printable on a laptop without its dataset).
     """
     path = Path(path)
+    if not path.exists():
+        from harness.shipped import shipped_recipe
+
+        path = shipped_recipe(str(path)) or path  # `harness run smoke_cpu`: a shipped recipe by name
     data = load_recipe_data(path)
     for key, value in parse_set_arguments(list(sets)):
         set_dotted(data, key, value)

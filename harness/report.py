@@ -15,8 +15,9 @@ from harness.records import DamagedRecord, PlanRecord, ProvenanceRecord, RunResu
 from harness.result import build_result
 from harness.run_recipe import recipe_of
 from harness.runs import RunDir, RunStore, utc_now
+from harness.shipped import RECIPES_DIR
 
-DEFAULT_RECIPES_DIR = Path(__file__).resolve().parents[1] / "recipes"
+DEFAULT_RECIPES_DIR = RECIPES_DIR
 SEED_REFERENCE_RECIPES = ("gpu_full_8p", "full_8p")
 
 

@@ -5,7 +5,7 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-RECIPES = REPO / "recipes"
+RECIPES = REPO / "harness" / "recipes"  # the shipped recipes (package data); ./recipes links here
 SHARED_LOGS = REPO / "tests" / "fixtures" / "logs" / "public"  # copies of ../shared/fixtures/logs (SOURCES.md)
 
 

@@ -191,7 +191,10 @@ def test_fps_counts_every_rank_of_every_node(tmp_path):
     shutil.copytree(fixture, run.work_dir / fixture.name)
     plan = plan_for("smoke_cpu_2node", "local")
     recipe = load_recipe(RECIPES / "smoke_cpu_2node.yaml").recipe
-    result = build_result(run, recipe, plan)
+    result = build_result(run, recipe, plan.world_size)
     one_rank = parse_logs([run.work_dir / fixture.name], batch_per_device=2, devices=1).fps
-    assert result["device"]["count"] == 2 and result["fps"] == pytest.approx(2 * one_rank)
-    assert build_result(run, recipe, json.loads(json.dumps(plan.to_dict())))["fps"] == result["fps"]  # from plan.json too
+    assert result.device.count == 2 and result.fps == pytest.approx(2 * one_rank)
+    from harness.records import PlanRecord
+
+    recorded = PlanRecord.model_validate(json.loads(json.dumps(plan.to_dict())))
+    assert build_result(run, recipe, recorded.world_size).fps == result.fps  # from plan.json too

@@ -14,7 +14,7 @@ def _git(repo: Path, *args: str) -> None:
 
 def _repo(tmp_path: Path) -> Path:
     repo = tmp_path / "repo"
-    for name in ("harness/a.py", "recipes/r.yaml", "docker/Dockerfile", "pyproject.toml", "results/runs/x/result.json",
+    for name in ("harness/a.py", "harness/recipes/r.yaml", "docker/Dockerfile", "pyproject.toml", "results/runs/x/result.json",
                  "README.md", "tests/test_a.py"):
         (repo / name).parent.mkdir(parents=True, exist_ok=True)
         (repo / name).write_text("one\n")
@@ -39,7 +39,7 @@ def test_results_docs_tests_and_untracked_files_do_not_make_it_dirty(tmp_path):
 
 
 def test_a_changed_tracked_code_file_makes_it_dirty_and_is_named(tmp_path):
-    for name in ("harness/a.py", "recipes/r.yaml", "docker/Dockerfile", "pyproject.toml"):
+    for name in ("harness/a.py", "harness/recipes/r.yaml", "docker/Dockerfile", "pyproject.toml"):
         repo = _repo(tmp_path / name.replace("/", "_"))
         (repo / name).write_text("changed\n")
         commit, dirty, changed = code_state(repo)

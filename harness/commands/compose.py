@@ -6,8 +6,9 @@ import argparse
 from pathlib import Path
 
 from harness.errors import BadInput
+from harness.shipped import RECIPES_DIR
 
-DEFAULT_RECIPES = Path(__file__).resolve().parents[2] / "recipes"
+DEFAULT_RECIPES = RECIPES_DIR
 
 
 def register(subparsers) -> argparse.ArgumentParser:

@@ -12,14 +12,14 @@ import json
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from pathlib import Path, PurePosixPath
+from pathlib import PurePosixPath
 
 import yaml
 
 from harness.launch import NodeLaunch, Rendezvous
-from harness.job import JOB_FILE
 from harness.plan import CONFIGS_DIR, Plan
 from harness.recipe import LoadedRecipe
+from harness.records import JobRecord, PlanRecord, RecipeSourceRecord, dump_record
 
 LOG_NODE0 = "train.log"  # the run store's log; other nodes write train.node<N>.log
 WAIT_FOR_RUN_FILES_S = 600
@@ -46,15 +46,17 @@ def new_run_id(recipe_name: str) -> str:
 
 
 def run_files(loaded: LoadedRecipe, data: dict, plan_description: dict, plan: Plan, run_id: str) -> RunFiles:
+    """The run folder's starting files, as the run store's records write them (versioned), so the
+    results PVC reads like any run store."""
     files = {
         "recipe.yaml": yaml.safe_dump(data, sort_keys=False),
-        "recipe_source.json": json.dumps({"path": str(loaded.path)}, indent=2) + "\n",
-        "plan.json": json.dumps(plan_description, indent=2, default=str) + "\n",
-        JOB_FILE: json.dumps(plan.job.to_dict(), indent=2) + "\n",
+        RecipeSourceRecord.FILE: dump_record(RecipeSourceRecord(path=str(loaded.path))),
+        PlanRecord.FILE: dump_record(PlanRecord.model_validate(json.loads(json.dumps(plan_description, default=str)))),
+        JobRecord.FILE: dump_record(JobRecord.from_job(plan.job)),
     }
-    # The recipe's config folder, as a local run copies it (flat: the shipped configs are).
-    for config in sorted(Path(loaded.config_path.parent).glob("*.py")):
-        files[f"{CONFIGS_DIR}/{config.name}"] = config.read_text()
+    # The config and the local bases it inherits, exactly as a local run copies them.
+    for source, relative in loaded.config_files():
+        files[f"{CONFIGS_DIR}/{relative.as_posix()}"] = source.read_text()
     return RunFiles(run_id, files)
 
 
@@ -62,7 +64,7 @@ def _status_writer(run: str, executor: str, recipe: str) -> str:
     # printf keeps the status JSON valid with any values: all of them are harness-made literals.
     return (
         "status() {\n"
-        f"  printf '{{\"state\": \"%s\", \"exit_code\": %s, \"executor\": \"{executor}\", \"recipe\": \"{recipe}\", "
+        f"  printf '{{\"schema_version\": 1, \"state\": \"%s\", \"exit_code\": %s, \"executor\": \"{executor}\", \"recipe\": \"{recipe}\", "
         f"\"created\": \"%s\", \"updated\": \"%s\"}}\\n' \"$1\" \"$2\" \"$CREATED\" \"$(date -u +%Y-%m-%dT%H:%M:%SZ)\" "
         f"> \"{run}/.status.json.tmp\" && mv \"{run}/.status.json.tmp\" \"{run}/status.json\"\n"
         "}"
@@ -75,7 +77,7 @@ def node_script(launch: NodeLaunch, rendezvous: Rendezvous, files: RunFiles, *, 
     node = rendezvous.node_rank or "0"
     copies = []
     # job.json last: the other nodes start once it exists, so everything it names must be there.
-    for path in sorted(files.files, key=lambda path: (path == JOB_FILE, path)):
+    for path in sorted(files.files, key=lambda path: (path == JobRecord.FILE, path)):
         target = PurePosixPath(run_dir) / path
         copies.append(f'  mkdir -p "{target.parent}" && cp -L "{PurePosixPath(files_mount) / path}" "{target}"')
     lines = [

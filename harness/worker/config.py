@@ -91,6 +91,9 @@ def set_dotted(cfg: MutableMapping, dotted: str, value: Any) -> None:
     for key in keys[:-1]:
         node = node[int(key)] if isinstance(node, list) else node.setdefault(key, {})
     last = keys[-1]
+    old = node[int(last)] if isinstance(node, list) else node.get(last)
+    if isinstance(old, tuple) and isinstance(value, list):
+        value = tuple(value)  # YAML has no tuples; mmseg asserts them (crop_size, scale)
     if isinstance(node, list):
         node[int(last)] = value
     else:
