@@ -91,6 +91,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     install_interrupt_handlers()
     if args.force and not args.resume:
         raise RecipeError("--force goes with --resume RUN_ID")
+    if args.repeat is not None or args.seeds is not None:
+        return _run_group(args)
     if args.resume:
         if args.recipe or args.sets or args.executor:
             raise RecipeError("--resume RUN_ID takes no recipe, --set or --executor: the run continues as it was started")
@@ -118,15 +120,40 @@ def cmd_run(args: argparse.Namespace) -> int:
     result = _readable_result(outcome.run)
     summary = result.model_dump(include={"fps", "final", "best", "iterations"}) if result else {}
     _say(f"harness: run {outcome.run.run_id} {outcome.state}: {json.dumps(summary)}")
-    if not args.no_report:
-        from harness.report import write_report
-
-        try:
-            path, _ = write_report(args.results)
-            _say(f"harness: report written to {path}")
-        except OSError as exc:  # the run is recorded; a report that cannot be written must not undo that
-            _say(f"harness: report not written: {exc}")
+    _write_report(args)
     return outcome.exit_code
+
+
+def _run_group(args: argparse.Namespace) -> int:
+    """``--repeat N`` / ``--seeds``: one run per seed plus a group record (harness.groups)."""
+    from harness.groups import parse_seeds, run_group
+    from harness.recipe import load_recipe
+
+    if args.resume or args.check:
+        raise RecipeError("--repeat/--seeds go with a RECIPE, not with --resume or --check")
+    if args.recipe is None:
+        raise RecipeError("run --repeat: give a RECIPE file")
+    seeds = parse_seeds(args.seeds, args.repeat)
+    loaded = load_recipe(args.recipe, args.sets, for_run=True)
+    executor = _chosen_executor(args, loaded)
+    outcome = run_group(args.recipe, args.sets, seeds, results_dir=args.results, executor=executor,
+                        quiet=args.quiet, skip_data_check=args.skip_data_check)
+    states = ", ".join(f"seed {m.seed} {m.state}" for m in outcome.record.members)
+    _say(f"harness: group {outcome.group.group_id} {outcome.record.state}: {states}")
+    _write_report(args)
+    return outcome.exit_code
+
+
+def _write_report(args: argparse.Namespace) -> None:
+    if args.no_report:
+        return
+    from harness.report import write_report
+
+    try:
+        path, _ = write_report(args.results)
+        _say(f"harness: report written to {path}")
+    except OSError as exc:  # the run is recorded; a report that cannot be written must not undo that
+        _say(f"harness: report not written: {exc}")
 
 
 def _say(line: str) -> None:
@@ -187,9 +214,9 @@ def _run_line(run) -> tuple[dict, str]:
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
-    from harness.records import RECORDS, json_schemas
+    from harness.records import json_schemas
 
-    schemas = json_schemas()
+    schemas = {**json_schemas(), **{m.__name__: m.model_json_schema() for m in published_models().values()}}
     names = [args.record] if args.record else sorted(schemas)
     unknown = [n for n in names if n not in schemas]
     if unknown:
@@ -201,9 +228,23 @@ def cmd_schema(args: argparse.Namespace) -> int:
     from harness.fileio import write_text_atomic
 
     for name in names:
-        write_text_atomic(args.output / schema_file_name(RECORDS[name]), json.dumps(schemas[name], indent=2) + "\n")
-        print(args.output / schema_file_name(RECORDS[name]))
+        model = {**record_models(), **published_models()}[name]
+        write_text_atomic(args.output / schema_file_name(model), json.dumps(schemas[name], indent=2) + "\n")
+        print(args.output / schema_file_name(model))
     return 0
+
+
+def record_models() -> dict:
+    from harness.records import RECORDS
+
+    return RECORDS
+
+
+def published_models() -> dict:
+    """JSON that commands print (not run-folder records) whose schema is published too."""
+    from harness.compare import CompareReport
+
+    return {"CompareReport": CompareReport}
 
 
 def schema_file_name(model) -> str:
@@ -251,6 +292,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--check", action="store_true",
                      help="first run `harness check RECIPE --crop 128 --batch 2` (real model, on the CPU); stop if it fails")
     run.add_argument("--no-report", action="store_true", help="do not rewrite results/README.md afterwards")
+    run.add_argument("--repeat", type=int, metavar="N",
+                     help="run a group: N runs differing only in train.seed (seeds 0..N-1), one run folder each, "
+                          "plus results/groups/<group-id>/group.json; a failed member is recorded and the group goes on")
+    run.add_argument("--seeds", metavar="S,S,...", help="the group's seeds, e.g. 0,1,2 (implies --repeat)")
     run.set_defaults(func=cmd_run)
 
     report = sub.add_parser("report", help="rebuild results/README.md from the stored runs")
@@ -265,7 +310,7 @@ def build_parser() -> argparse.ArgumentParser:
     runs.add_argument("--json", action="store_true")
     runs.set_defaults(func=cmd_runs)
 
-    schema = sub.add_parser("schema", help="print or write the JSON schemas of the run-folder records (status.json, ...)")
+    schema = sub.add_parser("schema", help="print or write the JSON schemas of the run-folder records (status.json, ...) and of compare --json")
     schema.add_argument("record", nargs="?", help="one record model, e.g. RunStatus or RunResult (default: all)")
     schema.add_argument("-o", "--output", type=Path, help="write <file>.schema.json files into this folder instead")
     schema.set_defaults(func=cmd_schema)

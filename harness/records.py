@@ -327,10 +327,42 @@ class RunResult(Record):
         return next((v for v in self.verdicts if v.metric == metric), None)
 
 
+# ---------------------------------------------------------------------------------------------
+# group.json (results/groups/<group-id>/): the runs of one `harness run --repeat N`
+
+
+class GroupMember(BaseModel):
+    """One seed of a group: its run (None when it never got a run folder) and how it ended."""
+
+    seed: int
+    run_id: str | None = None
+    state: Literal["pending", "created", "running", "succeeded", "failed", "interrupted"] = "pending"
+    exit_code: int | None = None
+    reason: str | None = None
+
+
+class GroupRecord(Record):
+    """A group of runs of one recipe that differ only in ``train.seed``."""
+
+    FILE: ClassVar[str] = "group.json"
+    group_id: str
+    recipe: str
+    recipe_path: str | None = None
+    sets: list[str] = Field(default_factory=list)  # the --set overrides every member ran with
+    seeds: list[int]
+    members: list[GroupMember] = Field(default_factory=list)
+    state: Literal["running", "finished", "interrupted"] = "running"
+    created: str | None = None
+    updated: str | None = None
+
+    def finished_members(self) -> list[GroupMember]:
+        return [m for m in self.members if m.state == "succeeded" and m.run_id]
+
+
 RECORDS: dict[str, type[Record]] = {
     model.__name__: model
     for model in (RunStatus, PlanRecord, JobRecord, DatasetRecord, RecipeSourceRecord, ProvenanceRecord,
-                  WorkerEnvRecord, RunResult)
+                  WorkerEnvRecord, RunResult, GroupRecord)
 }
 RECORD_FILES = {model.FILE for model in RECORDS.values()}
 

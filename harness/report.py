@@ -35,6 +35,8 @@ class RunRow:
 class Report:
     rows: list[RunRow]
     references: list[PublishedRow] = field(default_factory=list)
+    groups: list = field(default_factory=list)  # harness.groups.GroupSummary
+    group_problems: list[str] = field(default_factory=list)  # one line per damaged group folder
 
 
 def collect_run(run: RunDir) -> RunRow:
@@ -79,9 +81,12 @@ def shipped_recipes(recipes_dir: Path) -> list[Recipe]:
 
 
 def collect(results_dir: Path, recipes_dir: Path = DEFAULT_RECIPES_DIR) -> Report:
+    from harness.report_groups import collect_groups
+
     rows = [collect_run(run) for run in RunStore(results_dir).all()]
     recipes = shipped_recipes(recipes_dir) + [row.recipe for row in rows if row.recipe]
-    return Report(rows=rows, references=reference_rows(recipes))
+    groups, problems = collect_groups(results_dir, rows)
+    return Report(rows=rows, references=reference_rows(recipes), groups=groups, group_problems=problems)
 
 
 def _num(value: float | None, digits: int) -> str:
@@ -201,7 +206,30 @@ FPS_NOTE = (
 )
 
 
+def comparisons_section(report: Report) -> list[str]:
+    """For every reference label with finished runs on two (or more) device kinds: the first two
+    kinds side by side, as ``harness compare`` prints them."""
+    from harness.compare import Side, compare_sides, render_markdown
+
+    by_label: dict[str, dict[str, list[RunRow]]] = {}
+    for row in report.rows:
+        if row.recipe and row.result and row.state == "succeeded":
+            kinds = by_label.setdefault(row.recipe.reference.label, {})
+            kinds.setdefault(row.recipe.device.kind, []).append(row)
+    lines: list[str] = []
+    for label, kinds in by_label.items():
+        if len(kinds) < 2:
+            continue
+        (ka, ra), (kb, rb) = sorted(kinds.items())[:2]
+        sides = [Side(f"{label} on {kind.upper()}", "label", [r.run for r in rs], [r.result for r in rs], rs[0].recipe)
+                 for kind, rs in ((ka, ra), (kb, rb))]
+        lines += render_markdown(compare_sides(*sides), heading="###")
+    return ["## Comparisons", "", *lines] if lines else []
+
+
 def render(report: Report) -> str:
+    from harness.report_groups import groups_section
+
     parts = [
         "# Results",
         "",
@@ -222,6 +250,8 @@ def render(report: Report) -> str:
         "",
         *runs_table(report),
         "",
+        *groups_section(report.groups, report.group_problems),
+        *comparisons_section(report),
         "## Reference rows",
         "",
         *references_section(report),
@@ -297,8 +327,12 @@ def write_report(results_dir: Path, recipes_dir: Path = DEFAULT_RECIPES_DIR) -> 
         "generated": utc_now(),
         "references": [ref.model_dump() for ref in report.references],
         "runs": rows,
+        "groups": [summary.to_dict() for summary in report.groups],
     })
     write_text_atomic(Path(results_dir) / "summary.csv", _csv(rows))
     write_plots(report)
+    from harness.report_groups import write_group_plots
+
+    write_group_plots(results_dir, report.groups)
     write_text_atomic(path, render(report))
     return path, report

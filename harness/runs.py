@@ -27,6 +27,7 @@ from harness.records import (
     STATES,
     DamagedRecord,
     DatasetRecord,
+    GroupRecord,
     JobRecord,
     OptimWrapperUsed,
     PlanRecord,
@@ -41,11 +42,14 @@ from harness.records import (
 )
 
 RUNS_DIR = "runs"
+GROUPS_DIR = "groups"
 RUN_ID_PATTERN = re.compile(r"^[0-9]{8}T[0-9]{6}Z-[A-Za-z0-9_.-]{1,64}-[0-9a-f]{6}$")
+GROUP_ID_PATTERN = re.compile(r"^g[0-9]{8}T[0-9]{6}Z-[A-Za-z0-9_.-]{1,64}-[0-9a-f]{6}$")
+RESOLVED_CONFIG = "resolved_config.py"  # written by the worker (harness.worker.main.RESOLVED_CONFIG)
 LOCK_FILE = ".lock"  # held (exclusive) by the harness attempt running the run
 TRAINER_LOCK_FILE = ".trainer.lock"  # held (shared) by every live worker process of the run
 RECIPE_FILE = "recipe.yaml"
-__all__ = ["RunDir", "RunStore", "RunStoreError", "RunBusy", "DamagedRecord", "RunLock", "STATES", "utc_now"]
+__all__ = ["RunDir", "RunStore", "GroupDir", "GroupStore", "RunStoreError", "RunBusy", "DamagedRecord", "RunLock", "STATES", "utc_now"]
 
 R = TypeVar("R", bound=Record)
 
@@ -199,6 +203,16 @@ class RunDir:
         except (OSError, UnicodeDecodeError) as exc:
             raise DamagedRecord(f"{self.recipe_file}: unreadable ({exc.__class__.__name__})") from None
 
+    def resolved_config_text(self) -> str | None:
+        """The mmengine config the worker really ran (every override applied); None when the run
+        never got that far or was ingested from logs made elsewhere."""
+        try:
+            return (self.path / RESOLVED_CONFIG).read_text()
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise DamagedRecord(f"{self.path / RESOLVED_CONFIG}: unreadable ({exc.__class__.__name__})") from None
+
     def looks_like_a_run(self) -> bool:
         """A harness run folder (status and recipe present), whatever its records say."""
         return self.record_path(RunStatus).is_file() and self.recipe_file.is_file()
@@ -341,6 +355,70 @@ class RunStore:
         if not self.runs_dir.is_dir():
             return []
         return [RunDir(p) for p in sorted(self.runs_dir.iterdir()) if p.is_dir() and RUN_ID_PATTERN.match(p.name)]
+
+
+@dataclass(frozen=True)
+class GroupDir:
+    """``results/groups/<group-id>/``: the group record (its members are ordinary run folders)."""
+
+    path: Path
+
+    @property
+    def group_id(self) -> str:
+        return self.path.name
+
+    @property
+    def record_file(self) -> Path:
+        return self.path / GroupRecord.FILE
+
+    def read(self) -> GroupRecord:
+        try:
+            text = self.record_file.read_text()
+        except FileNotFoundError:
+            raise DamagedRecord(f"{self.record_file}: missing (every group folder has one)") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise DamagedRecord(f"{self.record_file}: unreadable ({exc.__class__.__name__})") from None
+        return parse_record(GroupRecord, text, where=str(self.record_file))  # type: ignore[return-value]
+
+    def write(self, record: GroupRecord) -> None:
+        record.updated = utc_now()
+        write_text_atomic(self.record_file, dump_record(record))
+
+
+class GroupStore:
+    """Groups of repeated runs under ``results/groups/``; the runs stay in ``results/runs/``."""
+
+    def __init__(self, results_dir: Path):
+        self.results_dir = Path(results_dir)
+        self.groups_dir = self.results_dir / GROUPS_DIR
+
+    def create(self, recipe_name: str) -> GroupDir:
+        check_writable(self.results_dir)
+        _create_folder(self.groups_dir)
+        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+        for _ in range(16):
+            path = self.groups_dir / f"g{stamp}-{recipe_name}-{secrets.token_hex(3)}"
+            try:
+                path.mkdir()
+            except FileExistsError:
+                continue
+            except OSError as exc:
+                raise _environment_error(self.groups_dir, exc) from None
+            return GroupDir(path)
+        raise RunStoreError(f"{self.groups_dir}: could not create a unique group folder")
+
+    def get(self, group_id: str) -> GroupDir:
+        if not GROUP_ID_PATTERN.match(group_id):
+            raise RunStoreError(f"group id {group_id!r}: expected an id like g20261125T201500Z-smoke_cpu-a1b2c3")
+        path = self.groups_dir / group_id
+        if not path.is_dir():
+            raise RunStoreError(f"group id {group_id!r}: no such group in {self.groups_dir}")
+        return GroupDir(path)
+
+    def all(self) -> list[GroupDir]:
+        if not self.groups_dir.is_dir():
+            return []
+        return [GroupDir(p) for p in sorted(self.groups_dir.iterdir()) if p.is_dir() and GROUP_ID_PATTERN.match(p.name)]
 
 
 def read_job_file(path: Path):
