@@ -31,7 +31,8 @@ def _overlay(curves: dict[str, tuple[list[float], list[float]]], path: Path, *, 
     ax.set_title(title)
     ax.set_xlabel("training iteration")
     ax.set_ylabel(ylabel)
-    return _save(fig, ax, {"run_id": subtitle}, path, legend=True)
+    fig.text(0.99, 0.01, subtitle, ha="right", va="bottom", fontsize=7, color="0.4")
+    return _save(fig, ax, {}, path, legend=True)
 
 
 def write_group_plots(summary, out_dir: Path) -> list[Path]:
