@@ -43,7 +43,8 @@ def _recipe_arguments(parser: argparse.ArgumentParser, optional: bool = False) -
     )
     parser.add_argument(
         "--executor", default=None, metavar="NAME",
-        help="where to run: 'local' (subprocesses here), 'docker', or another registered executor; default: docker "
+        help="where to run: 'local' (subprocesses here), 'docker', 'slurm' (a batch job on a Slurm cluster, any "
+        "number of nodes), or another registered executor; default: docker "
         "when the recipe names an image and --executor is not given, except for the CPU recipes, which default to local",
     )
 
@@ -86,6 +87,7 @@ def _chosen_executor(args: argparse.Namespace, loaded) -> str:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from harness.execute import install_interrupt_handlers, resume_run, run_recipe
+    from harness.executors import get_executor
     from harness.recipe import load_recipe
 
     install_interrupt_handlers()
@@ -94,19 +96,21 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.repeat is not None or args.seeds is not None:
         return _run_group(args)
     if args.resume:
-        if args.recipe or args.sets or args.executor:
-            raise RecipeError("--resume RUN_ID takes no recipe, --set or --executor: the run continues as it was started")
+        if args.recipe or args.sets or args.executor or _slurm_options(args):
+            raise RecipeError("--resume RUN_ID takes no recipe, --set, --executor or executor options: the run continues "
+                              "as it was started")
         outcome = resume_run(args.resume, results_dir=args.results, quiet=args.quiet, force=args.force)
     else:
         if args.recipe is None:
             raise RecipeError("run: give a RECIPE file, or --resume RUN_ID")
         loaded = load_recipe(args.recipe, args.sets, for_run=True)
         executor = _chosen_executor(args, loaded)
-        if loaded.recipe.device.nodes > 1:
+        options = _executor_options(args, executor, loaded)
+        if loaded.recipe.device.nodes > 1 and not getattr(get_executor(executor), "multi_node", False):
             # Until an executor starts every node, node 0 alone would wait for the others forever.
             raise RecipeError(
                 f"{loaded.path}: device.nodes: the {executor} executor runs one node; for {loaded.recipe.device.nodes} "
-                "nodes submit with `harness k8s` (see `harness plan` for every node's launch)"
+                "nodes use --executor slurm or submit with `harness k8s` (see `harness plan` for every node's launch)"
             )
         if args.check:
             from harness.checking import QUICK_BATCH, QUICK_CROP, check_recipe
@@ -115,7 +119,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             print(f"harness: check passed ({report.seconds:.0f} s on the CPU, crop {QUICK_CROP}, batch {QUICK_BATCH})",
                   file=sys.stderr)
         outcome = run_recipe(
-            loaded, results_dir=args.results, executor=executor, quiet=args.quiet, skip_data_check=args.skip_data_check
+            loaded, results_dir=args.results, executor=executor, quiet=args.quiet, skip_data_check=args.skip_data_check,
+            executor_options=options,
         )
     result = _readable_result(outcome.run)
     summary = result.model_dump(include={"fps", "final", "best", "iterations"}) if result else {}
@@ -131,6 +136,9 @@ def _run_group(args: argparse.Namespace) -> int:
 
     if args.resume or args.check:
         raise RecipeError("--repeat/--seeds go with a RECIPE, not with --resume or --check")
+    if _slurm_options(args):
+        raise RecipeError("--repeat/--seeds do not take --partition, --gres or --slurm-container yet: "
+                          "submit each seed with --set train.seed=S instead")
     if args.recipe is None:
         raise RecipeError("run --repeat: give a RECIPE file")
     seeds = parse_seeds(args.seeds, args.repeat)
@@ -154,6 +162,24 @@ def _write_report(args: argparse.Namespace) -> None:
         _say(f"harness: report written to {path}")
     except OSError as exc:  # the run is recorded; a report that cannot be written must not undo that
         _say(f"harness: report not written: {exc}")
+
+
+def _slurm_options(args: argparse.Namespace) -> dict[str, str]:
+    given = {"partition": args.partition, "container": args.slurm_container, "gres": args.gres}
+    return {key: value for key, value in given.items() if value is not None}
+
+
+def _executor_options(args: argparse.Namespace, executor: str, loaded) -> dict[str, str]:
+    """The Slurm executor's constructor options (recorded in plan.json; --resume reuses them)."""
+    options = _slurm_options(args)
+    if options and executor != "slurm":
+        raise RecipeError(f"--partition, --gres and --slurm-container go with --executor slurm, not {executor}")
+    if options.get("container", "none") != "none":
+        if not loaded.recipe.image:
+            raise RecipeError(f"{loaded.path}: image: --slurm-container {options['container']} needs an image; "
+                              "the recipe names none")
+        options["image"] = loaded.recipe.image
+    return options
 
 
 def _say(line: str) -> None:
@@ -296,6 +322,16 @@ def build_parser() -> argparse.ArgumentParser:
                      help="run a group: N runs differing only in train.seed (seeds 0..N-1), one run folder each, "
                           "plus results/groups/<group-id>/group.json; a failed member is recorded and the group goes on")
     run.add_argument("--seeds", metavar="S,S,...", help="the group's seeds, e.g. 0,1,2 (implies --repeat)")
+    slurm = run.add_argument_group(
+        "Slurm (--executor slurm)",
+        "submit the run as one batch job (job.sbatch in the run folder), one torchrun per node, and follow it; the "
+        "nodes must share the results folder at the same path; Ctrl-C cancels the job",
+    )
+    slurm.add_argument("--partition", metavar="P", help="the Slurm partition (default: the cluster's default)")
+    slurm.add_argument("--gres", metavar="GRES", help="generic resources per node as the cluster names them, e.g. gpu:8 or npu:8")
+    slurm.add_argument("--slurm-container", choices=("none", "pyxis", "docker"), default=None,
+                       help="how each node runs the worker: none (the node's own Python, default), pyxis (srun "
+                            "--container-image=the recipe's image), docker (docker run of the recipe's image per node)")
     run.set_defaults(func=cmd_run)
 
     report = sub.add_parser("report", help="rebuild results/README.md from the stored runs")

@@ -108,7 +108,13 @@ def plan_record(plan: Plan) -> PlanRecord:
 def planned(loaded: LoadedRecipe, inputs: PlanInputs, executor: Executor) -> Plan:
     """The plan for ``executor``: laid out for where it runs, named after it."""
     plan = build_plan(loaded.recipe, inputs, executor.plan_layout)
-    return replace(plan, executor=executor.name)
+    return replace(plan, executor=executor.name, executor_options=executor_options(executor))
+
+
+def executor_options(executor: Executor) -> dict[str, str]:
+    """The options an executor was built with (``--partition`` ...): recorded in plan.json."""
+    options = getattr(executor, "options", None)
+    return dict(options()) if options else {}
 
 
 def dataset_folder(loaded: LoadedRecipe) -> Path:
@@ -235,14 +241,16 @@ def _disk_full(run: RunDir, outcome: Outcome, log_tail: list[str]) -> bool:
 def finish(run: RunDir, loaded: LoadedRecipe, plan: Plan, outcome: Outcome) -> RunOutcome:
     """Parse what the run left, whatever its exit, and record the state. On a full disk the
     (small, atomic) status is written first, so the run never stays 'running'."""
+    details = {"exit_code": outcome.exit_code, "finished": utc_now()}
     if outcome.interrupted and not outcome.timed_out:
         state, code = "interrupted", EXIT_INTERRUPTED
+        if outcome.reason:  # e.g. the scheduler cancelled or preempted the job
+            details["reason"] = outcome.reason
     elif outcome.exit_code == 0:
         state, code = "succeeded", EXIT_OK
     else:
         state, code = "failed", EXIT_RUN_FAILED
     last_lines = tail(run.log_file, 60)
-    details = {"exit_code": outcome.exit_code, "finished": utc_now()}
     if _disk_full(run, outcome, last_lines):
         state, code = "failed", EXIT_RUN_FAILED
         _record_status(run, state, reason="disk full", last_lines=last_lines[-20:], **details)
@@ -293,6 +301,8 @@ def failure_reason(outcome: Outcome, log_tail: list[str]) -> str:
         return f"executor error: {outcome.error}"
     if outcome.failed_node:
         return f"node {outcome.failed_node} failed (exit code {outcome.exit_code})"
+    if outcome.reason:
+        return outcome.reason
     if outcome.oom_killed:
         return "killed: out of memory (the container's OOM killer)"
     if outcome.exit_code in (137, -9):
@@ -340,11 +350,12 @@ def start_run(run: RunDir, lock: RunLock, loaded: LoadedRecipe, plan: Plan, exec
 
 
 def run_recipe(
-    loaded: LoadedRecipe, *, results_dir: Path, executor: str, quiet: bool = False, skip_data_check: bool = False
+    loaded: LoadedRecipe, *, results_dir: Path, executor: str, quiet: bool = False, skip_data_check: bool = False,
+    executor_options: dict[str, str] | None = None,
 ) -> RunOutcome:
     check_writable(results_dir)
     run_preflight(loaded.recipe, results_dir)
-    chosen = get_executor(executor)()
+    chosen = get_executor(executor)(**(executor_options or {}))
     store = RunStore(results_dir)
     run, lock, plan = prepare_run(loaded, store, chosen, skip_data_check=skip_data_check)
     return start_run(run, lock, loaded, plan, chosen, quiet=quiet)
@@ -380,7 +391,7 @@ def resume_run(run_id: str, *, results_dir: Path, quiet: bool = False, force: bo
         recorded_plan, recorded_job = run.plan(), run.job()
         _wait_for_old_trainer(run)
         run_preflight(loaded.recipe, results_dir)
-        executor = get_executor(recorded_plan.executor)()
+        executor = get_executor(recorded_plan.executor)(**recorded_plan.executor_options)
         dataset_dir = dataset_folder(loaded)
         recorded = run.dataset()
         dataset = verify_dataset(dataset_dir, f"{loaded.path}: dataset",

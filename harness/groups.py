@@ -21,7 +21,7 @@ from pathlib import Path
 from harness.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_RUN_FAILED
 from harness.recipe import METRICS, Reference, load_recipe
 from harness.records import GroupMember, GroupRecord, RunResult
-from harness.runs import GroupDir, GroupStore, RunStore, RunStoreError, utc_now
+from harness.runs import GroupDir, GroupStore, RunStoreError, utc_now
 from harness.stats import GroupStats, describe
 from harness.verdict import Verdict, judge_accuracy, judge_speed
 

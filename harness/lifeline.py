@@ -7,6 +7,12 @@ the harness is gone, and the worker stops its process group instead of training 
 that a later ``--resume`` would race. Workers also hold a shared lock on ``HARNESS_TRAINER_LOCK``
 while alive, so a resume can tell that an old trainer has not exited yet.
 
+Under Slurm the run folder (and so the lock) is on the nodes' shared file system; a worker that
+finds the lock free cancels the whole job (``scancel $SLURM_JOB_ID``). This needs flock locks
+that every node sees: Linux NFS clients (v4, or v3 with the lock manager) and Lustre mounted with
+``flock`` provide them; with node-local locks (Lustre ``localflock``, NFS ``nolock``) the lock
+looks free on other nodes and their workers would stop at once.
+
 Locally the launched process additionally gets a parent-death signal (``prctl``), which stops it
 at once when the harness dies rather than at the next watch.
 """
@@ -15,7 +21,9 @@ from __future__ import annotations
 import ctypes
 import fcntl
 import os
+import shutil
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -52,8 +60,21 @@ def _held_by_someone(path: str) -> bool:
         os.close(fd)
 
 
+def _cancel_slurm_job() -> None:
+    """Under Slurm the harness follows a batch job from outside it: stopping this node's ranks
+    alone would leave the other nodes waiting in a collective. Cancel the whole job instead (best
+    effort: inside a container without Slurm's commands the ranks' exit ends the job)."""
+    job = os.environ.get("SLURM_JOB_ID")
+    if job and shutil.which("scancel"):
+        try:
+            subprocess.run(["scancel", job], timeout=30, capture_output=True)
+        except (OSError, subprocess.TimeoutExpired):
+            pass
+
+
 def _stop_everything(reason: str) -> None:
     print(f"harness.worker: {reason}; stopping", file=sys.stderr, flush=True)
+    _cancel_slurm_job()
     try:
         os.killpg(os.getpgid(0), signal.SIGTERM)
     except OSError:

@@ -5,9 +5,8 @@ here touches the disk, Docker or the network, so every shipped recipe's plan is 
 from __future__ import annotations
 
 import socket
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import PurePosixPath
-from typing import Literal
 
 from harness.backends import get_backend
 from harness.job import JOB_FILE, Job, TrainSettings
@@ -16,7 +15,7 @@ from harness.ranktable import CONTAINER_RANK_TABLE
 from harness.recipe import Recipe
 from harness.spec import BindMount, ContainerSpec, LaunchSpec
 
-Executor = Literal["local", "docker"]
+Executor = str  # an executor name; the layout of its paths is PlanLayout ("local" or "docker")
 
 CONTAINER_RUN_DIR = "/workspace/run"
 CONTAINER_DATA_DIR = "/data/VOCdevkit"
@@ -73,6 +72,7 @@ class Plan:
     master_port: int | None = None  # multi-rank rendezvous; None for one rank
     node_environment: tuple[dict[str, str], ...] = ()  # node i's own variables (HCCL_IF_IP)
     node_launches: tuple[NodeLaunch, ...] = ()
+    executor_options: dict[str, str] = field(default_factory=dict)  # e.g. Slurm's partition (execute.planned)
 
     def to_dict(self) -> dict:
         data = asdict(self)
@@ -81,6 +81,8 @@ class Plan:
         data["container"] = self.container.to_dict() if self.container else None
         for key in ("nodes", "nproc_per_node", "python", "worker", "node_environment", "node_launches"):
             del data[key]  # a one-node plan reads as it always has (and its rendezvous port)
+        if not self.executor_options:
+            del data["executor_options"]
         if self.nodes > 1:
             data["nodes"] = describe_nodes(self)
         return data

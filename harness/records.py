@@ -131,6 +131,7 @@ class PlanRecord(Record):
     launch: LaunchRecord
     container: dict[str, Any] | None = None
     config_changes: dict[str, Any] = Field(default_factory=dict)
+    executor_options: dict[str, str] = Field(default_factory=dict)  # the executor's constructor options
 
 
 # ---------------------------------------------------------------------------------------------

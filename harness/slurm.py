@@ -93,6 +93,8 @@ def srun_options(spec: SlurmJobSpec) -> list[str]:
         "--ntasks-per-node=1",
         # One node's failure ends the job instead of leaving the other node waiting for it.
         "--kill-on-bad-exit=1",
+        # A resumed run's nodes continue their logs, as train.log does (the follower skips what is there).
+        "--open-mode=append",
         f"--output={spec.run_dir}/{NODE_LOG_DIR}/node-%n.log",
     ]
     if spec.container == "pyxis":

@@ -7,7 +7,11 @@ from importlib import import_module
 
 from harness.errors import BadInput
 
-_BUILTIN = {"local": "harness.executors.local:LocalExecutor", "docker": "harness.executors.docker:DockerExecutor"}
+_BUILTIN = {
+    "local": "harness.executors.local:LocalExecutor",
+    "docker": "harness.executors.docker:DockerExecutor",
+    "slurm": "harness.executors.slurm:SlurmExecutor",
+}
 _REGISTRY: dict[str, type] = {}
 
 

@@ -38,6 +38,7 @@ class Outcome:
     oom_killed: bool = False
     image_id: str | None = None  # the image actually run (containers)
     failed_node: str | None = None  # multi-node executors: the node that failed first
+    reason: str | None = None  # why it ended, where the executor knows better than an exit code (a scheduler's word)
     details: dict[str, Any] = field(default_factory=dict)  # anything else worth recording
 
 
@@ -45,6 +46,10 @@ class Outcome:
 class Executor(Protocol):
     name: ClassVar[str]
     plan_layout: ClassVar[PlanLayout]
+    # Starts every node of a ``device.nodes > 1`` plan itself (the CLI refuses such a plan otherwise;
+    # absent means False). Options given on the command line are keyword arguments of the constructor,
+    # returned by ``options()`` to be recorded with the plan, so that ``--resume`` rebuilds the executor.
+    multi_node: ClassVar[bool]
 
     def prepare(self, plan: "Plan") -> None:
         """Check that ``plan`` can start here (engine, image, devices); raise EnvironmentNotReady

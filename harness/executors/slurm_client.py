@@ -98,6 +98,14 @@ class LogFollower:
         self._offsets: dict[Path, int] = {}
         self._pending: dict[Path, bytes] = {}
 
+    def skip_existing(self) -> None:
+        """Start after what the sources hold now (an earlier attempt's lines are in train.log already)."""
+        for path in self._sources():
+            try:
+                self._offsets[path] = path.stat().st_size
+            except FileNotFoundError:
+                continue
+
     def poll(self, *, final: bool = False) -> None:
         with open(self._log_path, "ab") as log:
             for path in self._sources():

@@ -1,0 +1,212 @@
+"""Run a plan as a Slurm batch job: one task per node, each a torchrun (``harness.slurm``).
+
+The batch script is written into the run folder (``job.sbatch``) and submitted as it is; the job
+is followed with ``scontrol`` until it ends, its nodes' logs copied into ``train.log``. The nodes
+share the run folder at the same path (a shared file system on a real cluster), so the plan is laid
+out as for a local run; in the container modes the run, dataset and inputs are mounted at the
+same paths.
+
+Training never outlives the harness: the workers watch the run's lock (``harness.lifeline``) in
+the shared run folder; when nobody holds it they cancel the job (``scancel $SLURM_JOB_ID``) and
+stop. Ctrl-C / SIGTERM to the harness cancels the job through ``stop()``.
+"""
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path, PurePosixPath
+from typing import Any, ClassVar
+
+from harness.errors import BadInput, EnvironmentNotReady
+from harness.executors import register
+from harness.executors.base import LineSink, Outcome, PlanLayout
+from harness.executors.slurm_client import JobInfo, LogFollower, cancel, follow, job_info, require_slurm, submit
+from harness.launch import NodeLaunch, node_launches, scheduler_rendezvous
+from harness.lifeline import ENV_RUN_LOCK, ENV_TRAINER_LOCK
+from harness.slurm import CONTAINER_MODES, NODE_LOG_DIR, SBATCH_FILE, SlurmJobSpec, render_sbatch, run_state_of
+from harness.spec import LaunchSpec
+
+POLL_S = 1.0
+STOP_WAIT_S = 60  # scancel -> the job has left (Slurm's KillWait is 30 s by default)
+PROGRESS_LOG = "node-0.log"  # node 0 runs rank 0, whose lines feed the progress display
+EXIT_CANCELLED = 130
+EXIT_TIMEOUT = 124
+_SRUN_ERROR = re.compile(r"srun: error: (\S+): tasks? [\d,\-]+: (.+)")
+
+
+def failed_node_of(batch_log: str) -> str | None:
+    """The node whose task failed first, from srun's lines in the batch log: with
+    ``--kill-on-bad-exit`` the others then end 'Killed', so the first other word is the culprit."""
+    errors = _SRUN_ERROR.findall(batch_log)
+    for node, what in errors:
+        if not what.startswith("Killed"):
+            return node
+    return errors[0][0] if errors else None
+
+
+def outcome_of(info: JobInfo, batch_log: str = "") -> Outcome:
+    """How the attempt ended, from Slurm's final word on the job and its batch log."""
+    final = run_state_of(info.state)
+    state, reason = final if final else ("failed", f"Slurm job still {info.state} when the harness stopped following")
+    details = {"slurm_job_id": info.job_id, "slurm_state": info.state, "slurm_nodes": info.nodes}
+    word = info.state.split()[0] if info.state.strip() else ""
+    if state == "succeeded":
+        return Outcome(exit_code=0, details=details)
+    if state == "interrupted":
+        return Outcome(exit_code=EXIT_CANCELLED, interrupted=True, reason=reason, details=details)
+    code = 128 + info.signal if info.signal else (info.exit_code or 1)
+    if word == "TIMEOUT":
+        return Outcome(exit_code=EXIT_TIMEOUT, timed_out=True, reason=reason, details=details)
+    return Outcome(exit_code=code, reason=reason, failed_node=failed_node_of(batch_log),
+                   oom_killed=word == "OUT_OF_MEMORY", details=details)
+
+
+class SlurmExecutor:
+    """Submits the plan as one batch job on a Slurm cluster and follows it."""
+
+    name: ClassVar[str] = "slurm"
+    plan_layout: ClassVar[PlanLayout] = "local"
+    multi_node: ClassVar[bool] = True
+
+    def __init__(self, partition: str | None = None, container: str = "none", gres: str | None = None,
+                 image: str | None = None) -> None:
+        if container not in CONTAINER_MODES:
+            raise BadInput(f"--slurm-container {container!r}: expected one of {', '.join(CONTAINER_MODES)}")
+        if container != "none" and not image:
+            raise BadInput(f"--slurm-container {container}: the recipe names no image to run")
+        self.partition, self.container, self.gres, self.image = partition, container, gres, image
+        self._job_id: str | None = None
+        self._script: Path | None = None
+        self._run_dir: Path | None = None
+        self._follower: LogFollower | None = None
+        self._final: JobInfo | None = None
+
+    def options(self) -> dict[str, str]:
+        given = {"partition": self.partition, "container": self.container, "gres": self.gres, "image": self.image}
+        return {key: value for key, value in given.items() if value is not None and (key, value) != ("container", "none")}
+
+    # -- pre-flight -------------------------------------------------------------------------------
+
+    def prepare(self, plan):
+        """The cluster answers and the partition exists and is big enough; returns the plan with
+        every node's torchrun under Slurm's rendezvous (recorded in plan.json)."""
+        require_slurm()
+        self._check_partition(plan.nodes)
+        launch = self._node_launch(plan)
+        slurm_plan = replace(plan, launch=LaunchSpec(argv=launch.argv, environment=launch.environment,
+                                                     world_size=plan.launch.world_size))
+        if plan.nodes > 1:
+            slurm_plan = replace(slurm_plan, node_launches=node_launches(self._python_plan(plan),
+                                                                         scheduler_rendezvous("slurm", plan.master_port)))
+        return slurm_plan
+
+    def _check_partition(self, nodes: int) -> None:
+        argv = ["sinfo", "-h", "-o", "%P %D"] + (["-p", self.partition] if self.partition else [])
+        try:
+            done = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise EnvironmentNotReady(f"sinfo does not answer ({exc}): is slurmctld up?") from None
+        if done.returncode != 0:
+            raise EnvironmentNotReady(f"sinfo: {' '.join(done.stderr.split()) or f'exit code {done.returncode}'}")
+        sizes: dict[str, int] = {}
+        for line in done.stdout.splitlines():
+            name, _, count = line.partition(" ")
+            sizes[name.rstrip("*")] = sizes.get(name.rstrip("*"), 0) + int(count or 0)
+        if not sizes:
+            raise BadInput(f"--partition {self.partition}: no such Slurm partition" if self.partition
+                           else "the Slurm cluster has no partition")
+        wanted = self.partition or next(name for name in sizes)
+        if sizes.get(wanted, 0) < nodes:
+            raise BadInput(f"device.nodes: {nodes} nodes wanted, partition {wanted} has {sizes.get(wanted, 0)}")
+
+    def _python_plan(self, plan):
+        # In a container the image's interpreter runs the worker, not this host's.
+        return replace(plan, python="python") if self.container != "none" else plan
+
+    def _node_launch(self, plan) -> NodeLaunch:
+        """Node 0's launch, the same on every node ($SLURM_NODEID, $MASTER_ADDR expand there)."""
+        if plan.nodes == 1 and plan.world_size == 1:
+            argv = plan.launch.argv if self.container == "none" else ("python", *plan.launch.argv[1:])
+            return NodeLaunch(0, tuple(argv), dict(plan.launch.environment))
+        return node_launches(self._python_plan(plan), scheduler_rendezvous("slurm", plan.master_port))[0]
+
+    # -- the job --------------------------------------------------------------------------------
+
+    def job_spec(self, plan, run) -> SlurmJobSpec:
+        run_dir = Path(run.path).resolve()
+        launch = self._node_launch(plan)
+        environment = {
+            **launch.environment, "PYTHONUNBUFFERED": "1",
+            # The lifeline: the run folder is shared, so every node's workers can watch the lock.
+            ENV_RUN_LOCK: str(Path(run.lock_file).resolve()), ENV_TRAINER_LOCK: str(Path(run.trainer_lock_file).resolve()),
+        }
+        return SlurmJobSpec(
+            job_name=f"pspnet-{run.run_id}", run_dir=str(run_dir), nodes=plan.nodes,
+            launch=replace(launch, environment=environment), partition=self.partition, gres=self.gres,
+            container=self.container, image=self.image, container_mounts=self._mounts(plan, run_dir),
+            container_workdir=str(run_dir) if self.container != "none" else None,
+        )
+
+    def _mounts(self, plan, run_dir: Path) -> tuple[tuple[str, str, bool], ...]:
+        """Same paths inside as outside: the plan's local layout holds in the container too."""
+        if self.container == "none":
+            return ()
+        mounts = [(str(PurePosixPath(plan.job.data_root).parent),) * 2 + (True,), (str(run_dir), str(run_dir), False)]
+        for path in (plan.job.pretrained, plan.job.checkpoint):
+            if path and "://" not in path and not path.startswith(str(run_dir)):
+                mounts.append((path, path, True))
+        return tuple(mounts)
+
+    def start(self, plan, run, on_line: LineSink) -> None:
+        require_slurm()
+        spec = self.job_spec(plan, run)
+        run_dir = Path(spec.run_dir)
+        run.write_text(SBATCH_FILE, render_sbatch(spec))
+        self._script, self._run_dir, self._final = run_dir / SBATCH_FILE, run_dir, None
+        self._follower = LogFollower(self._log_sources, Path(run.log_file), on_line, PROGRESS_LOG)
+        self._follower.skip_existing()  # an earlier attempt's node logs are in train.log already
+        self._job_id = submit(self._script)
+        run.set_status("running", slurm_job_id=self._job_id)
+        print(f"harness: Slurm job {self._job_id} submitted ({self._script})", file=sys.stderr, flush=True)
+
+    def _log_sources(self) -> list[Path]:
+        assert self._run_dir is not None
+        own_batch_log = [self._run_dir / f"slurm-{self._job_id}.out"] if self._job_id else []
+        return sorted((self._run_dir / NODE_LOG_DIR).glob("node-*.log")) + own_batch_log
+
+    def wait(self) -> Outcome:
+        assert self._job_id is not None and self._follower is not None, "start() first"
+        self._final = follow(self._job_id, self._follower, poll_s=POLL_S)
+        return outcome_of(self._final, self._batch_log())
+
+    def _batch_log(self) -> str:
+        try:
+            return (self._run_dir / f"slurm-{self._job_id}.out").read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def stop(self) -> None:
+        """Cancel the job and wait until Slurm says it has ended (idempotent)."""
+        if self._job_id is None or (self._final is not None and run_state_of(self._final.state) is not None):
+            return
+        cancel(self._job_id)
+        deadline = time.monotonic() + STOP_WAIT_S
+        while time.monotonic() < deadline:
+            info = job_info(self._job_id)
+            if info is None or run_state_of(info.state) is not None:
+                self._final = info or self._final
+                break
+            time.sleep(POLL_S)
+        if self._follower is not None:
+            self._follower.poll(final=True)  # what the nodes printed while stopping belongs in the log
+
+    def describe(self) -> dict[str, Any]:
+        return {"slurm": {"job_id": self._job_id, "script": str(self._script) if self._script else None,
+                          "partition": self.partition, "gres": self.gres, "container": self.container,
+                          "image": self.image}}
+
+
+register(SlurmExecutor)

@@ -1,0 +1,190 @@
+"""The Slurm executor: ``harness run --executor slurm`` on the real two-node cluster
+(``.ci/slurm-up.sh``), and the pure mapping of Slurm's final word onto the run's outcome."""
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from harness.executors.slurm import SlurmExecutor, failed_node_of, outcome_of
+from harness.executors.slurm_client import JobInfo
+from harness.errors import BadInput
+
+SHORT = ["--set", "train.iterations=20", "--set", "train.val_interval=20", "--set", "train.checkpoint_interval=10",
+         "--set", "train.log_interval=5"]
+
+
+def harness(*args: str, results: Path, **popen) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "harness", *args, "--results", str(results)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **popen)
+
+
+def finished(process: subprocess.Popen, timeout: float = 240) -> tuple[int, str]:
+    out, _ = process.communicate(timeout=timeout)
+    return process.returncode, out
+
+
+def only_run(results: Path) -> Path:
+    runs = list((results / "runs").iterdir())
+    assert len(runs) == 1, runs
+    return runs[0]
+
+
+def status(run: Path) -> dict:
+    return json.loads((run / "status.json").read_text())
+
+
+def job_gone(job_id: str) -> bool:
+    done = subprocess.run(["squeue", "-h", "-j", job_id, "-o", "%T"], capture_output=True, text=True)
+    return done.stdout.strip() == ""
+
+
+def wait_for(predicate, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.5)
+
+
+def first_checkpoint_saved(results: Path) -> bool:
+    return any((results / "runs").glob("*/work_dir/last_checkpoint")) if (results / "runs").is_dir() else False
+
+
+def assert_succeeded_on_both_nodes(run: Path, results: Path) -> None:
+    assert status(run)["state"] == "succeeded", status(run)
+    assert (run / "job.sbatch").read_text().startswith("#!/bin/bash")
+    for node in (0, 1):
+        assert f"rank {node} of 2 started" in (run / "nodes" / f"node-{node}.log").read_text()
+    result = json.loads((run / "result.json").read_text())
+    assert result["device"]["count"] == 2 and result["iterations"] == 20
+    # fps counts every rank of every node: batch per device x 2 ranks / s per iteration
+    assert result["fps"] == pytest.approx(2 * 2 / result["mean_iter_time_s"])
+    assert run.name in (results / "README.md").read_text()
+
+
+@pytest.mark.slurm
+@pytest.mark.slow
+def test_two_node_smoke_through_slurm(tmp_path, slurm_cluster):
+    started = time.monotonic()
+    code, out = finished(harness("run", "recipes/smoke_cpu_2node.yaml", "--executor", "slurm", "--partition", "debug",
+                                 "--quiet", *SHORT, results=tmp_path))
+    print(f"two-node Slurm smoke: {time.monotonic() - started:.0f} s wall")
+    assert code == 0, out
+    run = only_run(tmp_path)
+    assert_succeeded_on_both_nodes(run, tmp_path)
+    assert job_gone(status(run)["slurm_job_id"])
+    assert json.loads((run / "plan.json").read_text())["executor_options"] == {"partition": "debug"}
+
+
+@pytest.mark.slurm
+@pytest.mark.slow
+def test_cancelled_job_is_interrupted_and_resume_completes_it(tmp_path, slurm_cluster):
+    process = harness("run", "recipes/smoke_cpu_2node.yaml", "--executor", "slurm", "--quiet", "--no-report", *SHORT,
+                      results=tmp_path)
+    try:
+        wait_for(lambda: first_checkpoint_saved(tmp_path), 180, "the checkpoint of iteration 10")
+        run = only_run(tmp_path)
+        job_id = status(run)["slurm_job_id"]
+        subprocess.run(["scancel", job_id], check=True)
+        code, out = finished(process, 120)
+    finally:
+        process.kill()
+    assert code == 130, out
+    assert status(run)["state"] == "interrupted" and status(run)["reason"] == "Slurm job CANCELLED", status(run)
+    assert job_gone(job_id)
+    code, out = finished(harness("run", "--resume", run.name, "--quiet", results=tmp_path))
+    assert code == 0, out
+    assert "resuming from" in (run / "train.log").read_text() and "Iter(train) [15/20]" in (run / "train.log").read_text()
+    assert status(run)["slurm_job_id"] != job_id and status(run)["attempts"] == 2
+    assert_succeeded_on_both_nodes(run, tmp_path)
+
+
+@pytest.mark.slurm
+@pytest.mark.slow
+def test_sigterm_to_the_harness_cancels_the_job(tmp_path, slurm_cluster):
+    process = harness("run", "recipes/smoke_cpu_2node.yaml", "--executor", "slurm", "--quiet", "--no-report", *SHORT,
+                      results=tmp_path)
+    try:
+        wait_for(lambda: (tmp_path / "runs").is_dir() and "slurm_job_id" in status(only_run(tmp_path)), 120, "job id")
+        run = only_run(tmp_path)
+        job_id = status(run)["slurm_job_id"]
+        wait_for(lambda: (run / "nodes" / "node-1.log").is_file(), 120, "the job to run on both nodes")
+        process.send_signal(signal.SIGTERM)
+        code, out = finished(process, 120)
+    finally:
+        process.kill()
+    assert code == 130, out
+    assert status(run)["state"] == "interrupted", status(run)
+    assert job_gone(job_id)
+
+
+def test_bad_partition_is_bad_input_before_anything_is_written(tmp_path, slurm_cluster):
+    code, out = finished(harness("run", "recipes/smoke_cpu_2node.yaml", "--executor", "slurm", "--partition", "nope",
+                                 results=tmp_path))
+    assert code == 2 and "--partition nope: no such Slurm partition" in out and "Traceback" not in out, out
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+def test_slurm_options_go_with_the_slurm_executor(tmp_path):
+    code, out = finished(harness("run", "recipes/smoke_cpu.yaml", "--partition", "debug", results=tmp_path))
+    assert code == 2 and "go with --executor slurm" in out, out
+
+
+def test_more_nodes_than_one_still_refused_by_one_node_executors(tmp_path):
+    code, out = finished(harness("run", "recipes/smoke_cpu_2node.yaml", "--executor", "local", results=tmp_path))
+    assert code == 2 and "device.nodes" in out, out
+
+
+# -- Slurm's word -> Outcome (pure) ------------------------------------------------------------------
+
+
+def info(state: str, exit_code: int = 0, signal_number: int = 0) -> JobInfo:
+    return JobInfo("42", state, exit_code, signal_number, "n[1-2]", "None")
+
+
+BATCH_LOG = """pspnet-repro: job 42 on n[1-2], master 127.0.0.1:29500
+srun: error: n2: task 1: Exited with exit code 1
+srun: error: n1: task 0: Killed
+"""
+
+
+def test_completed_is_success():
+    outcome = outcome_of(info("COMPLETED"))
+    assert outcome.exit_code == 0 and not outcome.interrupted and outcome.details["slurm_job_id"] == "42"
+
+
+@pytest.mark.parametrize("state", ["CANCELLED", "CANCELLED by 0", "PREEMPTED"])
+def test_cancelled_and_preempted_are_interrupted(state):
+    outcome = outcome_of(info(state, 0, 15))
+    assert (outcome.exit_code, outcome.interrupted) == (130, True)
+    assert outcome.reason == f"Slurm job {state.split()[0]}"
+
+
+def test_failed_names_the_node_whose_task_failed_first():
+    outcome = outcome_of(info("FAILED", 1), BATCH_LOG)
+    assert (outcome.exit_code, outcome.failed_node, outcome.interrupted) == (1, "n2", False)
+    assert failed_node_of("srun: error: n1: task 0: Killed\n") == "n1"
+    assert failed_node_of("nothing from srun") is None
+
+
+def test_timeout_oom_node_fail_and_signals():
+    assert outcome_of(info("TIMEOUT", 0, 15)).timed_out
+    assert outcome_of(info("OUT_OF_MEMORY", 0, 9)).oom_killed
+    node_fail = outcome_of(info("NODE_FAIL", 0, 9))
+    assert node_fail.exit_code == 137 and "NODE_FAIL" in node_fail.reason and not node_fail.interrupted
+    assert outcome_of(info("FAILED", 0)).exit_code == 1  # a failure never reads as exit 0
+
+
+def test_executor_options_are_checked_and_recorded():
+    assert SlurmExecutor(partition="debug", gres="gpu:8").options() == {"partition": "debug", "gres": "gpu:8"}
+    assert SlurmExecutor(container="pyxis", image="img:1").options() == {"container": "pyxis", "image": "img:1"}
+    with pytest.raises(BadInput):
+        SlurmExecutor(container="podman", image="img:1")
+    with pytest.raises(BadInput):
+        SlurmExecutor(container="docker")
+    assert SlurmExecutor.multi_node and SlurmExecutor.plan_layout == "local"
