@@ -153,6 +153,15 @@ def test_one_log_line_changed_fails_naming_the_log(bundle: Path, tmp_path: Path)
     assert f"runs/{RUN_ID}/result.json: final.mIoU: reported 68.62000274658203, recomputed from the logs 66.62" in checked.stdout
 
 
+def test_a_changed_image_lock_no_longer_matches_its_digest(bundle: Path, tmp_path: Path):
+    files = members(bundle)
+    [lock] = [n for n in files if n.startswith(f"context/{RUN_ID}/locks/")]
+    files[lock] = files[lock].replace(b"torch==", b"torch>=", 1)
+    checked = verify(repack(files, tmp_path / "lock.tar.gz", refresh_manifest=True))
+    assert checked.returncode == 1
+    assert f"context/{RUN_ID}/locks: digest recomputed sha256:" in checked.stdout
+
+
 def test_unsafe_or_foreign_tarballs_are_refused_with_exit_2(bundle: Path, tmp_path: Path):
     def tar_with(name: str, **kind) -> Path:
         out = tmp_path / f"bad{len(list(tmp_path.iterdir()))}.tar.gz"
