@@ -69,6 +69,11 @@ def _same(a, b) -> bool:
     return isinstance(a, bool) == isinstance(b, bool) and a == b
 
 
+def _damage_line(exc: Exception, run: RunDir, where: str) -> str:
+    """A damaged record's one line, naming the file as it is in the bundle (not the temp folder)."""
+    return " ".join(str(exc).replace(str(run.path), where).split())
+
+
 def _read_manifest(root: Path, bundle: Path) -> BundleRecord:
     path = root / BundleRecord.FILE
     if not path.is_file():
@@ -114,7 +119,7 @@ def check_numbers(run: RunDir, where: str, out: Verification) -> None:
         recipe = recipe_of(run)
         batch, devices = _batch_and_devices(run, recipe)
     except DamagedRecord as exc:
-        out.differences.append(" ".join(str(exc).replace(str(run.path), where).split()))
+        out.differences.append(_damage_line(exc, run, where))
         return
     if result is None:
         out.differences.append(f"{result_path}: missing (the bundle has no reported numbers to check)")
@@ -169,7 +174,7 @@ def check_context(root: Path, run: RunDir, record: BundleRecord, where: str, out
         dataset = run.dataset()
         result = run.result()
     except DamagedRecord as exc:
-        out.differences.append(" ".join(str(exc).replace(str(run.path), where).split()))
+        out.differences.append(_damage_line(exc, run, where))
         return
     fingerprint = dataset.fingerprint if dataset else None
     if result is not None and result.provenance.dataset_fingerprint != fingerprint and dataset is not None:
