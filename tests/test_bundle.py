@@ -223,3 +223,23 @@ def test_bundle_of_an_unknown_run_is_one_line_exit_2(tmp_path: Path):
     made = run_cli("bundle", "20261125T210711Z-smoke_cpu-000000", "--results", str(tmp_path), "-o", str(tmp_path / "x.tar.gz"))
     assert made.returncode == 2 and "no such run" in made.stderr and made.stderr.count("\n") == 1
     assert not (tmp_path / "x.tar.gz").exists()
+
+
+def test_an_ingested_run_bundles_and_verifies(tmp_path: Path):
+    """No plan.json (ingested): batch and world size come from its recipe."""
+    results = tmp_path / "results"
+    source = REPO / "tests" / "fixtures" / "logs" / "own_events_smoke_cpu_1p"
+    assert run_cli("ingest", str(source), "--results", str(results)).returncode == 0
+    [run] = RunStore(results).all()
+    out = tmp_path / "ingested.tar.gz"
+    assert run_cli("bundle", run.run_id, "--results", str(results), "-o", str(out)).returncode == 0
+    checked = verify(out, cwd=tmp_path)
+    assert checked.returncode == 0 and checked.stdout.startswith("PASS"), checked.stdout
+    files = members(out)
+    [scalars] = [n for n in files if n.endswith("/vis_data/scalars.json")]
+    forged = files[scalars].replace(b'"loss": 2.982379376888275', b'"loss": 2.5', 1)
+    assert forged != files[scalars]
+    files[scalars] = forged
+    checked = verify(repack(files, tmp_path / "forged.tar.gz", refresh_manifest=True), cwd=tmp_path)
+    assert checked.returncode == 1
+    assert f"runs/{run.run_id}/result.json: train[10].loss: reported 2.982379376888275, recomputed from the logs 2.5" in checked.stdout
