@@ -2,7 +2,8 @@
 
 Exit codes (all commands):
   0    success
-  1    the run itself failed (training error, killed, timeout): see its status.json and train.log
+  1    the run itself failed (training error, killed, timeout): see its status.json and train.log;
+       for `harness verify`: the bundle failed verification (each difference is printed)
   2    bad input: recipe, dataset, log file or arguments (one line on stderr says which and why)
   3    the environment is not ready: Docker engine unreachable, image missing or stale, devices
        absent, results folder not writable, the run is being run by another harness process

@@ -360,10 +360,49 @@ class GroupRecord(Record):
         return [m for m in self.members if m.state == "succeeded" and m.run_id]
 
 
+# ---------------------------------------------------------------------------------------------
+# bundle.json: the manifest at the top of a ``harness bundle`` tarball (not a run-folder file)
+
+
+class BundleFile(BaseModel):
+    """One file of a bundle: its path inside the tarball, size in bytes and sha256."""
+
+    path: str
+    size: int
+    sha256: str
+
+
+class ImageLockRef(BaseModel):
+    """The package locks of the run's device kind (``docker/<kind>/requirements-*.lock``), bundled
+    under ``context/<run-id>/locks/``, and their digest (``harness.images.lock_digest``)."""
+
+    kind: str
+    digest: str | None = None
+    files: list[str] = Field(default_factory=list)
+    note: str = ""
+
+
+class BundleRecord(Record):
+    """What a bundle holds and the checksum of every file in it; written by ``harness bundle``
+    and checked by ``harness verify``. Deterministic: no time stamps, so the same run gives the
+    same bytes. A group bundle lists its member runs and carries the group record as an extra."""
+
+    FILE: ClassVar[str] = "bundle.json"
+    format: Literal["pspnet-repro-bundle"] = "pspnet-repro-bundle"
+    made_by: dict[str, Any] = Field(default_factory=dict)  # harness_version, harness_commit
+    runs: list[str]  # run ids; each run folder is under runs/<run-id>/
+    group: str | None = None  # the group id of a group bundle
+    extra_records: list[str] = Field(default_factory=list)  # e.g. the group record, by path
+    image_locks: dict[str, ImageLockRef] = Field(default_factory=dict)  # by run id
+    dataset_manifests: dict[str, str] = Field(default_factory=dict)  # run id -> path in the bundle
+    left_out: list[str] = Field(default_factory=list)  # what is deliberately not bundled, and why
+    files: list[BundleFile] = Field(default_factory=list)
+
+
 RECORDS: dict[str, type[Record]] = {
     model.__name__: model
     for model in (RunStatus, PlanRecord, JobRecord, DatasetRecord, RecipeSourceRecord, ProvenanceRecord,
-                  WorkerEnvRecord, RunResult, GroupRecord)
+                  WorkerEnvRecord, RunResult, GroupRecord, BundleRecord)
 }
 RECORD_FILES = {model.FILE for model in RECORDS.values()}
 

@@ -16,6 +16,7 @@ import fcntl
 import os
 import re
 import secrets
+import shutil
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -350,6 +351,27 @@ class RunStore:
         if not path.is_dir():
             raise RunStoreError(f"run id {run_id!r}: no such run in {self.runs_dir}")
         return RunDir(path)
+
+    def adopt(self, run_id: str, folder: Path) -> RunDir | None:
+        """Copy a complete run folder made elsewhere (a verified bundle's) into the store under its
+        own id; None when the store already has that run. The copy appears whole or not at all."""
+        if not RUN_ID_PATTERN.match(run_id):
+            raise RunStoreError(f"run id {run_id!r}: expected an id like 20261125T201500Z-smoke_cpu-a1b2c3")
+        check_writable(self.results_dir)
+        _create_folder(self.runs_dir)
+        target = self.runs_dir / run_id
+        if target.exists():
+            return None
+        incoming = self.runs_dir / f".incoming-{run_id}-{secrets.token_hex(3)}"
+        try:
+            shutil.copytree(folder, incoming, symlinks=False)
+            os.rename(incoming, target)  # fails (ENOTEMPTY/EEXIST) if the run appeared meanwhile
+        except OSError as exc:
+            shutil.rmtree(incoming, ignore_errors=True)
+            if target.exists():
+                return None
+            raise _environment_error(self.runs_dir, exc) from None
+        return RunDir(target)
 
     def all(self) -> list[RunDir]:
         if not self.runs_dir.is_dir():

@@ -14,7 +14,7 @@ EXIT_BAD_INPUT = 2
 
 def register(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
-        "ingest", help="import seed output folders or mmseg work_dirs as runs",
+        "ingest", help="import seed output folders, mmseg work_dirs or verified bundles as runs",
         description="Import runs made outside the harness into RESULTS/runs/: the seed scripts' "
                     "output folders (output/<Network>/<id>/ with train_<id>.log and the "
                     "<CaseName>.log result file; output/ or output/<Network>/ finds them all) "
@@ -22,9 +22,11 @@ def register(subparsers) -> argparse.ArgumentParser:
                     "vis_data/scalars.json, 0.x *.log / *.log.json). The logs are copied, "
                     "parsed and judged against the matching shipped reference row. Importing "
                     "the same files twice does nothing. Everything is checked before anything "
-                    "is written.")
+                    "is written. A bundle is verified (`harness verify`) and its runs are "
+                    "stored under their own run ids; a run already in the store is skipped.")
     p.add_argument("paths", nargs="+", type=Path, metavar="PATH",
-                   help="a seed output folder, an mmseg work_dir, or a folder holding several")
+                   help="a seed output folder, an mmseg work_dir, a folder holding several, or a bundle "
+                        "(FILE.tar.gz from `harness bundle`: verified first, refused if it fails)")
     p.add_argument("--results", type=Path, default=Path("results"),
                    help="results folder (default: results)")
     p.add_argument("--batch-size", type=positive_int, dest="batch_size", metavar="B",
@@ -36,17 +38,28 @@ def register(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    from harness.bundles.store import BundleRefused, import_verified, looks_like_bundle, verified
+    from harness.bundles.tarball import NotABundle
     from harness.ingest import IngestError, prepare, store_prepared  # pydantic and friends: only when used
 
+    bundles = []
     try:
-        # Every path is found and parsed first: one bad input writes nothing at all.
-        prepared = [item for path in args.paths
+        # Every path is found, parsed (bundles: verified) first: one bad input writes nothing at all.
+        for path in args.paths:
+            if looks_like_bundle(path):
+                bundles.append(verified(path))
+        prepared = [item for path in args.paths if not looks_like_bundle(path)
                     for item in prepare(path, batch_per_device=args.batch_size, devices=args.devices)]
+        while bundles:
+            import_verified(bundles.pop(0), args.results, on_message=print)
         store_prepared(prepared, args.results, on_message=print)
-    except (IngestError, RunStoreError) as err:
+    except (IngestError, RunStoreError, BundleRefused, NotABundle) as err:
         print(f"harness ingest: error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except (ValueError, OSError, UnicodeError, MemoryError, RecursionError) as err:
         print(f"harness ingest: error: {' '.join(str(err).split())}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    finally:
+        for bundle in bundles:  # verified but not imported (a later input was bad)
+            bundle.folder.cleanup()
     return 0

@@ -1,0 +1,79 @@
+"""``harness ingest BUNDLE``: a bundle is verified first (a failing one is refused with one line),
+then each of its runs is copied into the store under its own run id, byte for byte, so that
+re-bundling it gives the same bundle. A run the store already has is skipped: re-ingesting the
+same bundle imports nothing."""
+from __future__ import annotations
+
+import tarfile
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness.bundles.pack import RUNS_PREFIX
+from harness.bundles.verify import Verification, verify_bundle
+from harness.errors import BadInput
+from harness.runs import RunDir, RunStore
+
+
+BUNDLE_SUFFIXES = (".tar.gz", ".tgz", ".tar")
+
+
+class BundleRefused(BadInput):
+    """A bundle that fails verification: nothing of it is imported (exit 2)."""
+
+
+@dataclass
+class VerifiedBundle:
+    path: Path
+    folder: tempfile.TemporaryDirectory
+    outcome: Verification
+
+    @property
+    def root(self) -> Path:
+        return Path(self.folder.name)
+
+
+def looks_like_bundle(path: Path) -> bool:
+    """A file named or built like a tar archive (a bundle, or something refused as not one)."""
+    path = Path(path)
+    if path.name.endswith(BUNDLE_SUFFIXES):
+        return True
+    try:
+        return path.is_file() and tarfile.is_tarfile(path)
+    except OSError:
+        return False
+
+
+def verified(path: Path) -> VerifiedBundle:
+    """Extract and verify ``path``; ``BundleRefused`` (one line) unless it passes."""
+    folder = tempfile.TemporaryDirectory(prefix="harness-ingest-")
+    try:
+        outcome = verify_bundle(path, keep=Path(folder.name))
+        if not outcome.passed:
+            more = len(outcome.differences) - 1
+            raise BundleRefused(f"{path}: the bundle fails verification, nothing imported: {outcome.differences[0]}"
+                                f"{f' (and {more} more; see `harness verify {path}`)' if more else ''}")
+    except BaseException:
+        folder.cleanup()
+        raise
+    return VerifiedBundle(path=Path(path), folder=folder, outcome=outcome)
+
+
+def import_verified(bundle: VerifiedBundle, results_dir: Path, *,
+                    on_message: Callable[[str], None] | None = None) -> list[RunDir]:
+    store = RunStore(results_dir)
+    created = []
+    try:
+        for run_id in bundle.outcome.record.runs:
+            run = store.adopt(run_id, bundle.root / RUNS_PREFIX / run_id)
+            if run is None:
+                message = f"{bundle.path}: run {run_id} is already in {store.runs_dir}; skipped"
+            else:
+                created.append(run)
+                message = f"{bundle.path}: imported run {run_id} (bundle verified)"
+            if on_message:
+                on_message(message)
+    finally:
+        bundle.folder.cleanup()
+    return created

@@ -1,0 +1,239 @@
+"""``harness verify BUNDLE``: check a bundle on any machine, without the run store it came from.
+
+1. safe extraction into a temporary folder (``tarball.extract_safely``; unsafe -> exit 2);
+2. ``bundle.json`` lists every file with its sha256 and size: each must match, and no file may be
+   in the tarball that the manifest does not list;
+3. for each run: every number ``result.json`` reports is recomputed from the bundled logs
+   (``harness.logs.numbers``, with the batch and world size from the bundled plan and job) and
+   compared key by key; the verdicts are judged again against the bundled recipe's reference;
+   the dataset fingerprint and the image lock digest are recomputed from the bundled manifest
+   and locks.
+
+A number edited in ``result.json`` fails step 3 even when ``bundle.json`` was rewritten to match;
+a changed log line fails step 2 (naming the log) and, if it changed a number, step 3 too.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from harness.bundles.pack import CONTEXT_PREFIX, RUNS_PREFIX
+from harness.bundles.tarball import NotABundle, extract_safely
+from harness.errors import BadInput
+from harness.records import BundleRecord, DamagedRecord, DatasetRecord, PlanRecord, parse_record
+from harness.runs import RUN_ID_PATTERN, RunDir
+
+_MISSING = object()
+
+
+@dataclass
+class Verification:
+    """The outcome: ``differences`` is empty on PASS; each is one line naming the file (and key)."""
+
+    bundle: Path
+    record: BundleRecord | None = None
+    differences: list[str] = field(default_factory=list)
+    files_checked: int = 0
+    numbers_checked: int = 0
+    verdicts_checked: int = 0
+
+    @property
+    def passed(self) -> bool:
+        return not self.differences
+
+    def summary(self) -> str:
+        runs = len(self.record.runs) if self.record else 0
+        counts = (f"{runs} run{'s' * (runs != 1)}, {self.files_checked} files checksummed, "
+                  f"{self.numbers_checked} numbers recomputed, {self.verdicts_checked} verdicts re-judged")
+        if self.passed:
+            return f"PASS {self.bundle} ({counts})"
+        return f"FAIL {self.bundle}: {len(self.differences)} difference(s) ({counts})"
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _same(a, b) -> bool:
+    """Exactly equal (the same code parses the same text, so no tolerance); NaN equals NaN."""
+    if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
+        return True
+    return isinstance(a, bool) == isinstance(b, bool) and a == b
+
+
+def _damage_line(exc: Exception, run: RunDir, where: str) -> str:
+    """A damaged record's one line, naming the file as it is in the bundle (not the temp folder)."""
+    return " ".join(str(exc).replace(str(run.path), where).split())
+
+
+def _read_manifest(root: Path, bundle: Path) -> BundleRecord:
+    path = root / BundleRecord.FILE
+    if not path.is_file():
+        raise NotABundle(f"{bundle}: not a bundle (no {BundleRecord.FILE} at its top)")
+    try:
+        return parse_record(BundleRecord, path.read_text(), where=f"{bundle}: {BundleRecord.FILE}")  # type: ignore[return-value]
+    except (DamagedRecord, UnicodeDecodeError) as exc:
+        raise NotABundle(f"not a readable bundle: {exc}") from None
+
+
+def check_files(root: Path, record: BundleRecord, names: list[str], out: Verification) -> None:
+    listed = {f.path: f for f in record.files}
+    for name in sorted(set(names) - set(listed) - {BundleRecord.FILE}):
+        out.differences.append(f"{name}: in the tarball but not listed in {BundleRecord.FILE}")
+    for name, entry in sorted(listed.items()):
+        path = root / name
+        if name not in names or not path.is_file():
+            out.differences.append(f"{name}: listed in {BundleRecord.FILE} but missing from the tarball")
+            continue
+        out.files_checked += 1
+        if path.stat().st_size != entry.size or _sha256(path) != entry.sha256:
+            out.differences.append(f"{name}: sha256 differs from {BundleRecord.FILE} (the file was changed)")
+
+
+def _batch_and_devices(run: RunDir, recipe) -> tuple[int, int]:
+    """As the run was built: the plan's job (batch) and world size; an ingested run has neither,
+    its recipe describes what the logs said."""
+    plan = run.read(PlanRecord)
+    if plan is not None:
+        return plan.job.train.batch_per_device, plan.world_size
+    return recipe.train.batch_per_device, recipe.device.world_size
+
+
+def check_numbers(run: RunDir, where: str, out: Verification) -> None:
+    from harness.logs import LogParseError
+    from harness.logs.numbers import recompute_numbers, result_numbers
+    from harness.run_recipe import recipe_of
+    from harness.verdict import judge_all
+
+    result_path = f"{where}/{run.result_file.name}"
+    try:
+        result = run.result()
+        recipe = recipe_of(run)
+        batch, devices = _batch_and_devices(run, recipe)
+    except DamagedRecord as exc:
+        out.differences.append(_damage_line(exc, run, where))
+        return
+    if result is None:
+        out.differences.append(f"{result_path}: missing (the bundle has no reported numbers to check)")
+        return
+    for key, reported, expected in (("batch_per_device", result.batch_per_device, batch),
+                                    ("device.count", result.device.count, devices),
+                                    ("run_id", result.run_id, run.run_id)):
+        if reported != expected:
+            out.differences.append(f"{result_path}: {key}: reported {reported!r}, the bundled plan/folder says {expected!r}")
+    try:
+        recomputed = recompute_numbers(run.path, batch_per_device=batch, devices=devices)
+    except (LogParseError, OSError, ValueError) as exc:
+        if result.parse_error is None:
+            out.differences.append(f"{where}/work_dir: the logs cannot be parsed ({' '.join(str(exc).split())}), "
+                                   f"yet {run.result_file.name} reports numbers")
+        return
+    reported = result_numbers(result.model_dump())
+    for key in sorted(set(recomputed) | set(reported)):
+        got, want = reported.get(key, _MISSING), recomputed.get(key, _MISSING)
+        out.numbers_checked += 1
+        if got is _MISSING:
+            out.differences.append(f"{result_path}: {key}: not reported, recomputed from the logs {want!r}")
+        elif want is _MISSING:
+            out.differences.append(f"{result_path}: {key}: reported {got!r}, not in the logs")
+        elif not _same(got, want):
+            out.differences.append(f"{result_path}: {key}: reported {got!r}, recomputed from the logs {want!r}")
+    # The verdicts, judged again from the recomputed numbers and the bundled recipe's reference.
+    compared = recipe.reference.compare
+    if result.compared != compared:
+        out.differences.append(f"{result_path}: compared: reported {result.compared!r}, the recipe says {compared!r}")
+    metrics = {name.split(".", 1)[1]: value for name, value in recomputed.items() if name.startswith(f"{compared}.")}
+    judged = {v.metric: v for v in judge_all(recomputed.get("fps"), metrics, recipe.reference)}
+    stated = {v.metric: v for v in result.verdicts}
+    for metric in sorted(set(judged) | set(stated)):
+        out.verdicts_checked += 1
+        mine, theirs = judged.get(metric), stated.get(metric)
+        if theirs is None or mine is None:
+            out.differences.append(f"{result_path}: verdicts.{metric}: "
+                                   f"{'missing' if theirs is None else 'not a metric this harness judges'}")
+        elif (theirs.status, theirs.reference) != (mine.status, mine.reference) or not _same(theirs.measured, mine.measured):
+            out.differences.append(f"{result_path}: verdicts.{metric}: reported {theirs.status} "
+                                   f"({theirs.measured!r} vs {theirs.reference!r}), re-judged {mine.status} "
+                                   f"({mine.measured!r} vs {mine.reference!r}) against the bundled recipe's reference")
+
+
+def check_context(root: Path, run: RunDir, record: BundleRecord, where: str, out: Verification) -> None:
+    """The dataset manifest against dataset.json and result.json, the locks against their digest."""
+    from harness.data.manifest import fingerprint_of
+    from harness.locks import lock_digest
+
+    try:
+        dataset = run.dataset()
+        result = run.result()
+    except DamagedRecord as exc:
+        out.differences.append(_damage_line(exc, run, where))
+        return
+    fingerprint = dataset.fingerprint if dataset else None
+    if result is not None and result.provenance.dataset_fingerprint != fingerprint and dataset is not None:
+        out.differences.append(f"{where}/{run.result_file.name}: provenance.dataset_fingerprint: reported "
+                               f"{result.provenance.dataset_fingerprint!r}, {dataset.FILE} says {fingerprint!r}")
+    manifest_name = record.dataset_manifests.get(run.run_id)
+    if manifest_name:
+        try:
+            manifest = json.loads((root / manifest_name).read_text())
+            recomputed = fingerprint_of(manifest["files"])
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            out.differences.append(f"{manifest_name}: not a dataset manifest ({exc.__class__.__name__})")
+        else:
+            for label, value in (("its own fingerprint", manifest.get("fingerprint")),
+                                 (f"{where}/{DatasetRecord.FILE}", fingerprint)):
+                if value != recomputed:
+                    out.differences.append(f"{manifest_name}: fingerprint recomputed from its file list is "
+                                           f"{recomputed}, {label} says {value!r}")
+    lock = record.image_locks.get(run.run_id)
+    if lock and lock.files and lock.digest:
+        # harness.locks hashes <root>/docker/<kind>/requirements-*.lock; lay the bundled ones out so.
+        with tempfile.TemporaryDirectory(prefix="harness-verify-locks-") as tmp:
+            folder = Path(tmp) / "docker" / lock.kind
+            folder.mkdir(parents=True)
+            for name in lock.files:
+                source = root / name
+                if not name.startswith(f"{CONTEXT_PREFIX}/{run.run_id}/locks/") or not source.is_file():
+                    out.differences.append(f"{name}: image lock listed in {BundleRecord.FILE} but not bundled")
+                    return
+                (folder / Path(name).name).write_bytes(source.read_bytes())
+            try:
+                digest = lock_digest(lock.kind, Path(tmp))
+            except BadInput as exc:  # an unknown device kind is a difference, not a crash
+                digest = f"unknown ({' '.join(str(exc).split())})"
+            if digest != lock.digest:
+                out.differences.append(f"{CONTEXT_PREFIX}/{run.run_id}/locks: digest recomputed {digest}, "
+                                       f"{BundleRecord.FILE} says {lock.digest}")
+
+
+def verify_tree(root: Path, names: list[str], bundle: Path) -> Verification:
+    """Verify an already extracted bundle (``names``: its files)."""
+    out = Verification(bundle=bundle, record=_read_manifest(root, bundle))
+    check_files(root, out.record, names, out)
+    for run_id in out.record.runs:
+        where = f"{RUNS_PREFIX}/{run_id}"
+        if not RUN_ID_PATTERN.match(run_id) or not (root / where).is_dir():
+            out.differences.append(f"{BundleRecord.FILE}: runs: {run_id!r} is not a run folder in the bundle")
+            continue
+        run = RunDir(root / where)
+        check_numbers(run, where, out)
+        check_context(root, run, out.record, where, out)
+    return out
+
+
+def verify_bundle(bundle: Path, *, keep: Path | None = None) -> Verification:
+    """Extract ``bundle`` into a temporary folder (or into ``keep``) and verify it. Raises
+    ``NotABundle`` (exit 2) when it is not a safe, readable bundle."""
+    bundle = Path(bundle)
+    if keep is not None:
+        return verify_tree(keep, extract_safely(bundle, keep), bundle)
+    with tempfile.TemporaryDirectory(prefix="harness-verify-") as tmp:
+        return verify_tree(Path(tmp), extract_safely(bundle, Path(tmp)), bundle)
