@@ -86,6 +86,7 @@ def _chosen_executor(args: argparse.Namespace, loaded) -> str:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from harness.execute import install_interrupt_handlers, resume_run, run_recipe
+    from harness.executors import get_executor
     from harness.recipe import load_recipe
 
     install_interrupt_handlers()
@@ -100,8 +101,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             raise RecipeError("run: give a RECIPE file, or --resume RUN_ID")
         loaded = load_recipe(args.recipe, args.sets, for_run=True)
         executor = _chosen_executor(args, loaded)
-        if loaded.recipe.device.nodes > 1:
-            # Until an executor starts every node, node 0 alone would wait for the others forever.
+        if loaded.recipe.device.nodes > 1 and not getattr(get_executor(executor), "multi_node", False):
+            # An executor that starts one node: node 0 alone would wait for the others forever.
             raise RecipeError(
                 f"{loaded.path}: device.nodes: the {executor} executor runs one node; for {loaded.recipe.device.nodes} "
                 "nodes submit with `harness k8s` (see `harness plan` for every node's launch)"

@@ -110,7 +110,18 @@ def run_job(job: Job, job_path: Path) -> int:
             runner.test()
         else:
             runner.train()
+    _finish_distributed()
     return 0
+
+
+def _finish_distributed() -> None:
+    """Leave the process group together: a gloo group left to interpreter exit can abort
+    (SIGABRT) on one node while another still talks to it."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
 
 
 def _events_hook(cfg, notes: list[str]):
