@@ -82,7 +82,9 @@ def test_a_killed_node_fails_the_run_and_resume_finishes_it(tmp_path, cpu_image,
     results = tmp_path / "results"
     harness = start_harness(results, cpu_image, docker_env)
     run = the_run(results)
-    wait_for(lambda: log_has(run, "Saving checkpoint at 10 iterations") and both_nodes_training(run),
+    # the checkpoint whole on disk (written atomically), not just announced: a kill during the save
+    # would rightly make the resume start from iteration 0
+    wait_for(lambda: (run.work_dir / "iter_10.pth").is_file() and both_nodes_training(run),
              what="both nodes training past the first checkpoint")
     client.containers.get(f"pspnet-{run.run_id}-node1").kill()
     _, stderr = harness.communicate(timeout=120)
@@ -94,7 +96,8 @@ def test_a_killed_node_fails_the_run_and_resume_finishes_it(tmp_path, cpu_image,
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     result = json.loads(run.result_file.read_text())
     assert run.status().state == "succeeded" and result["iterations"] == 20
-    assert log_has(run, "resuming from")
+    assert log_has(run, "harness.worker: resuming from /workspace/run/work_dir/iter_10.pth")
+    assert [p["iter"] for p in result["train"]] == [5, 10, 15, 20]
     assert leftovers(client, run.run_id) == []
 
 
