@@ -3,13 +3,12 @@ environment, binds) and the docker-py arguments each node is created with. No en
 from __future__ import annotations
 
 import docker
-import pytest
 
 from harness.executors import get_executor
 from harness.executors.docker_nodes import LABEL_NODE, LABEL_RUN, node_create_kwargs
 from harness.plan import PlanInputs, build_plan, node_containers
 from harness.recipe import load_recipe
-from support import RECIPES, run_cli
+from support import RECIPES
 
 INPUTS = PlanInputs(run_dir="/srv/results/runs/20261201T000000Z-smoke_cpu_2node-a1b2c3",
                     dataset_dir="/srv/data/VOCdevkit", config_name="c.py", master_port=29511)
@@ -65,10 +64,14 @@ def test_create_arguments_name_alias_and_label_each_node():
     assert kwargs["privileged"] is False and kwargs["init"] is True
 
 
-def test_only_multi_node_executors_take_several_nodes(tmp_path):
+def test_a_multi_node_recipe_defaults_to_docker():
+    from harness.cli import default_executor
+
+    assert default_executor(load_recipe(RECIPES / "smoke_cpu_2node.yaml", []).recipe) == "docker"
+    assert default_executor(load_recipe(RECIPES / "smoke_cpu.yaml", []).recipe) == "local"
+
+
+def test_only_multi_node_executors_take_several_nodes():
+    # the CLI's refusal for the others: test_multinode_plan.py
     assert get_executor("docker").multi_node is True
     assert not getattr(get_executor("local"), "multi_node", False)
-    proc = run_cli("run", str(RECIPES / "smoke_cpu_2node.yaml"), "--executor", "local", "--results", str(tmp_path))
-    assert proc.returncode == 2, proc.stderr
-    assert "device.nodes" in proc.stderr and "Traceback" not in proc.stderr
-    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
