@@ -111,3 +111,17 @@ def test_ctrl_c_stops_every_node(tmp_path, cpu_image, client, docker_env):
     assert harness.returncode == 130, stderr
     assert run.status().state == "interrupted"
     assert leftovers(client, run.run_id) == []
+
+
+def test_leftovers_of_an_earlier_attempt_are_removed_before_a_start(cpu_image, client):
+    # A harness killed with SIGKILL leaves its (exited) node containers and the network; the run's
+    # next attempt (--resume, under the run lock) removes them before creating its own.
+    from harness.executors.docker_nodes import NodeGroup
+
+    run_id = "20261201T000000Z-leftover_probe-abc123"
+    network = client.networks.create(f"pspnet-{run_id}", driver="bridge", labels={LABEL_RUN: run_id})
+    container = client.containers.create(cpu_image, ["true"], name=f"pspnet-{run_id}-node0", network=network.name,
+                                         labels={LABEL_RUN: run_id})
+    assert sorted(leftovers(client, run_id)) == sorted([container.name, network.name])
+    NodeGroup(client, run_id, network.name).remove_leftovers()
+    assert leftovers(client, run_id) == []
