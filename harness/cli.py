@@ -44,15 +44,17 @@ def _recipe_arguments(parser: argparse.ArgumentParser, optional: bool = False) -
     )
     parser.add_argument(
         "--executor", default=None, metavar="NAME",
-        help="where to run: 'local' (subprocesses here), 'docker', 'slurm' (a batch job on a Slurm cluster, any "
-        "number of nodes), or another registered executor; default: docker "
-        "when the recipe names an image and --executor is not given, except for the CPU recipes, which default to local",
+        help="where to run: 'local' (subprocesses here), 'docker' (a container per node: device.nodes > 1 runs "
+        "every node on one engine, on the run's own bridge network), 'slurm' (a batch job on a Slurm cluster, any "
+        "number of nodes), or another registered executor; default: docker when the recipe names an image and "
+        "--executor is not given, except for the one-node CPU recipes, which default to local",
     )
 
 
 def default_executor(recipe) -> str:
-    # The CPU smoke recipes run anywhere without Docker; device recipes need their image.
-    return "docker" if recipe.image and recipe.device.kind != "cpu" else "local"
+    # The one-node CPU smoke recipes run anywhere without Docker; device recipes need their image,
+    # and several nodes need an executor that starts every node.
+    return "docker" if recipe.image and (recipe.device.kind != "cpu" or recipe.device.nodes > 1) else "local"
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
@@ -108,10 +110,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         executor = _chosen_executor(args, loaded)
         options = _executor_options(args, executor, loaded)
         if loaded.recipe.device.nodes > 1 and not getattr(get_executor(executor), "multi_node", False):
-            # Until an executor starts every node, node 0 alone would wait for the others forever.
+            # An executor that starts one node: node 0 alone would wait for the others forever.
             raise RecipeError(
                 f"{loaded.path}: device.nodes: the {executor} executor runs one node; for {loaded.recipe.device.nodes} "
-                "nodes use --executor slurm or submit with `harness k8s` (see `harness plan` for every node's launch)"
+                "nodes use --executor docker (every node on one engine) or --executor slurm, or submit with "
+                "`harness k8s` (see `harness plan` for every node's launch)"
             )
         if args.check:
             from harness.checking import QUICK_BATCH, QUICK_CROP, check_recipe

@@ -300,7 +300,8 @@ def failure_reason(outcome: Outcome, log_tail: list[str]) -> str:
     if outcome.error:
         return f"executor error: {outcome.error}"
     if outcome.failed_node:
-        return f"node {outcome.failed_node} failed (exit code {outcome.exit_code})"
+        node = outcome.failed_node if outcome.failed_node.startswith("node") else f"node {outcome.failed_node}"
+        return f"{node} failed (exit code {outcome.exit_code})"
     if outcome.reason:
         return outcome.reason
     if outcome.oom_killed:

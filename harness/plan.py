@@ -5,12 +5,12 @@ here touches the disk, Docker or the network, so every shipped recipe's plan is 
 from __future__ import annotations
 
 import socket
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import PurePosixPath
 
 from harness.backends import get_backend
 from harness.job import JOB_FILE, Job, TrainSettings
-from harness.launch import SCHEDULERS, NodeLaunch, build_node_launches, harness_rendezvous, scheduler_rendezvous
+from harness.launch import NODE_HOSTNAME, SCHEDULERS, NodeLaunch, build_node_launches, harness_rendezvous, scheduler_rendezvous
 from harness.ranktable import CONTAINER_RANK_TABLE
 from harness.recipe import Recipe
 from harness.spec import BindMount, ContainerSpec, LaunchSpec
@@ -202,6 +202,24 @@ def service_hostname(recipe_name: str) -> str:
     return "pspnet-" + recipe_name.replace("_", "-").lower()
 
 
+def run_network(run_dir: str) -> str:
+    """The bridge network of a multi-node run on one Docker engine, named after the run."""
+    return "pspnet-" + PurePosixPath(run_dir).name
+
+
+def node_containers(plan: Plan) -> tuple[ContainerSpec, ...]:
+    """One container per node of a multi-node Docker plan: node i's torchrun, environment and
+    hostname on the run's network; everything else (image, binds, user, shm) as node 0's."""
+    assert plan.container is not None and plan.node_launches, "a multi-node docker plan"
+    node0 = plan.node_launches[0].environment
+    shared = {k: v for k, v in plan.container.environment.items() if k not in node0}
+    return tuple(
+        replace(plan.container, command=launch.argv, environment={**shared, **launch.environment},
+                hostname=launch.hostname)
+        for launch in plan.node_launches
+    )
+
+
 def build_container(recipe: Recipe, inputs: PlanInputs, launch: LaunchSpec) -> ContainerSpec:
     if recipe.image is None:
         raise ValueError(f"recipe {recipe.name!r} names no image; the docker executor needs 'image'")
@@ -215,7 +233,13 @@ def build_container(recipe: Recipe, inputs: PlanInputs, launch: LaunchSpec) -> C
         **launch.environment,
         **devices.environment,
     }
-    network_mode = "none" if recipe.device.count == 1 or kind == "cpu" else "host"
+    if recipe.device.nodes > 1:
+        # One container per node on the run's own bridge network, on one engine (the Docker
+        # executor creates it); node 0's hostname is the master. Across machines NPU/GPU nodes talk
+        # over the hosts' NICs with host networking: Slurm or Kubernetes start those, not this.
+        network_mode = run_network(inputs.run_dir)
+    else:
+        network_mode = "none" if recipe.device.count == 1 or kind == "cpu" else "host"
     return ContainerSpec(
         image=recipe.image,
         command=launch.argv,
@@ -234,7 +258,8 @@ def build_container(recipe: Recipe, inputs: PlanInputs, launch: LaunchSpec) -> C
         network_mode=network_mode,
         # Stable, so logs and HCCL/NCCL messages name the same host on every run; with the host
         # network the container has the host's name (Docker refuses both).
-        hostname=None if network_mode == "host" else service_hostname(recipe.name),
+        hostname=None if network_mode == "host" else (
+            NODE_HOSTNAME.format(0) if recipe.device.nodes > 1 else service_hostname(recipe.name)),
         warnings=devices.warnings,
     )
 

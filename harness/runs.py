@@ -138,6 +138,7 @@ class RunDir:
 
     recipe_file = property(lambda self: self.path / RECIPE_FILE)
     log_file = property(lambda self: self.path / "train.log")
+    nodes_dir = property(lambda self: self.path / "nodes")  # multi-node runs: every node's own log
     work_dir = property(lambda self: self.path / "work_dir")
     lock_file = property(lambda self: self.path / LOCK_FILE)
     trainer_lock_file = property(lambda self: self.path / TRAINER_LOCK_FILE)
@@ -146,6 +147,9 @@ class RunDir:
     status_file = property(lambda self: self.record_path(RunStatus))
     plan_file = property(lambda self: self.record_path(PlanRecord))
     result_file = property(lambda self: self.record_path(RunResult))
+
+    def node_log_file(self, node: int) -> Path:
+        return self.nodes_dir / f"node-{node}.log"
 
     def record_path(self, model: type[Record]) -> Path:
         return self.path / model.FILE

@@ -172,8 +172,10 @@ def test_hccl_on_a_gpu_recipe_is_rejected():
 
 
 def test_running_more_nodes_than_the_executor_starts_is_refused_before_anything_is_written(tmp_path):
-    proc = run_cli("run", str(RECIPES / "smoke_cpu_2node.yaml"), "--results", str(tmp_path / "results"), "--no-report")
-    assert proc.returncode == 2 and "device.nodes" in proc.stderr
+    # local starts one node (docker, the multi-node recipe's default, starts every node)
+    proc = run_cli("run", str(RECIPES / "smoke_cpu_2node.yaml"), "--executor", "local", "--results",
+                   str(tmp_path / "results"), "--no-report")
+    assert proc.returncode == 2 and "device.nodes" in proc.stderr and "--executor docker" in proc.stderr
     assert not (tmp_path / "results").exists()
 
 

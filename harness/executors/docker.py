@@ -156,10 +156,11 @@ def preflight(spec: ContainerSpec, client) -> None:
 class _LineSink:
     """Splits the container's byte stream into lines for the log file and the callback."""
 
-    def __init__(self, log_path: Path, on_line: Callable[[str], None] | None):
+    def __init__(self, log_path: Path, on_line: Callable[[str], None] | None, *, also: Path | None = None):
         from harness.output import LineWriter
 
         self._log = LineWriter(log_path)
+        self._also = LineWriter(also) if also is not None else None  # node 0's lines, also to train.log
         self._on_line = on_line
         self._pending = b""
         self.received = 0  # bytes seen so far: the log is a prefix of the engine's stored log
@@ -172,7 +173,10 @@ class _LineSink:
 
     def _emit(self, raw: bytes) -> None:
         # Line-buffered: a crash or Ctrl-C keeps everything seen so far; a full disk is noted.
-        self._log.write(raw.decode("utf-8", errors="replace") + "\n")
+        text = raw.decode("utf-8", errors="replace") + "\n"
+        self._log.write(text)
+        if self._also is not None:
+            self._also.write(text)
         if self._on_line:
             self._on_line(raw.decode("utf-8", errors="replace").rstrip("\r"))
 
@@ -181,6 +185,12 @@ class _LineSink:
             self._emit(self._pending)
             self._pending = b""
         self._log.close()
+        if self._also is not None:
+            self._also.close()
+
+    @property
+    def disk_full(self) -> bool:
+        return self._log.disk_full or bool(self._also and self._also.disk_full)
 
 
 def _follow(container, sink: _LineSink) -> None:
@@ -257,14 +267,17 @@ def run_container(
 
 
 class DockerExecutor:
-    """One container per run on a Docker engine (docker-py); the container is always removed."""
+    """One container per run on a Docker engine (docker-py); the container is always removed.
+    A multi-node plan runs one container per node on the run's bridge network (``docker_nodes``)."""
 
     name: ClassVar[str] = "docker"
     plan_layout: ClassVar[PlanLayout] = "docker"
+    multi_node: ClassVar[bool] = True  # starts every node of a multi-node plan (on one engine)
 
     def __init__(self) -> None:
         self._client = None
         self._container = None
+        self._nodes = None  # docker_nodes.NodeGroup of a multi-node run
         self._sink: _LineSink | None = None
         self._image: dict[str, Any] = {}
 
@@ -291,11 +304,24 @@ class DockerExecutor:
         environment = {**spec.environment, ENV_RUN_LOCK: f"{CONTAINER_RUN_DIR}/{run.lock_file.name}",
                        ENV_TRAINER_LOCK: f"{CONTAINER_RUN_DIR}/{run.trainer_lock_file.name}"}
         spec = replace(spec, environment=environment)
+        if plan.nodes > 1:
+            self._start_nodes(plan, run, on_line, lifeline={k: environment[k] for k in (ENV_RUN_LOCK, ENV_TRAINER_LOCK)})
+            return
         self._sink = _LineSink(run.log_file, on_line)
         self._container = self._client.containers.create(**container_kwargs(spec))
         self._container.start()
 
+    def _start_nodes(self, plan, run, on_line: LineSink, lifeline: dict[str, str]) -> None:
+        from harness.executors.docker_nodes import NodeGroup
+        from harness.plan import node_containers
+
+        specs = tuple(replace(spec, environment={**spec.environment, **lifeline}) for spec in node_containers(plan))
+        self._nodes = NodeGroup(self._client, run.run_id, plan.container.network_mode)
+        self._nodes.start(specs, [run.node_log_file(i) for i in range(plan.nodes)], run.log_file, on_line)
+
     def wait(self) -> Outcome:
+        if self._nodes is not None:
+            return self._nodes.wait()
         assert self._container is not None and self._sink is not None, "start() first"
         _follow(self._container, self._sink)
         status = self._container.wait()
@@ -310,7 +336,7 @@ class DockerExecutor:
     def _finish(self, *, stop: bool) -> None:
         if self._sink is not None:
             self._sink.close()
-            self._disk_full = self._sink._log.disk_full
+            self._disk_full = self._sink.disk_full
             self._sink = None
         if self._container is not None:
             container, self._container = self._container, None
@@ -318,6 +344,8 @@ class DockerExecutor:
 
     def stop(self) -> None:
         """Stop politely (SIGTERM, SIGKILL after the timeout), keep what it printed, remove it."""
+        if self._nodes is not None:
+            self._nodes.stop()
         if self._container is not None and self._sink is not None:
             try:
                 self._container.stop(timeout=STOP_TIMEOUT_S)
