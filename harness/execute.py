@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import shutil
 import signal
 import socket
@@ -300,7 +301,8 @@ def failure_reason(outcome: Outcome, log_tail: list[str]) -> str:
     if outcome.error:
         return f"executor error: {outcome.error}"
     if outcome.failed_node:
-        node = outcome.failed_node if outcome.failed_node.startswith("node") else f"node {outcome.failed_node}"
+        # The Docker executor names its nodes node0, node1...; Slurm by the cluster's node names.
+        node = outcome.failed_node if re.fullmatch(r"node\d+", outcome.failed_node) else f"node {outcome.failed_node}"
         return f"{node} failed (exit code {outcome.exit_code})"
     if outcome.reason:
         return outcome.reason
