@@ -76,6 +76,11 @@ def expand(path: Path) -> list[Path]:
     return found
 
 
+def holds_logs(d: Path) -> bool:
+    """Whether the folder holds logs of one (re)start of a run (as ``expand`` reads them)."""
+    return bool(_run_dir(d, with_events=False))
+
+
 def _run_dir(d: Path, *, with_events: bool) -> list[Path]:
     scalars = d / "vis_data" / "scalars.json"
     texts = sorted(p for p in d.glob("*.log") if p.is_file())
