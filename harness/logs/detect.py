@@ -3,7 +3,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from . import events, mmseg0x_json, mmseg0x_text, mmseg1x_scalars, mmseg1x_text, seed_result
+from . import (
+    events,
+    mmseg0x_json,
+    mmseg0x_text,
+    mmseg1x_scalars,
+    mmseg1x_text,
+    seed_result,
+)
 from .errors import LogParseError
 from .reader import check_readable
 
