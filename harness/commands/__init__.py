@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 from harness.commands import check, compose, image, ingest, k8s, parse
+from harness.commands.data import DATA_COMMANDS  # under `harness data`: prepare, check, fingerprint
 
 COMMANDS = (parse.register, image.register, ingest.register, check.register, k8s.register, compose.register)
-from harness.commands.data import DATA_COMMANDS  # noqa: E402  (prepare, check, fingerprint)
+
+__all__ = ["COMMANDS", "DATA_COMMANDS"]
