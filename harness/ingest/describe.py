@@ -11,6 +11,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from harness.ingest.discover import Source, discover, read_head
+from harness.errors import first_problem
 from harness.ingest.errors import IngestError
 from harness.logs import LogParseError, LogResult, parse_logs
 from harness.recipe import Recipe, RecipeError, load_recipe_data
@@ -168,9 +169,7 @@ def _prepare_source(source: Source, batch_per_device: int | None, devices: int |
     try:
         recipe = Recipe.model_validate(data)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "(top level)"
-        raise IngestError(f"{source.origin}: cannot describe the run as a recipe: {where}: {first['msg']}") from None
+        raise IngestError(f"{source.origin}: cannot describe the run as a recipe: {first_problem(exc)}") from None
     sha = {}
     for attempt, files in source.attempts.items():
         for src, rel in files:
