@@ -3,7 +3,7 @@
 Generates a synthetic VOC2012 + SBD set (``SynthSpec(sbd=True)``, 160x120 images, ~3000 .mat files),
 makes two copies, runs each converter as a fresh process with the same number of processes
 (mmseg: ``python voc_aug.py DEVKIT AUG_PATH --nproc N`` with only ``AUG_LEN`` set to the synthetic
-count, see ``harness.data.reference``; harness: ``python -m harness data prepare --voc DEVKIT
+count, see ``tests/mmseg_converter.py``; harness: ``python -m harness data prepare --voc DEVKIT
 --workers N``, which also writes the manifest), starting from an empty SegmentationClassAug each
 time, best of ``--repeats``. Then checks every PNG is pixel-identical with the same mode and the
 split files hold the same ids, and prints harness/mmseg (goal: <= 0.5).
@@ -23,10 +23,11 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))  # the mmseg converter reference lives with the tests
 
 from harness.data.layout import AUG_LABELS, SPLITS  # noqa: E402
-from harness.data.reference import compare_label_dirs, read_id_set, run_mmseg_converter  # noqa: E402
 from harness.data.synth import SynthSpec, sbd_splits, write_synthetic_voc  # noqa: E402
+from mmseg_converter import compare_label_dirs, read_id_set, run_mmseg_converter  # noqa: E402
 
 
 def spec_for(mats: int) -> SynthSpec:

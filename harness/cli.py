@@ -220,27 +220,26 @@ def cmd_runs(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps([entry for entry, _ in listed], indent=2))
         return 0
-    print(f"{'run id':<44} {'state':<12} {'exit':>4}  {'iter':>6}  {'mIoU':>6}  reason")
-    for _, line in listed:
-        print(line)
+    from harness.tables import print_table
+
+    print_table(("run id", "state", "exit:>", "iter:>", "mIoU:>", "reason"), [cells for _, cells in listed])
     return 0
 
 
-def _run_line(run) -> tuple[dict, str]:
-    """One run as a JSON entry and a table line; a damaged run is one line saying what is damaged."""
+def _run_line(run) -> tuple[dict, tuple[str, ...]]:
+    """One run as a JSON entry and a table row; a damaged run is one row saying what is damaged."""
     problem = run.damage()
     if problem is not None:
         entry = {"run_id": run.run_id, "state": "damaged", "reason": problem}
-        return entry, f"{run.run_id:<44} {'damaged':<12} {'':>4}  {'':>6}  {'':>6}  {problem}"
+        return entry, (run.run_id, "damaged", "", "", "", problem)
     status, result = run.status(), run.result()
     state = run.effective_state()
     miou = result.final.mIoU if result and result.final else None
     iterations = result.iterations if result else None
     entry = {"run_id": run.run_id, **status.model_dump(mode="json"), "state": state, "recorded_state": status.state}
-    line = (f"{run.run_id:<44} {state:<12} {'' if status.exit_code is None else status.exit_code:>4}  "
-            f"{'' if iterations is None else iterations:>6}  {f'{miou:.2f}' if miou is not None else '':>6}  "
-            f"{status.reason or ''}")
-    return entry, line
+    cells = (run.run_id, state, "" if status.exit_code is None else str(status.exit_code),
+             "" if iterations is None else str(iterations), f"{miou:.2f}" if miou is not None else "", status.reason or "")
+    return entry, cells
 
 
 def cmd_schema(args: argparse.Namespace) -> int:

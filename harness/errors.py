@@ -25,6 +25,13 @@ class BadInput(HarnessError):
     exit_code = EXIT_BAD_INPUT
 
 
+def first_problem(error) -> str:
+    """``train.iterations: Input should be greater than 0`` from a pydantic ValidationError: the
+    first problem, in the one line the harness shows."""
+    first = error.errors()[0]
+    return f"{'.'.join(str(part) for part in first['loc']) or '(top level)'}: {first['msg']}"
+
+
 # The historical name: recipe problems are bad input.
 RecipeError = BadInput
 

@@ -112,10 +112,6 @@ class NodeLaunch:
     hostname: str | None = None
     setup: tuple[str, ...] = ()
 
-    @property
-    def needs_shell(self) -> bool:
-        return bool(self.setup) or any("$" in arg for arg in self.argv)
-
     def command_line(self) -> str:
         """torchrun as one sh command line (expressions expand, everything else is literal)."""
         return " ".join(_shell_word(arg) for arg in self.argv)

@@ -28,6 +28,8 @@ import sys
 import threading
 import time
 
+from harness.flocks import lock_conflicts
+
 ENV_RUN_LOCK = "HARNESS_RUN_LOCK"
 ENV_TRAINER_LOCK = "HARNESS_TRAINER_LOCK"
 WATCH_INTERVAL_S = 1.0
@@ -44,20 +46,6 @@ def set_parent_death_signal(sig: int = signal.SIGTERM, parent_pid: int | None = 
         return
     if parent_pid is not None and os.getppid() != parent_pid:
         os._exit(128 + int(sig))
-
-
-def _held_by_someone(path: str) -> bool:
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    except OSError:
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        return False
-    except BlockingIOError:
-        return True
-    finally:
-        os.close(fd)
 
 
 def _cancel_slurm_job() -> None:
@@ -86,7 +74,7 @@ def _stop_everything(reason: str) -> None:
 def _watch(path: str, interval: float) -> None:
     while True:
         time.sleep(interval)
-        if not _held_by_someone(path):
+        if not lock_conflicts(path):
             _stop_everything(f"the harness running this run is gone (nobody holds {path})")
 
 
@@ -106,6 +94,6 @@ def install_from_environment(environ=os.environ) -> None:
             pass
     run_lock = environ.get(ENV_RUN_LOCK)
     if run_lock:
-        if not _held_by_someone(run_lock):
+        if not lock_conflicts(run_lock):
             _stop_everything(f"no harness holds {run_lock}")
         threading.Thread(target=_watch, args=(run_lock, WATCH_INTERVAL_S), name="harness-lifeline", daemon=True).start()

@@ -52,10 +52,6 @@ def input_path(kind: str, repo_root: Path = REPO_ROOT) -> Path:
     return repo_root / "docker" / kind / "requirements.in"
 
 
-def overrides_path(repo_root: Path = REPO_ROOT) -> Path:
-    return repo_root / "docker" / "overrides.txt"
-
-
 def lock_path(kind: str, platform: str, repo_root: Path = REPO_ROOT) -> Path:
     return repo_root / "docker" / kind / f"requirements-{platform}.lock"
 

@@ -12,7 +12,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from harness.errors import RecipeError
+from harness.errors import RecipeError, first_problem
 
 CONTAINER_RANK_TABLE = "/workspace/inputs/rank_table/rank_table.json"
 
@@ -71,9 +71,7 @@ def load_rank_table(path: Path, device, *, where: str) -> RankTable:
     try:
         table = RankTable.model_validate(data)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        field = ".".join(str(part) for part in first["loc"]) or "(top level)"
-        raise RecipeError(f"{where}: {path}: {field}: {first['msg']} (expected the v1.0 rank table shape)") from None
+        raise RecipeError(f"{where}: {path}: {first_problem(exc)} (expected the v1.0 rank table shape)") from None
     problems = table.problems(device.nodes, device.count)
     if problems:
         raise RecipeError(f"{where}: {path}: {problems[0]}")

@@ -11,8 +11,16 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
+from harness.dotted import DottedKeyError, set_dotted
 from harness.errors import RecipeError  # re-exported: the recipe's error type
 
 Mode = Literal["accuracy", "performance", "eval"]
@@ -314,19 +322,6 @@ def load_recipe_data(path: Path) -> dict:
     return data
 
 
-def set_dotted(data: dict, dotted: str, value: Any) -> None:
-    keys = dotted.split(".")
-    node = data
-    for key in keys[:-1]:
-        child = node.get(key)
-        if child is None:
-            child = node[key] = {}
-        if not isinstance(child, dict):
-            raise RecipeError(f"--set {dotted}: '{key}' is not a mapping")
-        node = child
-    node[keys[-1]] = value
-
-
 def parse_set_arguments(items: list[str]) -> list[tuple[str, Any]]:
     """``KEY=VALUE`` strings from ``--set``; values are YAML scalars (``3``, ``true``, ``[1,2]``)."""
     pairs = []
@@ -356,7 +351,10 @@ def load_recipe(path: Path, sets: list[str] | tuple[str, ...] = (), *, for_run: 
         path = shipped_recipe(str(path)) or path  # `harness run smoke_cpu`: a shipped recipe by name
     data = load_recipe_data(path)
     for key, value in parse_set_arguments(list(sets)):
-        set_dotted(data, key, value)
+        try:
+            set_dotted(data, key, value)
+        except DottedKeyError as exc:
+            raise RecipeError(f"--set {exc}") from None
     try:
         recipe = Recipe.model_validate(data)
     except ValidationError as exc:

@@ -18,7 +18,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from harness.errors import BadInput
+from harness.errors import BadInput, first_problem
 
 SCHEMA_VERSION = 1
 STATES = ("created", "running", "succeeded", "failed", "interrupted")
@@ -163,11 +163,10 @@ class ImageRecord(BaseModel):
     harness_version: str | None = None
 
 
-class ProvenanceRecord(Record):
-    """Where a run came from: the harness and host that started it (or, for an ingested run,
-    the files it was imported from)."""
+class HostFacts(Record):
+    """What the harness records about itself and the host wherever a process starts: the host side
+    (provenance.json) and the training process (worker_env.json, inside the container)."""
 
-    FILE: ClassVar[str] = "provenance.json"
     harness_commit: str | None = None
     harness_dirty: bool | None = None
     harness_changed_files: list[str] = Field(default_factory=list)  # tracked code that differs from the commit
@@ -179,6 +178,13 @@ class ProvenanceRecord(Record):
     cpu_count: int | None = None
     packages: dict[str, str] = Field(default_factory=dict)
     environment: dict[str, str] = Field(default_factory=dict)
+
+
+class ProvenanceRecord(HostFacts):
+    """Where a run came from: the harness and host that started it (or, for an ingested run,
+    the files it was imported from)."""
+
+    FILE: ClassVar[str] = "provenance.json"
     image: ImageRecord | None = None
     # Ingested runs
     ingested_from: str | None = None
@@ -199,21 +205,10 @@ class OptimWrapperUsed(BaseModel):
     changed_by_mmengine: bool
 
 
-class WorkerEnvRecord(Record):
+class WorkerEnvRecord(HostFacts):
     """What the training process itself ran with (inside the container, under Docker)."""
 
     FILE: ClassVar[str] = "worker_env.json"
-    harness_commit: str | None = None
-    harness_dirty: bool | None = None
-    harness_changed_files: list[str] = Field(default_factory=list)  # tracked code that differs from the commit
-    harness_version: str | None = None
-    command: list[str] = Field(default_factory=list)
-    python: str | None = None
-    platform: str | None = None
-    machine: str | None = None
-    cpu_count: int | None = None
-    packages: dict[str, str] = Field(default_factory=dict)
-    environment: dict[str, str] = Field(default_factory=dict)
     torch_threads: int | None = None
     cuda: str | None = None
     devices: list[str] | None = None
@@ -422,9 +417,7 @@ def migrate(model: type[Record], data: dict) -> dict:
 
 
 def _where(error: ValidationError) -> str:
-    first = error.errors()[0]
-    field = ".".join(str(part) for part in first["loc"]) or "(top level)"
-    return f"field {field}: {first['msg']}"
+    return f"field {first_problem(error)}"
 
 
 def parse_record(model: type[Record], text: str, *, where: str) -> Record:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from harness.logs import LogParseError, parse_logs
+from harness.logs.detect import holds_logs
 from harness.recipe import METRICS, Recipe
 from harness.records import DamagedRecord, RunResult
 from harness.runs import RunDir
@@ -23,9 +24,11 @@ def _dataset_provenance(run: RunDir) -> dict:
 
 
 def attempt_folders(run: RunDir) -> list[Path]:
+    """The (re)starts of the run: folders under work_dir holding logs the parsers read (a text
+    log, 0.x ``.log.json`` or 1.x ``vis_data/scalars.json``, as ingested runs may have only one)."""
     if not run.work_dir.is_dir():
         return []
-    return sorted(p for p in run.work_dir.iterdir() if p.is_dir() and any(p.glob("*.log")))
+    return sorted(p for p in run.work_dir.iterdir() if p.is_dir() and holds_logs(p))
 
 
 def build_result(run: RunDir, recipe: Recipe, world_size: int, **provenance) -> RunResult:

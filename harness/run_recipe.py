@@ -9,6 +9,7 @@ from pathlib import Path
 import yaml
 from pydantic import ValidationError
 
+from harness.errors import first_problem
 from harness.recipe import LoadedRecipe, Recipe
 from harness.records import DamagedRecord
 from harness.runs import RunDir
@@ -29,9 +30,7 @@ def recipe_of(run: RunDir) -> Recipe:
     try:
         return Recipe.model_validate(data)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "(top level)"
-        raise DamagedRecord(f"{run.recipe_file}: {where}: {first['msg']} (was the run's recipe edited?)") from None
+        raise DamagedRecord(f"{run.recipe_file}: {first_problem(exc)} (was the run's recipe edited?)") from None
 
 
 def loaded_recipe_of(run: RunDir) -> LoadedRecipe:

@@ -24,6 +24,7 @@ from typing import TypeVar
 
 from harness.errors import BadInput, EnvironmentNotReady
 from harness.fileio import write_text_atomic
+from harness.flocks import lock_conflicts
 from harness.records import (
     STATES,
     DamagedRecord,
@@ -98,34 +99,12 @@ class RunLock:
 
 def lock_held(path: Path) -> bool:
     """Whether some process holds an flock on ``path`` that conflicts with a shared one."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    except FileNotFoundError:
-        return False
-    except OSError:
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        return False
-    except BlockingIOError:
-        return True
-    finally:
-        os.close(fd)
+    return lock_conflicts(path)
 
 
 def trainer_alive(path: Path) -> bool:
     """Whether a worker process still holds its shared lock on ``path`` (.trainer.lock)."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    except OSError:
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        return False
-    except BlockingIOError:
-        return True
-    finally:
-        os.close(fd)
+    return lock_conflicts(path, exclusive=True)
 
 
 @dataclass(frozen=True)

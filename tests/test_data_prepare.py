@@ -12,8 +12,8 @@ from scipy.io import loadmat, savemat
 from harness.data.layout import AUG_LABELS, SPLITS
 from harness.data.matfile import MatError, _fast_read, read_segmentation
 from harness.data.prepare import aug_splits, prepare_dataset
-from harness.data.reference import compare_label_dirs, read_id_set, run_mmseg_converter
 from harness.data.synth import sample_ids, sbd_splits
+from mmseg_converter import compare_label_dirs, read_id_set, run_mmseg_converter
 from test_data_helpers import SMALL, copy_devkit, devkit, error_lines, labels, run_harness, sbd_source  # noqa: F401
 
 N_MATS = 21

@@ -210,6 +210,8 @@ def test_mmseg0x_json_only_folder(tmp_path):
     assert result["parse_error"] is None and result["log_format"] == "mmseg0x-json"
     assert result["best"] == parse_logs([folder]).best and result["device"]["kind"] == "cpu"
     assert run.status().state == "succeeded"
+    # stored under its own name: nothing is renamed to look like a text log
+    assert [p.name for p in run.work_dir.rglob("*") if p.is_file()] == ["20261125_185649.log.json"]
 
 
 def test_long_folder_names_fit_the_run_id(tmp_path):

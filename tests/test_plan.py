@@ -5,6 +5,7 @@ NPU and GPU runs cannot happen here; these tests pin what the harness would star
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import replace
 
 import pytest
@@ -166,8 +167,37 @@ def test_cpu_smoke_plans():
     assert docker.network_mode == "none" and docker.shm_size == "1g"
 
 
-def test_plan_is_pure_and_repeatable():
-    assert plan_for("full_8p").to_dict() == plan_for("full_8p").to_dict()
+# Each input that reaches an NPU container plan (python and container_user are for local / CPU-GPU).
+NPU_PLAN_INPUTS = dict(run_dir="/x/R2", dataset_dir="/x/VOC", config_name="d.py", pretrained_host_path="/w/p.pth",
+                       checkpoint_host_path="/w/c.pth", resume=True, rank_table_host_path="/etc/rt.json",
+                       optional_host_paths=(), master_port=29600)
+
+
+def test_plan_depends_on_its_inputs_only(tmp_path, monkeypatch):
+    """Pure: the same inputs give the same plan wherever and whenever it is built (another cwd,
+    other device variables), each input that matters changes it, and planning does no I/O."""
+    first = plan_for("full_8p").to_dict()
+    monkeypatch.chdir(tmp_path)
+    for name in ("ASCEND_VISIBLE_DEVICES", "CUDA_VISIBLE_DEVICES", "MASTER_PORT", "HOME"):
+        monkeypatch.setenv(name, "7")
+    recipe = load_recipe(RECIPES / "full_8p.yaml").recipe
+    events: list[str] = []
+    watching = [True]
+
+    def audit(event: str, args) -> None:  # audit hooks stay for the process: only record while watching
+        if watching[-1] and event.split(".")[0] in ("open", "os", "socket", "subprocess", "shutil"):
+            events.append(event)
+
+    sys.addaudithook(audit)
+    try:
+        again = build_plan(recipe, INPUTS, "docker").to_dict()
+    finally:
+        watching.append(False)
+    assert events == []
+    assert again == first
+    for field, value in NPU_PLAN_INPUTS.items():
+        assert plan_for("full_8p", inputs=replace(INPUTS, **{field: value})).to_dict() != first, field
+    assert plan_for("full_8p", "docker", "train.iterations=10").to_dict() != first
 
 
 def test_each_multi_rank_plan_gets_its_own_free_port():

@@ -5,9 +5,10 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from harness.commands.arguments import positive_int
 
-EXIT_OK, EXIT_BAD_INPUT = 0, 2
+from harness.commands.arguments import positive_int
+from harness.errors import EXIT_BAD_INPUT, EXIT_OK
+
 LISTED = 20  # problems shown one per line before the rest are only counted
 
 

@@ -7,9 +7,8 @@ import sys
 from pathlib import Path
 
 from harness.commands.arguments import positive_int
+from harness.errors import EXIT_BAD_INPUT
 from harness.runs import RunStoreError
-
-EXIT_BAD_INPUT = 2
 
 
 def register(subparsers) -> argparse.ArgumentParser:

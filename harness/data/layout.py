@@ -15,7 +15,6 @@ DEFAULT_SBD = "VOCaug/dataset"
 
 # The real VOC2012 + SBD numbers (mmseg's voc_aug.py asserts the trainaug one).
 REAL_COUNTS = {"train": 1464, "val": 1449, "trainaug": 10582, "aug": 10582 - 1464}
-VALID_LABELS = frozenset(range(21)) | {255}
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 PNG_END = b"\x00\x00\x00\x00IEND\xaeB`\x82"

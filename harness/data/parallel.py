@@ -8,18 +8,21 @@ import threading
 import time
 from typing import Callable, Iterable, Iterator, Sequence, TextIO, TypeVar
 
+from harness.progress import TerminalBar, text_bar
+
 T = TypeVar("T")
 R = TypeVar("R")
 
 
 class ProgressBar:
-    """One redrawn line on a terminal; on a log file, a line per quarter so logs stay short."""
+    """A rich bar on a terminal; on a log file, a line per quarter so logs stay short."""
 
     def __init__(self, total: int, label: str, stream: TextIO | None = sys.stderr):
         self.total, self.label, self.stream = total, label, stream
         self.done = 0
         self.started = time.monotonic()
-        self.tty = bool(stream is not None and hasattr(stream, "isatty") and stream.isatty())
+        tty = bool(stream is not None and hasattr(stream, "isatty") and stream.isatty())
+        self.bar = TerminalBar(stream, f"{label}:", "rate") if tty else None
         self._last_quarter = -1
         self._last_draw = 0.0
 
@@ -27,12 +30,11 @@ class ProgressBar:
         self.done += n
         if self.stream is None:
             return
-        if self.tty:
+        if self.bar is not None:
             now = time.monotonic()
             if now - self._last_draw > 0.1 or self.done >= self.total:
                 self._last_draw = now
-                self.stream.write("\r" + self._line())
-                self.stream.flush()
+                self.bar.update(self.done, self.total, rate=f"{self._rate():.0f}/s")
             return
         quarter = 4 * self.done // max(self.total, 1)
         if quarter != self._last_quarter:
@@ -40,18 +42,16 @@ class ProgressBar:
             print(self._line(), file=self.stream, flush=True)
 
     def close(self) -> None:
-        if self.stream is not None and self.tty:
-            self.stream.write("\n")
-            self.stream.flush()
+        if self.bar is not None:
+            self.bar.close()
+
+    def _rate(self) -> float:
+        elapsed = time.monotonic() - self.started
+        return self.done / elapsed if elapsed > 0 else 0.0
 
     def _line(self) -> str:
-        width = 30
         fraction = self.done / max(self.total, 1)
-        filled = int(width * fraction)
-        elapsed = time.monotonic() - self.started
-        rate = self.done / elapsed if elapsed > 0 else 0.0
-        return (f"{self.label}: [{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total} "
-                f"({100 * fraction:.0f}%) {rate:.0f}/s")
+        return f"{self.label}: {text_bar(self.done, self.total)} {self.done}/{self.total} ({100 * fraction:.0f}%) {self._rate():.0f}/s"
 
 
 def _chunks(items: Sequence[T], size: int) -> list[Sequence[T]]:

@@ -1,11 +1,14 @@
-"""Pieces the text formats share: percent conversion, eval tables, config-dump values."""
+"""Pieces the log formats share: numbers and percent, ``key: value`` fields, train points, eval
+tables, config-dump values."""
 from __future__ import annotations
 
 import math
 import re
+from collections.abc import Iterator, Mapping
 from decimal import Decimal, InvalidOperation
 
-from .model import Evaluation, Located
+from .errors import LogParseError
+from .model import Evaluation, Located, TrainPoint
 
 
 def to_float(text: str) -> float | None:
@@ -13,6 +16,11 @@ def to_float(text: str) -> float | None:
         return float(text)
     except ValueError:
         return None
+
+
+def number(v) -> float | None:
+    """A JSON number as a float; None for anything else (strings, null, booleans)."""
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
 
 
 def fraction_to_percent(value: str | float | None) -> float | None:
@@ -39,6 +47,47 @@ def percent(value: str | float | None) -> float | None:
     if v is None or not math.isfinite(v):
         return None
     return v
+
+
+# --- ``key: value`` fields of a text line, and the train point they make ---
+
+TRAIN_FIELDS = ("lr", "time", "data_time", "loss", "fps")
+# Keys of JSON train rows that say where the row is, not what was measured.
+POSITION_KEYS = ("iter", "step", "epoch")
+
+
+def text_fields(rest: str, separator: str) -> Iterator[tuple[str, str]]:
+    """``(key, value)`` of each ``key: value`` piece of a log line (0.x joins them with ``", "``,
+    1.x with two spaces); pieces without ``": "`` are skipped."""
+    for piece in rest.split(separator):
+        key, sep, value = piece.partition(": ")
+        if sep:
+            yield key.strip(), value
+
+
+def train_fields(rest: str, separator: str, path: str, lineno: int) -> dict[str, float]:
+    """The numbers of a text train line. ``eta`` is skipped before float() (so that no line pays
+    for an exception; 0.x's ``eta: 1 day, 2:03:04`` also holds the separator); a core field that
+    is not a number is an error naming the line, any other non-number is left out."""
+    out: dict[str, float] = {}
+    for key, value in text_fields(rest, separator):
+        if key == "eta":
+            continue
+        try:
+            out[key] = float(value)
+        except ValueError:
+            if key in TRAIN_FIELDS:
+                raise LogParseError(path, lineno, f"malformed train line: {key} = {value!r}") from None
+    return out
+
+
+def train_point(it: int, values: Mapping, source: str, *, not_extra: tuple[str, ...] = ()) -> TrainPoint:
+    """One ``TrainPoint`` from a line's or a row's values: the core fields, and every other
+    number (but ``not_extra``) in ``extra``."""
+    return TrainPoint(iter=it, **{f: number(values.get(f)) for f in TRAIN_FIELDS},
+                      extra={k: v for k, v in values.items()
+                             if k not in TRAIN_FIELDS and k not in not_extra and number(v) is not None},
+                      source=source)
 
 
 _METRIC_PREFIXES = ("IoU", "Acc", "Dice", "Fscore", "Precision", "Recall")

@@ -3,7 +3,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from . import events, mmseg0x_json, mmseg0x_text, mmseg1x_scalars, mmseg1x_text, seed_result
+from . import (
+    events,
+    mmseg0x_json,
+    mmseg0x_text,
+    mmseg1x_scalars,
+    mmseg1x_text,
+    seed_result,
+)
 from .errors import LogParseError
 from .reader import check_readable
 
@@ -74,6 +81,11 @@ def expand(path: Path) -> list[Path]:
         raise LogParseError(path, None, "directory holds no *.log, *.log.json or "
                                         "vis_data/scalars.json")
     return found
+
+
+def holds_logs(d: Path) -> bool:
+    """Whether the folder holds logs of one (re)start of a run (as ``expand`` reads them)."""
+    return bool(_run_dir(d, with_events=False))
 
 
 def _run_dir(d: Path, *, with_events: bool) -> list[Path]:

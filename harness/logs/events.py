@@ -20,8 +20,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from .common import POSITION_KEYS, number, train_point
 from .errors import LogParseError
-from .model import Evaluation, FileRecords, Located, TrainPoint
+from .model import Evaluation, FileRecords, Located
 from .reader import Lines
 
 NAME = "harness-events"
@@ -44,18 +45,12 @@ STATUS_SUCCESS = "success"
 STATUS_ABORTED = "aborted"
 
 _REQUIRED = ("namespace", "time_ms", "event_type", "key", "value", "metadata")
-# Same split as the scalars.json parser, so that ``extra`` holds the same keys in both.
-_CORE = {"iter", "step", "epoch", "lr", "time", "data_time", "loss", "fps"}
 _SETTINGS = (WORLD_SIZE, GLOBAL_BATCH_SIZE, OPT_BASE_LR, TRAIN_SAMPLES, SEED, MAX_ITERS,
              START_ITERATION)
 
 
 def sniff(head: str) -> bool:
     return head.lstrip().startswith(PREFIX)
-
-
-def _num(v) -> float | None:
-    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
 
 
 def _event(text: str, path: Path, lineno: int) -> dict:
@@ -118,14 +113,9 @@ def parse(path: Path) -> FileRecords:
         if key == TRAIN_WINDOW:
             if not isinstance(value, dict):
                 raise LogParseError(path, lineno, "train_window value is not a JSON object")
-            rec.train.append(TrainPoint(
-                iter=_iteration(ev, path, lineno, required=True),
-                lr=_num(value.get("lr")), time=_num(value.get("time")),
-                data_time=_num(value.get("data_time")), loss=_num(value.get("loss")),
-                fps=_num(value.get("fps")),
-                extra={k: v for k, v in value.items()
-                       if k not in _CORE and _num(v) is not None},
-                source=where))
+            # the same split as the scalars.json parser, so that ``extra`` holds the same keys in both
+            rec.train.append(train_point(_iteration(ev, path, lineno, required=True), value, where,
+                                         not_extra=POSITION_KEYS))
         elif key == EVAL_ACCURACY:
             scalars = meta.get("scalars")
             if not isinstance(scalars, dict):
@@ -133,10 +123,10 @@ def parse(path: Path) -> FileRecords:
                                                   "metadata.scalars object")
             rec.evaluations.append(Evaluation(
                 iteration=_iteration(ev, path, lineno, required=False),
-                aAcc=_num(scalars.get("aAcc")), mIoU=_num(scalars.get("mIoU")),
-                mAcc=_num(scalars.get("mAcc")),
+                aAcc=number(scalars.get("aAcc")), mIoU=number(scalars.get("mIoU")),
+                mAcc=number(scalars.get("mAcc")),
                 extra={k: v for k, v in scalars.items()
-                       if k not in ("aAcc", "mIoU", "mAcc") and _num(v) is not None},
+                       if k not in ("aAcc", "mIoU", "mAcc") and number(v) is not None},
                 source=where))
         elif key == RUN_START:
             started = True

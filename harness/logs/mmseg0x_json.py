@@ -8,14 +8,23 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from .common import fraction_to_percent, gpu_ids, located, samples_per_gpu, split_per_class
+from .common import (
+    POSITION_KEYS,
+    fraction_to_percent,
+    gpu_ids,
+    located,
+    number,
+    samples_per_gpu,
+    split_per_class,
+    train_point,
+)
 from .errors import LogParseError
 from .jsonlines import JsonRows
-from .model import Evaluation, FileRecords, TrainPoint
+from .model import Evaluation, FileRecords
 
 NAME = "mmseg0x-json"
 _MAX_ITERS = re.compile(r"\bmax_iters\s*=\s*(\d+)")
-_SKIP = {"mode", "epoch", "iter", "lr", "time", "data_time", "loss", "fps", "memory"}
+_NOT_EXTRA = (*POSITION_KEYS, "mode", "memory")
 
 
 def sniff(head: str) -> bool:
@@ -39,13 +48,7 @@ def parse(path: Path) -> FileRecords:
             if not isinstance(it, int):
                 raise LogParseError(path, lineno, "train row without an integer 'iter'")
             last_iter = it
-            rec.train.append(TrainPoint(
-                iter=it, lr=_num(row.get("lr")), time=_num(row.get("time")),
-                data_time=_num(row.get("data_time")), loss=_num(row.get("loss")),
-                fps=_num(row.get("fps")),
-                extra={k: v for k, v in row.items()
-                       if k not in _SKIP and isinstance(v, (int, float))},
-                source=f"{p}:{lineno}"))
+            rec.train.append(train_point(it, row, f"{p}:{lineno}", not_extra=_NOT_EXTRA))
         elif mode == "val":
             rec.evaluations.append(_evaluation(row, last_iter, p, lineno))
     if reader.truncated:
@@ -54,10 +57,6 @@ def parse(path: Path) -> FileRecords:
     if not (rec.train or rec.evaluations or rec.batch_per_device):
         raise LogParseError(path, None, "no mmseg 0.x train or val rows")
     return rec
-
-
-def _num(v) -> float | None:
-    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
 
 
 def _header(row: dict, rec: FileRecords, p: str, lineno: int) -> None:
@@ -85,9 +84,9 @@ def _evaluation(row: dict, last_iter: int | None, p: str, lineno: int) -> Evalua
     ev = Evaluation(iteration=last_iter, source=f"{p}:{lineno}")
     for key, value in row.items():
         if key in ("aAcc", "mIoU", "mAcc"):
-            setattr(ev, key, fraction_to_percent(_num(value)))
+            setattr(ev, key, fraction_to_percent(number(value)))
             continue
         pc = split_per_class(key)
         if pc:
-            ev.per_class.setdefault(pc[0], {})[pc[1]] = fraction_to_percent(_num(value))
+            ev.per_class.setdefault(pc[0], {})[pc[1]] = fraction_to_percent(number(value))
     return ev

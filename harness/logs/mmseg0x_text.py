@@ -9,9 +9,18 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from .common import EvalTables, fraction_to_percent, gpu_ids_count, located, split_per_class
+from .common import (
+    EvalTables,
+    fraction_to_percent,
+    gpu_ids_count,
+    located,
+    split_per_class,
+    text_fields,
+    train_fields,
+    train_point,
+)
 from .errors import LogParseError
-from .model import Evaluation, FileRecords, Located, TrainPoint
+from .model import Evaluation, FileRecords, Located
 from .reader import Lines
 
 NAME = "mmseg0x-text"
@@ -21,35 +30,10 @@ _VAL = re.compile(r"Iter\(val\) \[(\d+)\]\s*(.*)")
 _SAMPLES = re.compile(r"^ {4}samples_per_gpu\s*=\s*(\d+)")
 _DIST = re.compile(r"Distributed training: (True|False)")
 _MAX = re.compile(r"workflow: .*max: (\d+) iters")
-_CORE = ("lr", "time", "data_time", "loss", "fps")
 
 
 def sniff(head: str) -> bool:
     return "Iter [" in head or " - mmseg - " in head
-
-
-def parse_train_fields(rest: str, path: str, lineno: int) -> dict[str, float]:
-    out: dict[str, float] = {}
-    # ", " also appears inside "eta: 1 day, 2:03:04"; pieces without ": " are skipped, and eta
-    # is skipped before float() so that no line pays for an exception.
-    for piece in rest.split(", "):
-        key, sep, value = piece.partition(": ")
-        if not sep or key == "eta":
-            continue
-        try:
-            out[key] = float(value)
-        except ValueError:
-            if key in _CORE:
-                raise LogParseError(path, lineno,
-                                    f"malformed train line: {key} = {value!r}") from None
-    return out
-
-
-def train_point(it: int, fields: dict[str, float], source: str) -> TrainPoint:
-    pop = fields.pop
-    return TrainPoint(iter=it, lr=pop("lr", None), time=pop("time", None),
-                      data_time=pop("data_time", None), loss=pop("loss", None),
-                      fps=pop("fps", None), extra=fields, source=source)
 
 
 def parse(path: Path) -> FileRecords:
@@ -75,7 +59,7 @@ def parse(path: Path) -> FileRecords:
                         rec.evaluations.append(pending)
                     last_iter = int(m.group(1))
                     last_max = (lineno, m.group(2))
-                    fields = parse_train_fields(m.group(3), p, lineno)
+                    fields = train_fields(m.group(3), ", ", p, lineno)
                     rec.train.append(train_point(last_iter, fields, f"{p}:{lineno}"))
                     continue
             elif line.startswith("Iter(val) [", i):
@@ -143,11 +127,7 @@ def _devices(rec: FileRecords, distributed: bool | None, ids, p: str) -> None:
 def _evaluation(rest: str, last_iter: int | None, tables: EvalTables, rec: FileRecords,
                 p: str, lineno: int) -> Evaluation:
     ev = Evaluation(iteration=last_iter, source=f"{p}:{lineno}")
-    for piece in rest.split(", "):
-        key, sep, value = piece.partition(": ")
-        if not sep:
-            continue
-        key = key.strip()
+    for key, value in text_fields(rest, ", "):
         if key in ("aAcc", "mIoU", "mAcc"):
             v = fraction_to_percent(value)
             if v is not None and v > 100.0:

@@ -7,22 +7,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .common import DataloaderBatch, located
+from .common import POSITION_KEYS, DataloaderBatch, located, number, train_point
 from .errors import LogParseError
 from .jsonlines import JsonRows
-from .model import Evaluation, FileRecords, TrainPoint
+from .model import Evaluation, FileRecords
 
 NAME = "mmseg1x-scalars"
-_SKIP = {"iter", "step", "epoch", "lr", "time", "data_time", "loss", "fps"}
 
 
 def sniff(head: str) -> bool:
     first = head.lstrip()[:4096]
     return first.startswith("{") and '"step"' in first and '"mode"' not in first
-
-
-def _num(v) -> float | None:
-    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
 
 
 def parse(path: Path) -> FileRecords:
@@ -34,19 +29,13 @@ def parse(path: Path) -> FileRecords:
             step = row.get("step")
             rec.evaluations.append(Evaluation(
                 iteration=step if isinstance(step, int) else None,
-                aAcc=_num(row.get("aAcc")), mIoU=_num(row.get("mIoU")),
-                mAcc=_num(row.get("mAcc")), source=f"{p}:{lineno}"))
+                aAcc=number(row.get("aAcc")), mIoU=number(row.get("mIoU")),
+                mAcc=number(row.get("mAcc")), source=f"{p}:{lineno}"))
         elif "loss" in row or "lr" in row:
             it = row.get("iter", row.get("step"))
             if not isinstance(it, int):
                 raise LogParseError(path, lineno, "train row without an integer 'iter'/'step'")
-            rec.train.append(TrainPoint(
-                iter=it, lr=_num(row.get("lr")), time=_num(row.get("time")),
-                data_time=_num(row.get("data_time")), loss=_num(row.get("loss")),
-                fps=_num(row.get("fps")),
-                extra={k: v for k, v in row.items()
-                       if k not in _SKIP and isinstance(v, (int, float))},
-                source=f"{p}:{lineno}"))
+            rec.train.append(train_point(it, row, f"{p}:{lineno}", not_extra=POSITION_KEYS))
     if reader.truncated:
         rec.truncated = True
         rec.warnings.append(reader.warning)

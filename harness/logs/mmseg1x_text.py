@@ -9,9 +9,18 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from .common import DataloaderBatch, EvalTables, located, percent, split_per_class
+from .common import (
+    DataloaderBatch,
+    EvalTables,
+    located,
+    percent,
+    split_per_class,
+    text_fields,
+    train_fields,
+    train_point,
+)
 from .errors import LogParseError
-from .model import Evaluation, FileRecords, Located, TrainPoint
+from .model import Evaluation, FileRecords, Located
 from .reader import Lines
 
 NAME = "mmseg1x-text"
@@ -22,29 +31,10 @@ _VAL = re.compile(r"Iter\((val|test)\) \[\s*(\d+)/\s*(\d+)\]\s*(.*)")
 _DIST = re.compile(r"Distributed training: (True|False)")
 _WORLD = re.compile(r"(?:GPU number|world_size)\s*[:=]\s*(\d+)")
 _MAX = re.compile(r"\bmax_iters\s*=\s*(\d+)")
-_CORE = ("lr", "time", "data_time", "loss", "fps")
 
 
 def sniff(head: str) -> bool:
     return "Iter(train) [" in head or " - mmengine - " in head
-
-
-def _fields(rest: str, path: str, lineno: int) -> dict[str, float]:
-    out: dict[str, float] = {}
-    for piece in rest.split("  "):
-        key, sep, value = piece.partition(": ")
-        if not sep:
-            continue
-        key = key.strip()
-        if key == "eta":
-            continue
-        try:
-            out[key] = float(value)
-        except ValueError:
-            if key in _CORE:
-                raise LogParseError(path, lineno,
-                                    f"malformed train line: {key} = {value!r}") from None
-    return out
 
 
 def parse(path: Path) -> FileRecords:
@@ -69,12 +59,8 @@ def parse(path: Path) -> FileRecords:
                     header = False
                     last_iter = int(m.group(1))
                     last_max = (lineno, m.group(2))
-                    f = _fields(m.group(3), p, lineno)
-                    pop = f.pop
-                    rec.train.append(TrainPoint(
-                        iter=last_iter, lr=pop("lr", None), time=pop("time", None),
-                        data_time=pop("data_time", None), loss=pop("loss", None),
-                        fps=pop("fps", None), extra=f, source=f"{p}:{lineno}"))
+                    fields = train_fields(m.group(3), "  ", p, lineno)
+                    rec.train.append(train_point(last_iter, fields, f"{p}:{lineno}"))
                     continue
             elif line.startswith("Iter(val) [", i) or line.startswith("Iter(test) [", i):
                 m = _VAL.match(line, i)
@@ -120,11 +106,7 @@ def parse(path: Path) -> FileRecords:
 def _evaluation(rest: str, last_iter: int | None, tables: EvalTables, p: str,
                 lineno: int) -> Evaluation:
     ev = Evaluation(iteration=last_iter, source=f"{p}:{lineno}")
-    for piece in rest.split("  "):
-        key, sep, value = piece.partition(": ")
-        if not sep:
-            continue
-        key = key.strip()
+    for key, value in text_fields(rest, "  "):
         if key in ("aAcc", "mIoU", "mAcc"):
             setattr(ev, key, percent(value))
         elif split_per_class(key) is None:

@@ -5,7 +5,15 @@ import math
 from collections.abc import Sequence
 from pathlib import Path
 
-from . import events, metrics, mmseg0x_json, mmseg0x_text, mmseg1x_scalars, mmseg1x_text, seed_result
+from . import (
+    events,
+    metrics,
+    mmseg0x_json,
+    mmseg0x_text,
+    mmseg1x_scalars,
+    mmseg1x_text,
+    seed_result,
+)
 from .detect import detect, expand
 from .errors import LogParseError
 from .merge import overlay_events, overlay_scalars, stitch

@@ -9,6 +9,7 @@ from collections.abc import Mapping, MutableMapping
 from typing import Any
 
 from harness.backends import get_backend
+from harness.dotted import set_dotted
 from harness.job import Job
 
 
@@ -83,21 +84,6 @@ def apply_speed_knobs(cfg: MutableMapping, job: Job) -> list[str]:
                                  "allow_failed_imports": False}
         notes.append("channels_last model")
     return notes
-
-
-def set_dotted(cfg: MutableMapping, dotted: str, value: Any) -> None:
-    node = cfg
-    keys = dotted.split(".")
-    for key in keys[:-1]:
-        node = node[int(key)] if isinstance(node, list) else node.setdefault(key, {})
-    last = keys[-1]
-    old = node[int(last)] if isinstance(node, list) else node.get(last)
-    if isinstance(old, tuple) and isinstance(value, list):
-        value = tuple(value)  # YAML has no tuples; mmseg asserts them (crop_size, scale)
-    if isinstance(node, list):
-        node[int(last)] = value
-    else:
-        node[last] = value
 
 
 # Top-level keys the harness itself sets (``adapt``), so overrides may name them even where the

@@ -1,4 +1,5 @@
-"""mmseg's own SBD converter, run as shipped, and an output comparison; for tests and the benchmark.
+"""mmseg's own SBD converter, run as shipped, and an output comparison: the reference the tests and
+`bench/bench_prepare.py` hold `harness data prepare` against (test-only code, not part of the package).
 
 mmseg's ``voc_aug.py`` asserts the real trainaug size (``AUG_LEN = 10582``) after converting, so on
 a synthetic set it would convert and then fail before writing the lists. ``run_mmseg_converter``
