@@ -118,7 +118,6 @@ def test_a_running_run_is_alive_exactly_while_its_lock_is_held(tmp_path):
 
 def test_atomic_writes_respect_the_umask_like_train_log(tmp_path):
     """mkstemp makes 0600 files; shared results must be readable like the logs (0644 under umask 022)."""
-    import os
     import subprocess
     import sys
 
