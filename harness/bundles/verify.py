@@ -14,7 +14,6 @@ a changed log line fails step 2 (naming the log) and, if it changed a number, st
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import tempfile
@@ -26,6 +25,7 @@ from harness.bundles.tarball import NotABundle, extract_safely
 from harness.errors import BadInput
 from harness.records import BundleRecord, DamagedRecord, DatasetRecord, PlanRecord, parse_record
 from harness.runs import RUN_ID_PATTERN, RunDir
+from harness.data.manifest import sha256_file
 
 _MISSING = object()
 
@@ -52,14 +52,6 @@ class Verification:
         if self.passed:
             return f"PASS {self.bundle} ({counts})"
         return f"FAIL {self.bundle}: {len(self.differences)} difference(s) ({counts})"
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _same(a, b) -> bool:
@@ -94,7 +86,7 @@ def check_files(root: Path, record: BundleRecord, names: list[str], out: Verific
             out.differences.append(f"{name}: listed in {BundleRecord.FILE} but missing from the tarball")
             continue
         out.files_checked += 1
-        if path.stat().st_size != entry.size or _sha256(path) != entry.sha256:
+        if path.stat().st_size != entry.size or sha256_file(path) != entry.sha256:
             out.differences.append(f"{name}: sha256 differs from {BundleRecord.FILE} (the file was changed)")
 
 

@@ -3,7 +3,6 @@ show was run (mode, device kind and count, batch, iterations) and which shipped 
 judged against. Writes nothing."""
 from __future__ import annotations
 
-import hashlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +15,7 @@ from harness.ingest.errors import IngestError
 from harness.logs import LogParseError, LogResult, parse_logs
 from harness.recipe import Recipe, RecipeError, load_recipe_data
 from harness.shipped import RECIPES_DIR
+from harness.data.manifest import sha256_file
 
 SEED_CONFIG = "configs/pspnet_r50-d8_voc12aug-512x512_npu-seed.py"
 GPU_CONFIG = "configs/pspnet_r50-d8_voc12aug-512x512_gpu.py"
@@ -141,14 +141,6 @@ def _recipe_data(source: Source, parsed: LogResult, batch: int, devices: int) ->
     return data
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _prepare_source(source: Source, batch_per_device: int | None, devices: int | None) -> Prepared:
     if not source.parse_files:
         raise IngestError(f"{source.origin}: no log files to read")
@@ -174,7 +166,7 @@ def _prepare_source(source: Source, batch_per_device: int | None, devices: int |
     for attempt, files in source.attempts.items():
         for src, rel in files:
             try:
-                sha[f"{attempt}/{rel}"] = _sha256(src)
+                sha[f"{attempt}/{rel}"] = sha256_file(src)
             except OSError as exc:
                 raise IngestError(f"{src}: {exc.strerror or exc}") from None
     return Prepared(source=source, parsed=parsed, recipe_data=data, recipe=recipe, sha256=sha)
