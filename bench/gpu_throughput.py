@@ -103,17 +103,28 @@ def toy_config(folder: Path, crop: int) -> Path:
 
     cfg = Config.fromfile(str(ROOT / "recipes" / "configs" / "pspnet_r50-d8_voc12aug-512x512_gpu.py"))
     shrink(cfg, crop)
-    folder.mkdir(parents=True, exist_ok=True)  # its own folder: a run copies the config's whole folder
+    folder.mkdir(parents=True, exist_ok=True)  # its own folder, with the toy recipe beside it
     path = folder / "pspnet_r50-d8_voc12aug_toy.py"
     path.write_text(f"# {crop}px rehearsal of pspnet_r50-d8_voc12aug-512x512_gpu.py (bench/gpu_throughput.py)\n"
                     + "".join(f"{key} = {value!r}\n" for key, value in cfg.to_dict().items()))
     return path
 
 
-def run_variant(variant: Variant, devkit: Path, results: Path, extra: tuple[str, ...]) -> dict:
+def toy_recipe(config: Path) -> Path:
+    """The GPU recipe beside the toy config: a run reads configs only from its recipe's folder."""
+    import yaml
+
+    data = yaml.safe_load(RECIPE.read_text())
+    data["model"]["config"] = config.name
+    path = config.parent / f"{RECIPE.stem}_toy.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def run_variant(variant: Variant, devkit: Path, results: Path, recipe: Path) -> dict:
     results.mkdir(parents=True, exist_ok=True)
-    sets = [arg for item in (*variant.sets, f"dataset.root={devkit}", *extra) for arg in ("--set", item)]
-    argv = [sys.executable, "-m", "harness", "run", str(RECIPE), *sets, "--executor", "local",
+    sets = [arg for item in (*variant.sets, f"dataset.root={devkit}") for arg in ("--set", item)]
+    argv = [sys.executable, "-m", "harness", "run", str(recipe), *sets, "--executor", "local",
             "--results", str(results), "--quiet", "--no-report"]
     started = time.perf_counter()
     proc = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT)
@@ -153,13 +164,11 @@ def main(argv: list[str] | None = None) -> int:
         work = args.keep or Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
         devkit = render_dataset(work / "data", args.rehearse)
-        extra: tuple[str, ...] = ()
-        if args.rehearse:
-            extra = (f"model.config={toy_config(work / 'config', 64)}",)
+        recipe = toy_recipe(toy_config(work / "config", 64)) if args.rehearse else RECIPE
         rows = []
         for variant in variants(args.rehearse, iterations, fast_batch):
             print(f"gpu_throughput: {variant.name}: {variant.what}, {iterations} iterations ...", file=sys.stderr, flush=True)
-            rows.append((variant, run_variant(variant, devkit, work / "results" / variant.name, extra)))
+            rows.append((variant, run_variant(variant, devkit, work / "results" / variant.name, recipe)))
     print(f"\nPSPNet R50-D8 {'64x64 toy' if args.rehearse else '512x512'}, 1 x {device}, {iterations} iterations "
           f"per variant, {time.perf_counter() - started:.0f} s in all")
     print(f"{'variant':<8} {'setting':<52} {'img/s/GPU':>9} {'vs V100':>8} {'peak MB':>8}")

@@ -30,6 +30,16 @@ if [ "${PSPNET_SKIP_DOCKER:-0}" != 1 ] && [ "$(id -u)" = 0 ]; then
   fi
 fi
 
+# The CPU image (and its local Debian base) the container tests need, built in the background
+# while the tests that need no image run: on a fresh machine the build is mostly downloads. The
+# tests' cpu_image fixture waits for this build (PSPNET_PREBUILD_PID) instead of starting its own.
+if [ "$started_engine" = 1 ] && [ "${PSPNET_PREBUILD:-1}" = 1 ]; then
+  mkdir -p .ci-state
+  ( { docker image inspect pspnet-repro/base:bookworm >/dev/null 2>&1 || bash .ci/base-image.sh; } \
+      && python -m harness image build cpu --base pspnet-repro/base:bookworm ) > .ci-state/prebuild.log 2>&1 &
+  export PSPNET_PREBUILD_PID=$!
+fi
+
 # A real two-node Slurm cluster (slurmctld + two slurmd + munge) for the Slurm executor's tests.
 if [ "${PSPNET_SKIP_SLURM:-0}" != 1 ] && [ "$(id -u)" = 0 ]; then
   if exports="$(bash .ci/slurm-up.sh)"; then

@@ -35,9 +35,27 @@ def client():
         pytest.skip(str(exc))
 
 
+def _wait_for_prebuild(timeout_s: float = 1800) -> None:
+    """scripts/test.sh may build the CPU image in the background (PSPNET_PREBUILD_PID); wait for
+    it rather than build the same image twice at once. Whatever it did, the fixture then checks."""
+    import time
+
+    pid = os.environ.get("PSPNET_PREBUILD_PID")
+    deadline = time.monotonic() + timeout_s
+    while pid and pid.isdigit() and os.path.exists(f"/proc/{pid}") and time.monotonic() < deadline:
+        try:
+            with open(f"/proc/{pid}/stat") as stat:
+                if stat.read().split(") ", 1)[1].startswith("Z"):
+                    return  # finished, not yet reaped by its parent shell
+        except OSError:
+            return
+        time.sleep(2)
+
+
 @pytest.fixture(scope="session")
 def cpu_image(client) -> str:
     """The CPU image's content tag, built on the local base if it is not there yet."""
+    _wait_for_prebuild()
     if not images.image_exists(client, images.LOCAL_BASE):
         env = {**os.environ, "DOCKER_HOST": dx.engine_url()}  # the engine `client` talks to
         subprocess.run(["bash", str(REPO / ".ci" / "base-image.sh")], check=True, env=env)

@@ -68,7 +68,12 @@ def compose_cli() -> list[str]:
 def test_docker_compose_run_smoke_trains_and_reports(tmp_path, cpu_image, client, docker_env):
     results = tmp_path / "results"
     results.mkdir()
-    env = {**docker_env, "CPU_IMAGE": cpu_image, "RESULTS_DIR": str(results), "SMOKE_ITERATIONS": "40"}
+    # The service runs as RUN_UID:RUN_GID (default 1000:1000), never root: the results folder must
+    # be theirs, as .env.example says. A root test host hands it to uid 1000, like the executor does.
+    uid, gid = (os.getuid(), os.getgid()) if os.getuid() else (1000, 1000)
+    os.chown(results, uid, gid)
+    env = {**docker_env, "CPU_IMAGE": cpu_image, "RESULTS_DIR": str(results), "SMOKE_ITERATIONS": "40",
+           "RUN_UID": str(uid), "RUN_GID": str(gid)}
     proc = subprocess.run(
         [*compose_cli(), "-f", str(REPO / "compose.yaml"), "-p", f"pspnet-e2e-{os.getpid()}", "run", "--rm", "smoke"],
         capture_output=True, text=True, env=env, timeout=900, cwd=REPO,
