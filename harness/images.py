@@ -330,7 +330,10 @@ def build_image(
         context = assemble_context(kind, Path(tmp), repo_root=repo_root, certs=certs, wheels=wheels)
         info = build_info(kind, repo_root)
         labels = {SOURCE_LABEL: str(info["source"]), VERSION_LABEL: str(info["harness_version"])}
-        _stream_build(docker_client, context, tag, {"BASE_IMAGE": base}, log, labels)
+        build_args = {"BASE_IMAGE": base}
+        if kind == "cpu" and wheels:
+            build_args["TORCH_INDEX_URL"] = ""  # the wheel is in the context: no other index to ask
+        _stream_build(docker_client, context, tag, build_args, log, labels)
     _tag_latest(docker_client, tag, kind)
     return tag
 

@@ -53,4 +53,4 @@ if [ "${PSPNET_SKIP_SLURM:-0}" != 1 ] && [ "$(id -u)" = 0 ]; then
   fi
 fi
 
-python -m pytest -ra "$@"
+python -m pytest -ra --durations=15 "$@"
