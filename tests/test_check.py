@@ -3,7 +3,6 @@ refused with one line. The good cases run in-process (one import of torch/mmseg 
 seconds each at a 64-pixel crop); the refusals and one pass go through the real command line."""
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
@@ -15,15 +14,12 @@ from support import RECIPES, run_cli
 pytest.importorskip("mmseg", reason="the training stack is not installed")
 
 SHIPPED = sorted(RECIPES.glob("*.yaml"))
-ELAPSED: dict[str, float] = {}
 
 
 @pytest.mark.slow  # ~1 min for all recipes on 2 free cores
 @pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.stem)
 def test_every_shipped_recipe_passes_check(path, cache_env, capsys):
-    started = time.perf_counter()
     code = main(["check", str(path), "--crop", "64", "--batch", "2"])
-    ELAPSED[path.stem] = time.perf_counter() - started
     out, err = capsys.readouterr()
     assert code == 0, err
     assert f"harness check {path.stem}: passed" in out and "2 iterations, losses" in out
@@ -35,16 +31,6 @@ def test_every_shipped_recipe_passes_check(path, cache_env, capsys):
         assert "-> gloo" in out
     if recipe["train"]["norm"] == "SyncBN":
         assert "SyncBN -> BN" in out
-
-
-@pytest.mark.slow
-def test_check_time_stays_small():
-    """CI pays for every recipe's check; this pins the budget (on a loaded 2-core machine)."""
-    if len(ELAPSED) < len(SHIPPED):
-        pytest.skip("runs after the parametrized checks")
-    total = sum(ELAPSED.values())
-    assert total < 60 * len(SHIPPED), ELAPSED
-    print(f"harness check, all {len(SHIPPED)} recipes: {total:.0f} s ({ELAPSED})")
 
 
 def _recipe(tmp_path: Path, base: str, **changes) -> Path:
