@@ -53,4 +53,7 @@ if [ "${PSPNET_SKIP_SLURM:-0}" != 1 ] && [ "$(id -u)" = 0 ]; then
   fi
 fi
 
-python -m pytest -ra --durations=15 "$@"
+# Two workers: most tests wait on subprocesses, engines or the cluster, so a second one fills the
+# idle core. Tests on the one engine or the one cluster stay on one worker (tests/conftest.py).
+# PSPNET_TEST_WORKERS=0 runs everything in this process, one test after another.
+python -m pytest -ra --durations=15 -n "${PSPNET_TEST_WORKERS:-2}" --dist loadgroup "$@"

@@ -85,3 +85,20 @@ def slurm_cluster() -> list[str]:
             pytest.fail(f"PSPNET_REQUIRE_SLURM=1 but {problem}")
         pytest.skip(problem)
     return nodes
+
+
+# --- running in parallel (scripts/test.sh: pytest -n 2 --dist loadgroup) --------------------------
+
+# Tests that share one engine or one cluster run one after another on a single xdist worker: they
+# list and clean up the engine's containers and networks, and a Slurm job of two nodes holds the
+# whole cluster. Everything else (real trainings included) spreads over the workers.
+_SHARED = {"docker": ("client", "cpu_image"), "slurm": ("slurm_cluster",)}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        fixtures = set(getattr(item, "fixturenames", ()))
+        for group, needs in _SHARED.items():
+            if item.get_closest_marker(group) or fixtures.intersection(needs):
+                item.add_marker(pytest.mark.xdist_group(group))
+                break
