@@ -24,7 +24,7 @@ import yaml
 from harness.configs import copy_config_files
 from harness.data.resolve import resolve_dataset, verify_dataset
 from harness.backends import npu as npu_backend
-from harness.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_RUN_FAILED, EnvironmentNotReady
+from harness.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_RUN_FAILED, BadInput, EnvironmentNotReady
 from harness.executors import get_executor
 from harness.executors.base import Executor, Outcome
 from harness.plan import CONFIGS_DIR, CONTAINER_USER, Plan, PlanInputs, build_plan
@@ -72,7 +72,22 @@ def plan_inputs(loaded: LoadedRecipe, run_dir: Path, dataset_dir: Path, *, resum
         container_user=container_user(),
         rank_table_host_path=str(loaded.resolve(recipe.device.rank_table)) if recipe.device.rank_table else None,
         optional_host_paths=npu_backend.present_optional_paths() if recipe.device.kind == "npu" else (),
+        cpu_threads=cpu_threads_setting(),
     )
+
+
+CPU_THREADS_VARIABLE = "PSPNET_CPU_THREADS"
+
+
+def cpu_threads_setting() -> int | None:
+    """PSPNET_CPU_THREADS: torch threads per CPU rank, for hosts that run several trainings at
+    once (scripts/test.sh sets 1); unset or empty: torch's default."""
+    text = os.environ.get(CPU_THREADS_VARIABLE, "").strip()
+    if not text:
+        return None
+    if not text.isdigit() or int(text) < 1 or int(text) > 1024:
+        raise BadInput(f"{CPU_THREADS_VARIABLE}={text}: expected a whole number of threads from 1 to 1024")
+    return int(text)
 
 
 def container_user() -> str:

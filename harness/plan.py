@@ -48,6 +48,9 @@ class PlanInputs:
     optional_host_paths: tuple[str, ...] = ()
     # A free port on this host for multi-rank rendezvous; None: probe one (free_port) when planning.
     master_port: int | None = None
+    # PSPNET_CPU_THREADS: torch threads per CPU rank (OMP_NUM_THREADS); None: torch's default for
+    # one rank (every core), 1 each for several.
+    cpu_threads: int | None = None
 
 
 @dataclass(frozen=True)
@@ -284,6 +287,10 @@ def build_plan(recipe: Recipe, inputs: PlanInputs, executor: Executor) -> Plan:
         **backend.environment(device.world_size),
         **_multi_node_environment(recipe, inputs, executor),
     }
+    if recipe.device.kind == "cpu" and inputs.cpu_threads:
+        # Two CPU trainings that each spin a thread per core slow each other down about tenfold
+        # (OpenMP busy-waits); sharing a host, each should get its own share of the cores.
+        environment["OMP_NUM_THREADS"] = str(inputs.cpu_threads)
     node_environment = tuple(device.hccl.environment(node) if device.hccl else {} for node in range(device.nodes))
     launches: tuple[NodeLaunch, ...] = ()
     if device.nodes > 1:

@@ -128,6 +128,12 @@ class Device(_Strict):
         return self
 
     @property
+    def label(self) -> str:
+        """The seed's device column, counting every rank: NPU-8p; over nodes, NPU-16p (2 nodes)."""
+        text = f"{self.kind.upper()}-{self.world_size}p"
+        return text if self.nodes == 1 else f"{text} ({self.nodes} nodes)"
+
+    @property
     def device_ids(self) -> tuple[int, ...]:
         return parse_device_ids(self.ids) if self.ids is not None else tuple(range(self.count))
 

@@ -103,8 +103,7 @@ def _cell(value: float | None, digits: int, verdict: Verdict | None) -> str:
 def device_label(row: RunRow) -> str:
     if row.recipe is None:
         return f"? ({row.run.run_id})"
-    kind = row.recipe.device.kind.upper()
-    return f"{kind}-{row.recipe.device.count}p {row.recipe.name} `{row.run.run_id}`"
+    return f"{row.recipe.device.label} {row.recipe.name} `{row.run.run_id}`"
 
 
 def main_table(report: Report) -> list[str]:
@@ -261,7 +260,7 @@ def render(report: Report) -> str:
 
 
 SUMMARY_FIELDS = (
-    "run_id", "recipe", "device", "devices", "state", "reason", "iterations", "fps", "fps_seed_definition",
+    "run_id", "recipe", "device", "devices", "nodes", "state", "reason", "iterations", "fps", "fps_seed_definition",
     "mean_iter_time_s", "compared", "aAcc", "mIoU", "mAcc", "verdict_fps", "verdict_aAcc", "verdict_mIoU",
     "verdict_mAcc", "reference", "reference_source", "image_id", "dataset_fingerprint", "harness_commit",
 )
@@ -277,7 +276,8 @@ def summary_rows(report: Report) -> list[dict]:
             "run_id": row.run.run_id,
             "recipe": row.recipe.name if row.recipe else None,
             "device": row.recipe.device.kind if row.recipe else None,
-            "devices": row.recipe.device.count if row.recipe else None,
+            "devices": row.recipe.device.world_size if row.recipe else None,  # every rank of every node
+            "nodes": row.recipe.device.nodes if row.recipe else None,
             "state": row.state,
             "reason": row.problem or (row.status.reason if row.status else None),
             "iterations": result.iterations if result else None,

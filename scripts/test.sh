@@ -53,7 +53,14 @@ if [ "${PSPNET_SKIP_SLURM:-0}" != 1 ] && [ "$(id -u)" = 0 ]; then
   fi
 fi
 
-# Two workers: most tests wait on subprocesses, engines or the cluster, so a second one fills the
-# idle core. Tests on the one engine or the one cluster stay on one worker (tests/conftest.py).
+# Two workers: a test often waits on subprocesses, the engine or the cluster, so a second one
+# fills the idle core. Tests on the one engine or the one cluster stay on one worker
+# (tests/conftest.py). Two trainings at once must not each spin a thread per core (OpenMP's busy
+# waiting made them ten times slower), so every CPU rank gets one thread (PSPNET_CPU_THREADS).
 # PSPNET_TEST_WORKERS=0 runs everything in this process, one test after another.
-python -m pytest -ra --durations=15 -n "${PSPNET_TEST_WORKERS:-2}" --dist loadgroup "$@"
+workers="${PSPNET_TEST_WORKERS:-2}"
+if [ "$workers" != 0 ]; then
+  export PSPNET_CPU_THREADS="${PSPNET_CPU_THREADS:-1}"  # runs the harness plans (containers too)
+  export OMP_NUM_THREADS="$PSPNET_CPU_THREADS"          # torch inside the test processes themselves
+fi
+python -m pytest -ra --durations=15 -n "$workers" --dist loadgroup "$@"

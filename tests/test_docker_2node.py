@@ -75,7 +75,8 @@ def test_two_nodes_train_together_and_leave_nothing(tmp_path, cpu_image, client,
     plan = json.loads(run.plan_file.read_text())
     assert plan["nodes"]["count"] == 2 and plan["container"]["network_mode"] == f"pspnet-{run.run_id}"
     assert leftovers(client, run.run_id) == []
-    assert f"smoke_cpu_2node `{run.run_id}`" in (results / "README.md").read_text()
+    # the device column counts every rank of both nodes, as fps does
+    assert f"CPU-2p (2 nodes) smoke_cpu_2node `{run.run_id}`" in (results / "README.md").read_text()
 
 
 def test_a_killed_node_fails_the_run_and_resume_finishes_it(tmp_path, cpu_image, client, docker_env):

@@ -200,3 +200,14 @@ def test_fps_counts_every_rank_of_every_node(tmp_path):
 
     recorded = PlanRecord.model_validate(json.loads(json.dumps(plan.to_dict())))
     assert build_result(run, recipe, recorded.world_size).fps == result.fps  # from plan.json too
+
+
+@pytest.mark.parametrize("recipe, sets, label", [
+    ("smoke_cpu", [], "CPU-1p"),
+    ("full_8p", [], "NPU-8p"),
+    ("smoke_cpu_2node", [], "CPU-2p (2 nodes)"),
+    ("full_8p", ["device.nodes=2"], "NPU-16p (2 nodes)"),
+])
+def test_the_device_column_counts_every_rank_and_names_the_nodes(recipe, sets, label):
+    # the seed's table says NPU-8p for one server of 8; a run over nodes must not read as one node's share
+    assert load_recipe(RECIPES / f"{recipe}.yaml", sets).recipe.device.label == label

@@ -5,6 +5,7 @@ NPU and GPU runs cannot happen here; these tests pin what the harness would star
 from __future__ import annotations
 
 import json
+import os
 import sys
 from dataclasses import replace
 
@@ -227,3 +228,23 @@ def test_bad_master_port_is_refused(port):
 
     with pytest.raises(RecipeError, match="device.master_port"):
         load_recipe(RECIPES / "gpu_full_8p.yaml", [f"device.master_port={port}"])
+
+
+def test_cpu_threads_setting_reaches_every_cpu_rank_and_nothing_else():
+    # PSPNET_CPU_THREADS (plan_inputs) for hosts that run several trainings at once
+    threaded = replace(INPUTS, cpu_threads=1)
+    assert "OMP_NUM_THREADS" not in plan_for("smoke_cpu", "local").launch.environment  # torch's default
+    assert plan_for("smoke_cpu", "local", inputs=threaded).launch.environment["OMP_NUM_THREADS"] == "1"
+    assert plan_for("smoke_cpu", "docker", inputs=threaded).container.environment["OMP_NUM_THREADS"] == "1"
+    two_nodes = plan_for("smoke_cpu_2node", "docker", inputs=replace(INPUTS, cpu_threads=3))
+    assert {launch.environment["OMP_NUM_THREADS"] for launch in two_nodes.node_launches} == {"3"}
+    assert "OMP_NUM_THREADS" not in plan_for("full_8p", inputs=threaded).launch.environment  # NPUs: not ours to set
+
+
+@pytest.mark.parametrize("value", ["0", "two", "-1", "4096"])
+def test_a_bad_cpu_threads_setting_is_one_line_exit_2(value, tmp_path):
+    proc = run_cli("run", str(RECIPES / "smoke_cpu.yaml"), "--results", str(tmp_path / "results"),
+                   env={**os.environ, "PSPNET_CPU_THREADS": value})
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip() == f"harness: error: PSPNET_CPU_THREADS={value}: expected a whole number of threads from 1 to 1024"
+    assert not (tmp_path / "results").exists()

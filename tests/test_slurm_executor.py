@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -64,7 +65,7 @@ def assert_succeeded_on_both_nodes(run: Path, results: Path) -> None:
     assert result["device"]["count"] == 2 and result["iterations"] == 20
     # fps counts every rank of every node: batch per device x 2 ranks / s per iteration
     assert result["fps"] == pytest.approx(2 * 2 / result["mean_iter_time_s"])
-    assert run.name in (results / "README.md").read_text()
+    assert f"CPU-2p (2 nodes) smoke_cpu_2node `{run.name}`" in (results / "README.md").read_text()
 
 
 @pytest.mark.slurm
@@ -101,6 +102,54 @@ def test_cancelled_job_is_interrupted_and_resume_completes_it(tmp_path, slurm_cl
     assert code == 0, out
     assert "resuming from" in (run / "train.log").read_text() and "Iter(train) [15/20]" in (run / "train.log").read_text()
     assert status(run)["slurm_job_id"] != job_id and status(run)["attempts"] == 2
+    assert_succeeded_on_both_nodes(run, tmp_path)
+
+
+def node_processes(run: Path, node_id: int) -> list[int]:
+    """The processes of one Slurm node's share of this run. Both slurmd run on this host, so a
+    node is told apart by the SLURM_NODEID its step gave every process it started."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            command = (proc / "cmdline").read_bytes().replace(b"\0", b" ")
+            environment = (proc / "environ").read_bytes().split(b"\0")
+        except OSError:
+            continue  # gone, or not ours to read
+        if str(run).encode() in command and f"SLURM_NODEID={node_id}".encode() in environment:
+            found.append(int(proc.name))
+    return found
+
+
+@pytest.mark.slurm
+@pytest.mark.slow
+def test_a_killed_node_fails_the_run_naming_it_and_resume_finishes_it(tmp_path, slurm_cluster):
+    process = harness("run", "recipes/smoke_cpu_2node.yaml", "--executor", "slurm", "--quiet", "--no-report", *SHORT,
+                      results=tmp_path)
+    try:
+        wait_for(lambda: first_checkpoint_saved(tmp_path), 180, "the checkpoint of iteration 10")
+        run = only_run(tmp_path)
+        job_id = status(run)["slurm_job_id"]
+        victims = node_processes(run, 1)
+        assert victims, "node 1 (n2) should be training"
+        for pid in victims:  # the machine n2 is gone: every process of its share at once
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        code, out = finished(process, 180)
+    finally:
+        process.kill()
+    assert code not in (0, 130), out
+    assert status(run)["state"] == "failed", status(run)
+    assert status(run)["reason"].startswith("node n2 failed"), status(run)
+    assert job_gone(job_id)
+    wait_for(lambda: not node_processes(run, 0) and not node_processes(run, 1), 30, "nothing of the run left running")
+    code, out = finished(harness("run", "--resume", run.name, "--quiet", results=tmp_path))
+    assert code == 0, out
+    assert "resuming from" in (run / "train.log").read_text()
+    assert status(run)["attempts"] == 2
     assert_succeeded_on_both_nodes(run, tmp_path)
 
 

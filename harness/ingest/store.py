@@ -115,7 +115,7 @@ def summary(run: RunDir, item: Prepared) -> str:
     best = result.compared_metrics().mIoU if result else None
     fps = result.fps if result else None
     iterations = result.iterations if result else None
-    bits = [f"{item.recipe.device.kind}-{item.recipe.device.count}p", f"{iterations or '--'} iterations"]
+    bits = [item.recipe.device.label, f"{iterations or '--'} iterations"]
     if fps is not None:
         bits.append(f"fps {fps:.3f}")
     if best is not None:
