@@ -18,8 +18,8 @@ from pathlib import Path
 
 import yaml
 
-from harness.plan import (CONTAINER_DATA_DIR, CONTAINER_INPUTS_DIR, CONTAINER_RUN_DIR, PlanInputs,
-                          build_plan)
+from harness.plan import (CONTAINER_DATA_DIR, CONTAINER_INPUTS_DIR, CONTAINER_RUN_DIR, CPU_THREADS_VARIABLE,
+                          PlanInputs, build_plan)
 from harness.recipe import load_recipe
 
 RESULTS_IN_CONTAINER = "/workspace/results"
@@ -118,6 +118,9 @@ def service_definition(service: Service, recipes_dir: Path) -> dict:
         definition["devices"] = [_one_p_device(d, recipe.device.device_ids[0]) for d in devices] if npu_1p else devices
     definition["volumes"] = volumes
     definition["environment"] = dict(spec.environment)
+    if kind == "cpu":
+        # The harness inside plans the run, so the host's thread setting must reach it (empty: unset).
+        definition["environment"][CPU_THREADS_VARIABLE] = "${%s:-}" % CPU_THREADS_VARIABLE
     if spec.gpu_device_ids:
         definition["deploy"] = {"resources": {"reservations": {"devices": [
             {"driver": "nvidia", "device_ids": list(spec.gpu_device_ids), "capabilities": ["gpu"]}]}}}

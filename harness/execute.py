@@ -27,7 +27,7 @@ from harness.backends import npu as npu_backend
 from harness.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_RUN_FAILED, BadInput, EnvironmentNotReady
 from harness.executors import get_executor
 from harness.executors.base import Executor, Outcome
-from harness.plan import CONFIGS_DIR, CONTAINER_USER, Plan, PlanInputs, build_plan
+from harness.plan import CONFIGS_DIR, CONTAINER_USER, CPU_THREADS_VARIABLE, Plan, PlanInputs, build_plan
 from harness.preflight import run_preflight
 from harness.progress import Progress
 from harness.provenance import host_provenance
@@ -75,8 +75,6 @@ def plan_inputs(loaded: LoadedRecipe, run_dir: Path, dataset_dir: Path, *, resum
         cpu_threads=cpu_threads_setting(),
     )
 
-
-CPU_THREADS_VARIABLE = "PSPNET_CPU_THREADS"
 
 
 def cpu_threads_setting() -> int | None:

@@ -29,6 +29,9 @@ WORK_DIR = "work_dir"
 SHM_PER_DEVICE_GB = {"cpu": 1, "gpu": 4, "npu": 4}
 
 
+CPU_THREADS_VARIABLE = "PSPNET_CPU_THREADS"  # read by execute.plan_inputs into PlanInputs.cpu_threads
+
+
 @dataclass(frozen=True)
 class PlanInputs:
     """The facts about this machine a plan depends on, passed in so planning stays pure."""

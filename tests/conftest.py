@@ -95,6 +95,7 @@ def slurm_cluster() -> list[str]:
 _SHARED = {"docker": ("client", "cpu_image"), "slurm": ("slurm_cluster",)}
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups off the items
 def pytest_collection_modifyitems(config, items):
     for item in items:
         fixtures = set(getattr(item, "fixturenames", ()))

@@ -1,6 +1,7 @@
 """Two nodes on one Docker engine, for real: smoke_cpu_2node through the Docker executor, one
 container per node on the run's bridge network, gloo across containers. Success, a node killed
-mid-training (failed naming the node, then --resume), and Ctrl-C: nothing is left behind.
+mid-training (failed naming the node, then --resume), the harness killed (every node stops, then
+--resume), and Ctrl-C: nothing is left behind.
 
 Skips without an engine, fails instead when PSPNET_REQUIRE_DOCKER=1 (CI); see test_docker_engine.
 """
@@ -100,6 +101,28 @@ def test_a_killed_node_fails_the_run_and_resume_finishes_it(tmp_path, cpu_image,
     assert log_has(run, "harness.worker: resuming from /workspace/run/work_dir/iter_10.pth")
     assert [p["iter"] for p in result["train"]] == [5, 10, 15, 20]
     assert leftovers(client, run.run_id) == []
+
+
+def test_a_killed_harness_stops_every_node_and_resume_finishes_the_run(tmp_path, cpu_image, client, docker_env):
+    results = tmp_path / "results"
+    harness = start_harness(results, cpu_image, docker_env)
+    run = the_run(results)
+    wait_for(lambda: (run.work_dir / "iter_10.pth").is_file() and both_nodes_training(run),
+             what="both nodes training past the first checkpoint")
+    harness.send_signal(signal.SIGKILL)  # no handler runs: only the run's lock, watched in every container, can help
+    harness.wait()
+
+    def running() -> list[str]:
+        return [c.name for c in client.containers.list(filters={"label": f"{LABEL_RUN}={run.run_id}"})]
+
+    wait_for(lambda: not running(), 30, "every node's container to stop")
+    assert run.effective_state() == "stale"
+    resumed = run_cli("run", "--resume", run.run_id, "--results", str(results), "--quiet", "--no-report", env=docker_env)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    status = run.status()
+    assert status.state == "succeeded" and status.attempts == 2
+    assert json.loads(run.result_file.read_text())["iterations"] == 20
+    assert leftovers(client, run.run_id) == []  # the killed attempt's containers and network too
 
 
 def test_ctrl_c_stops_every_node(tmp_path, cpu_image, client, docker_env):

@@ -218,6 +218,10 @@ def test_failed_names_the_node_whose_task_failed_first():
     outcome = outcome_of(info("FAILED", 1), BATCH_LOG)
     assert (outcome.exit_code, outcome.failed_node, outcome.interrupted) == (1, "n2", False)
     assert failed_node_of("srun: error: n1: task 0: Killed\n") == "n1"
+    # a node killed outright: its peer then fails on the vanished connection (the CI cluster's log)
+    assert failed_node_of("srun: error: n2: task 1: Killed\n"
+                          "srun: launch/slurm: _step_signal: Terminating StepId=72.0\n"
+                          "srun: error: n1: task 0: Exited with exit code 1\n") == "n2"
     assert failed_node_of("nothing from srun") is None
 
 
