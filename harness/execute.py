@@ -122,7 +122,9 @@ def plan_record(plan: Plan) -> PlanRecord:
 def planned(loaded: LoadedRecipe, inputs: PlanInputs, executor: Executor) -> Plan:
     """The plan for ``executor``: laid out for where it runs, named after it."""
     plan = build_plan(loaded.recipe, inputs, executor.plan_layout)
-    return replace(plan, executor=executor.name, executor_options=executor_options(executor))
+    plan = replace(plan, executor=executor.name, executor_options=executor_options(executor))
+    arrange = getattr(executor, "arrange", None)  # an executor's own launch layout (Slurm's rendezvous)
+    return arrange(plan) if arrange else plan
 
 
 def executor_options(executor: Executor) -> dict[str, str]:

@@ -241,3 +241,14 @@ def test_executor_options_are_checked_and_recorded():
     with pytest.raises(BadInput):
         SlurmExecutor(container="docker")
     assert SlurmExecutor.multi_node and SlurmExecutor.plan_layout == "local"
+
+
+def test_plan_for_slurm_shows_the_launch_the_job_runs(tmp_path):
+    # `harness plan` applies the executor's own layout, as a run does (no cluster is asked)
+    done = subprocess.run([sys.executable, "-m", "harness", "plan", "recipes/smoke_cpu_2node.yaml", "--executor", "slurm",
+                           "--json"], capture_output=True, text=True, env={**os.environ, "PATH": "/usr/bin:/bin"})
+    assert done.returncode == 0, done.stderr
+    plan = json.loads(done.stdout)
+    for argv in [plan["launch"]["argv"], *(launch["argv"] for launch in plan["nodes"]["launches"])]:
+        assert "--node_rank=$SLURM_NODEID" in argv and "--master_addr=$MASTER_ADDR" in argv, argv
+    assert "scontrol show node" in plan["nodes"]["launches"][0]["setup"][0]

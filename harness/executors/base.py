@@ -49,6 +49,8 @@ class Executor(Protocol):
     # Starts every node of a ``device.nodes > 1`` plan itself (the CLI refuses such a plan otherwise;
     # absent means False). Options given on the command line are keyword arguments of the constructor,
     # returned by ``options()`` to be recorded with the plan, so that ``--resume`` rebuilds the executor.
+    # An optional pure ``arrange(plan) -> plan`` lays the launch out the executor's way (Slurm: the
+    # rank and master from its variables); execute.planned applies it for `harness plan` and runs alike.
     multi_node: ClassVar[bool]
 
     def prepare(self, plan: "Plan") -> None:

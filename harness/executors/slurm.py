@@ -89,11 +89,9 @@ class SlurmExecutor:
 
     # -- pre-flight -------------------------------------------------------------------------------
 
-    def prepare(self, plan):
-        """The cluster answers and the partition exists and is big enough; returns the plan with
-        every node's torchrun under Slurm's rendezvous (recorded in plan.json)."""
-        require_slurm()
-        self._check_partition(plan.nodes)
+    def arrange(self, plan):
+        """The plan with every node's torchrun under Slurm's rendezvous (node rank $SLURM_NODEID,
+        master from scontrol): pure, so `harness plan --executor slurm` shows what plan.json records."""
         launch = self._node_launch(plan)
         slurm_plan = replace(plan, launch=LaunchSpec(argv=launch.argv, environment=launch.environment,
                                                      world_size=plan.launch.world_size))
@@ -101,6 +99,12 @@ class SlurmExecutor:
             slurm_plan = replace(slurm_plan, node_launches=node_launches(self._python_plan(plan),
                                                                          scheduler_rendezvous("slurm", plan.master_port)))
         return slurm_plan
+
+    def prepare(self, plan):
+        """The cluster answers and the partition exists and is big enough."""
+        require_slurm()
+        self._check_partition(plan.nodes)
+        return self.arrange(plan)
 
     def _check_partition(self, nodes: int) -> None:
         argv = ["sinfo", "-h", "-o", "%P %D"] + (["-p", self.partition] if self.partition else [])
