@@ -245,8 +245,10 @@ def test_node_script_keeps_the_run_folder_in_the_run_store_layout(tmp_path):
     node0 = subprocess.run(["sh", "-c", script], env={**env, "VC_TASK_INDEX": "0"}, capture_output=True, text=True)
     node1 = subprocess.run(["sh", "-c", script], env={**env, "VC_TASK_INDEX": "1"}, capture_output=True, text=True)
     assert node0.returncode == 3 and node1.returncode == 3, (node0.stderr, node1.stderr)
+    # the run store's layout, as the Docker and Slurm executors write it
     assert (run_dir / "train.log").read_text() == "rank at job-node-0.job\n"
-    assert (run_dir / "train.node1.log").read_text() == "rank at job-node-0.job\n"
+    for node in (0, 1):
+        assert (run_dir / "nodes" / f"node-{node}.log").read_text() == "rank at job-node-0.job\n"
     status = json.loads((run_dir / "status.json").read_text())
     assert status["state"] == "failed" and status["exit_code"] == 3 and status["executor"] == "kubernetes/volcano"
     assert json.loads((run_dir / "job.json").read_text())["world_size"] == 2

@@ -21,7 +21,10 @@ from harness.plan import CONFIGS_DIR, Plan
 from harness.recipe import LoadedRecipe
 from harness.records import JobRecord, PlanRecord, RecipeSourceRecord, dump_record
 
-LOG_NODE0 = "train.log"  # the run store's log; other nodes write train.node<N>.log
+# The run store's layout (harness.runs.RunDir), as the Docker and Slurm executors write it: every
+# node's output in nodes/node-<N>.log, node 0's also in train.log.
+LOG_NODE0 = "train.log"
+NODE_LOG = "nodes/node-$NODE.log"
 WAIT_FOR_RUN_FILES_S = 600
 
 
@@ -98,11 +101,12 @@ def node_script(launch: NodeLaunch, rendezvous: Rendezvous, files: RunFiles, *, 
         f'  if [ "$waited" -ge {WAIT_FOR_RUN_FILES_S} ]; then echo "node $NODE: no $RUN/job.json after {WAIT_FOR_RUN_FILES_S}s" >&2; exit 1; fi',
         "  sleep 2; waited=$((waited + 2))",
         "done",
-        f'if [ "$NODE" = 0 ]; then LOG="$RUN/{LOG_NODE0}"; else LOG="$RUN/train.node$NODE.log"; fi',
+        'mkdir -p "$RUN/nodes"',
+        f'if [ "$NODE" = 0 ]; then set -- "$RUN/{NODE_LOG}" "$RUN/{LOG_NODE0}"; else set -- "$RUN/{NODE_LOG}"; fi',
         'cd "$RUN"',
         "set +e",
         # POSIX sh has no pipefail: torchrun's own exit code goes through a file.
-        f'{{ {launch.command_line()}; echo $? > "$RUN/.exit.node$NODE"; }} 2>&1 | tee -a "$LOG"',
+        f'{{ {launch.command_line()}; echo $? > "$RUN/.exit.node$NODE"; }} 2>&1 | tee -a "$@"',
         'code="$(cat "$RUN/.exit.node$NODE" 2>/dev/null || echo 1)"',
         'if [ "$NODE" = 0 ]; then if [ "$code" = 0 ]; then status succeeded 0; else status failed "$code"; fi; fi',
         'exit "$code"',
