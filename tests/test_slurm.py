@@ -83,7 +83,7 @@ dist.init_process_group("gloo")
 t = torch.tensor([dist.get_rank() + 1.0]); dist.all_reduce(t)
 # one write per line: the node's two ranks share its log, and an unbuffered (-u) print writes the
 # text and its newline separately, so lines of two ranks could run together
-os.write(1, f"rank {dist.get_rank()} of {dist.get_world_size()} on {os.environ['SLURMD_NODENAME']} sum {t.item():.0f}\n".encode())
+os.write(1, f"rank {dist.get_rank()} of {dist.get_world_size()} on {os.environ['SLURMD_NODENAME']} sum {t.item():.0f}\\n".encode())
 dist.barrier()
 dist.destroy_process_group()  # a gloo group left to the interpreter's exit can abort (SIGABRT)
 """
