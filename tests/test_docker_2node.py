@@ -80,14 +80,19 @@ def test_two_nodes_train_together_and_leave_nothing(tmp_path, cpu_image, client,
     assert f"CPU-2p (2 nodes) smoke_cpu_2node `{run.run_id}`" in (results / "README.md").read_text()
 
 
-def test_a_killed_node_fails_the_run_and_resume_finishes_it(tmp_path, cpu_image, client, docker_env):
-    results = tmp_path / "results"
-    harness = start_harness(results, cpu_image, docker_env)
+def started_past_first_checkpoint(results, image, env):
+    """Both nodes training, the checkpoint of iteration 10 whole on disk (written atomically), not
+    just announced: a kill during the save would rightly make the resume start from iteration 0."""
+    harness = start_harness(results, image, env)
     run = the_run(results)
-    # the checkpoint whole on disk (written atomically), not just announced: a kill during the save
-    # would rightly make the resume start from iteration 0
     wait_for(lambda: (run.work_dir / "iter_10.pth").is_file() and both_nodes_training(run),
              what="both nodes training past the first checkpoint")
+    return harness, run
+
+
+def test_a_killed_node_fails_the_run_and_resume_finishes_it(tmp_path, cpu_image, client, docker_env):
+    results = tmp_path / "results"
+    harness, run = started_past_first_checkpoint(results, cpu_image, docker_env)
     client.containers.get(f"pspnet-{run.run_id}-node1").kill()
     _, stderr = harness.communicate(timeout=120)
     assert harness.returncode == 1, stderr
@@ -105,10 +110,7 @@ def test_a_killed_node_fails_the_run_and_resume_finishes_it(tmp_path, cpu_image,
 
 def test_a_killed_harness_stops_every_node_and_resume_finishes_the_run(tmp_path, cpu_image, client, docker_env):
     results = tmp_path / "results"
-    harness = start_harness(results, cpu_image, docker_env)
-    run = the_run(results)
-    wait_for(lambda: (run.work_dir / "iter_10.pth").is_file() and both_nodes_training(run),
-             what="both nodes training past the first checkpoint")
+    harness, run = started_past_first_checkpoint(results, cpu_image, docker_env)
     harness.send_signal(signal.SIGKILL)  # no handler runs: only the run's lock, watched in every container, can help
     harness.wait()
 

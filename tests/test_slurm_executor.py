@@ -82,15 +82,33 @@ def test_two_node_smoke_through_slurm(tmp_path, slurm_cluster):
     assert json.loads((run / "plan.json").read_text())["executor_options"] == {"partition": "debug"}
 
 
+def started_past_first_checkpoint(results: Path) -> tuple[subprocess.Popen, Path, str]:
+    """A two-node smoke job running past its checkpoint of iteration 10: the harness process, the
+    run folder and the Slurm job id."""
+    process = harness("run", "recipes/smoke_cpu_2node.yaml", "--executor", "slurm", "--quiet", "--no-report", *SHORT,
+                      results=results)
+    try:
+        wait_for(lambda: first_checkpoint_saved(results), 180, "the checkpoint of iteration 10")
+    except BaseException:
+        process.kill()
+        raise
+    run = only_run(results)
+    return process, run, status(run)["slurm_job_id"]
+
+
+def assert_resume_finishes(run: Path, results: Path, old_job_id: str) -> None:
+    code, out = finished(harness("run", "--resume", run.name, "--quiet", results=results))
+    assert code == 0, out
+    assert "resuming from" in (run / "train.log").read_text() and "Iter(train) [15/20]" in (run / "train.log").read_text()
+    assert status(run)["slurm_job_id"] != old_job_id and status(run)["attempts"] == 2
+    assert_succeeded_on_both_nodes(run, results)
+
+
 @pytest.mark.slurm
 @pytest.mark.slow
 def test_cancelled_job_is_interrupted_and_resume_completes_it(tmp_path, slurm_cluster):
-    process = harness("run", "recipes/smoke_cpu_2node.yaml", "--executor", "slurm", "--quiet", "--no-report", *SHORT,
-                      results=tmp_path)
+    process, run, job_id = started_past_first_checkpoint(tmp_path)
     try:
-        wait_for(lambda: first_checkpoint_saved(tmp_path), 180, "the checkpoint of iteration 10")
-        run = only_run(tmp_path)
-        job_id = status(run)["slurm_job_id"]
         subprocess.run(["scancel", job_id], check=True)
         code, out = finished(process, 120)
     finally:
@@ -98,11 +116,7 @@ def test_cancelled_job_is_interrupted_and_resume_completes_it(tmp_path, slurm_cl
     assert code == 130, out
     assert status(run)["state"] == "interrupted" and status(run)["reason"] == "Slurm job CANCELLED", status(run)
     assert job_gone(job_id)
-    code, out = finished(harness("run", "--resume", run.name, "--quiet", results=tmp_path))
-    assert code == 0, out
-    assert "resuming from" in (run / "train.log").read_text() and "Iter(train) [15/20]" in (run / "train.log").read_text()
-    assert status(run)["slurm_job_id"] != job_id and status(run)["attempts"] == 2
-    assert_succeeded_on_both_nodes(run, tmp_path)
+    assert_resume_finishes(run, tmp_path, job_id)
 
 
 def node_processes(run: Path, node_id: int) -> list[int]:
@@ -125,12 +139,8 @@ def node_processes(run: Path, node_id: int) -> list[int]:
 @pytest.mark.slurm
 @pytest.mark.slow
 def test_a_killed_node_fails_the_run_naming_it_and_resume_finishes_it(tmp_path, slurm_cluster):
-    process = harness("run", "recipes/smoke_cpu_2node.yaml", "--executor", "slurm", "--quiet", "--no-report", *SHORT,
-                      results=tmp_path)
+    process, run, job_id = started_past_first_checkpoint(tmp_path)
     try:
-        wait_for(lambda: first_checkpoint_saved(tmp_path), 180, "the checkpoint of iteration 10")
-        run = only_run(tmp_path)
-        job_id = status(run)["slurm_job_id"]
         victims = node_processes(run, 1)
         assert victims, "node 1 (n2) should be training"
         for pid in victims:  # the machine n2 is gone: every process of its share at once
@@ -146,11 +156,7 @@ def test_a_killed_node_fails_the_run_naming_it_and_resume_finishes_it(tmp_path, 
     assert status(run)["reason"].startswith("node n2 failed"), status(run)
     assert job_gone(job_id)
     wait_for(lambda: not node_processes(run, 0) and not node_processes(run, 1), 30, "nothing of the run left running")
-    code, out = finished(harness("run", "--resume", run.name, "--quiet", results=tmp_path))
-    assert code == 0, out
-    assert "resuming from" in (run / "train.log").read_text()
-    assert status(run)["attempts"] == 2
-    assert_succeeded_on_both_nodes(run, tmp_path)
+    assert_resume_finishes(run, tmp_path, job_id)
 
 
 @pytest.mark.slurm
