@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from harness.executors.slurm import SlurmExecutor, failed_node_of, outcome_of
-from harness.executors.slurm_client import JobInfo
+from harness.executors.slurm_client import JobInfo, job_info
 from harness.errors import BadInput
 
 SHORT = ["--set", "train.iterations=20", "--set", "train.val_interval=20", "--set", "train.checkpoint_interval=10",
@@ -80,6 +80,15 @@ def test_two_node_smoke_through_slurm(tmp_path, slurm_cluster):
     assert_succeeded_on_both_nodes(run, tmp_path)
     assert job_gone(status(run)["slurm_job_id"])
     assert json.loads((run / "plan.json").read_text())["executor_options"] == {"partition": "debug"}
+
+
+ACTIVE = ("PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "SUSPENDED")
+
+
+def ended(job_id: str) -> bool:
+    """Slurm has the job's final state (it keeps finished jobs for MinJobAge, 300 s by default)."""
+    info = job_info(job_id)
+    return info is not None and info.state.split()[0] not in ACTIVE
 
 
 def started_past_first_checkpoint(results: Path) -> tuple[subprocess.Popen, Path, str]:
@@ -156,6 +165,21 @@ def test_a_killed_node_fails_the_run_naming_it_and_resume_finishes_it(tmp_path, 
     assert status(run)["reason"].startswith("node n2 failed"), status(run)
     assert job_gone(job_id)
     wait_for(lambda: not node_processes(run, 0) and not node_processes(run, 1), 30, "nothing of the run left running")
+    assert_resume_finishes(run, tmp_path, job_id)
+
+
+@pytest.mark.slurm
+@pytest.mark.slow
+def test_a_killed_harness_has_its_job_cancelled_by_the_workers(tmp_path, slurm_cluster):
+    process, run, job_id = started_past_first_checkpoint(tmp_path)
+    process.send_signal(signal.SIGKILL)  # no handler runs: the workers find the run's lock free and scancel
+    process.wait()
+    wait_for(lambda: ended(job_id), 60, "the job to end")
+    assert job_info(job_id).state.startswith("CANCELLED"), job_info(job_id)  # not run on to its end unfollowed
+    wait_for(lambda: job_gone(job_id), 60, "the job to leave the queue")
+    wait_for(lambda: not node_processes(run, 0) and not node_processes(run, 1), 30, "nothing of the run left running")
+    code, out = finished(harness("runs", "--json", results=tmp_path))
+    assert code == 0 and json.loads(out)[0]["state"] == "stale", out
     assert_resume_finishes(run, tmp_path, job_id)
 
 
