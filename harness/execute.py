@@ -76,7 +76,6 @@ def plan_inputs(loaded: LoadedRecipe, run_dir: Path, dataset_dir: Path, *, resum
     )
 
 
-
 def cpu_threads_setting() -> int | None:
     """PSPNET_CPU_THREADS: torch threads per CPU rank, for hosts that run several trainings at
     once (scripts/test.sh sets 1); unset or empty: torch's default."""
