@@ -257,3 +257,9 @@ def test_node_script_keeps_the_run_folder_in_the_run_store_layout(tmp_path):
     assert run.run_id == run_id and run.effective_state() == "failed"
     proc = run_cli("report", "--results", str(results))
     assert proc.returncode == 0, proc.stderr
+    # the PVC's contents come home with `harness ingest`, a result built from what the pods logged
+    imported = run_cli("ingest", str(results), "--results", str(tmp_path / "mine"))
+    assert imported.returncode == 0, imported.stderr
+    assert imported.stdout.strip() == f"{run_dir}: imported run {run_id} (failed)"
+    [mine] = RunStore(tmp_path / "mine").all()
+    assert mine.effective_state() == "failed" and mine.result().parse_error  # the stand-in torchrun trained nothing

@@ -1,5 +1,6 @@
-"""``harness ingest PATH...``: import runs made outside the harness (the seed scripts' output
-folders, plain mmseg work_dirs) into ``results/runs/`` so that ``harness report`` shows them."""
+"""``harness ingest PATH...``: import runs made outside this store (the seed scripts' output
+folders, plain mmseg work_dirs, bundles, run folders from a Kubernetes results PVC) into
+``results/runs/`` so that ``harness report`` shows them."""
 from __future__ import annotations
 
 import argparse
@@ -13,7 +14,7 @@ from harness.runs import RunStoreError
 
 def register(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
-        "ingest", help="import seed output folders, mmseg work_dirs or verified bundles as runs",
+        "ingest", help="import seed output folders, mmseg work_dirs, run folders or verified bundles as runs",
         description="Import runs made outside the harness into RESULTS/runs/: the seed scripts' "
                     "output folders (output/<Network>/<id>/ with train_<id>.log and the "
                     "<CaseName>.log result file; output/ or output/<Network>/ finds them all) "
@@ -22,10 +23,15 @@ def register(subparsers) -> argparse.ArgumentParser:
                     "parsed and judged against the matching shipped reference row. Importing "
                     "the same files twice does nothing. Everything is checked before anything "
                     "is written. A bundle is verified (`harness verify`) and its runs are "
-                    "stored under their own run ids; a run already in the store is skipped.")
+                    "stored under their own run ids; a run already in the store is skipped. "
+                    "Run folders the harness laid out elsewhere (a Kubernetes results PVC from "
+                    "`harness k8s`, another host's results/) are copied under their own ids too, "
+                    "with a result built from their logs when they have none; unfinished runs "
+                    "are refused.")
     p.add_argument("paths", nargs="+", type=Path, metavar="PATH",
-                   help="a seed output folder, an mmseg work_dir, a folder holding several, or a bundle "
-                        "(FILE.tar.gz from `harness bundle`: verified first, refused if it fails)")
+                   help="a seed output folder, an mmseg work_dir, a folder holding several, a run "
+                        "folder or run store (RESULTS or RESULTS/runs), or a bundle (FILE.tar.gz from "
+                        "`harness bundle`: verified first, refused if it fails)")
     p.add_argument("--results", type=Path, default=Path("results"),
                    help="results folder (default: results)")
     p.add_argument("--batch-size", type=positive_int, dest="batch_size", metavar="B",
@@ -40,17 +46,24 @@ def run(args: argparse.Namespace) -> int:
     from harness.bundles.store import BundleRefused, import_verified, looks_like_bundle, verified
     from harness.bundles.tarball import NotABundle
     from harness.ingest import IngestError, prepare, store_prepared  # pydantic and friends: only when used
+    from harness.ingest.runs import check_importable, import_runs, run_folders
 
-    bundles = []
+    bundles, runs, prepared = [], [], []
     try:
-        # Every path is found, parsed (bundles: verified) first: one bad input writes nothing at all.
+        # Every path is found, parsed (bundles: verified; run folders: checked) first: one bad
+        # input writes nothing at all.
         for path in args.paths:
             if looks_like_bundle(path):
                 bundles.append(verified(path))
-        prepared = [item for path in args.paths if not looks_like_bundle(path)
-                    for item in prepare(path, batch_per_device=args.batch_size, devices=args.devices)]
+            elif found := run_folders(path):
+                for run in found:
+                    check_importable(run)
+                runs += found
+            else:
+                prepared += prepare(path, batch_per_device=args.batch_size, devices=args.devices)
         while bundles:
             import_verified(bundles.pop(0), args.results, on_message=print)
+        import_runs(runs, args.results, on_message=print)
         store_prepared(prepared, args.results, on_message=print)
     except (IngestError, RunStoreError, BundleRefused, NotABundle) as err:
         print(f"harness ingest: error: {err}", file=sys.stderr)

@@ -18,6 +18,9 @@ reference row it should be judged against, ``recipe_source.json``, ``provenance.
 it came from, the files and their sha256), ``status.json`` (``succeeded`` with ``ingested:
 true``, or ``failed`` when the log stops early) and ``result.json``.
 
+Run folders the harness laid out elsewhere (a Kubernetes results PVC, another host's results/)
+are not logs to describe: ``harness.ingest.runs`` copies them under their own run ids.
+
 Everything is parsed before anything is written: bad input raises ``IngestError`` (one line,
 naming the path) and leaves the results folder untouched. Importing the same files again is a
 no-op: the sha256 of the source files is compared with those recorded by earlier imports.
