@@ -404,10 +404,24 @@ def main(argv: list[str] | None = None) -> int:
             return _fail(f"{where}{exc.strerror or exc}", EXIT_ENVIRONMENT)
         raise
     finally:
+        if argv is None:  # this process's own command line, about to exit
+            _ignore_late_interrupts()
         try:
             sys.stdout.flush()
         except (BrokenPipeError, ValueError):
             _drop_stdout()
+
+
+def _ignore_late_interrupts() -> None:
+    """The run is recorded and its exit code chosen: a Ctrl-C pressed again now must not kill the
+    interpreter while it shuts down (Python restores the default SIGINT action there), which
+    turned exit 130 into death by SIGINT when Ctrl-C was pressed over and over."""
+    import signal
+
+    execute = sys.modules.get("harness.execute")  # only a command that ran something imported it
+    if execute is not None and execute.interrupt_handlers_installed():
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, signal.SIG_IGN)
 
 
 def _drop_stdout() -> None:

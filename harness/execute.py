@@ -203,6 +203,10 @@ def install_interrupt_handlers() -> None:
         signal.signal(sig, _interrupt_once)
 
 
+def interrupt_handlers_installed() -> bool:
+    return signal.getsignal(signal.SIGINT) is _interrupt_once
+
+
 def _one_line(exc: BaseException) -> str:
     text = str(exc).splitlines()[0] if str(exc) else ""
     return f"{exc.__class__.__name__}: {text}"

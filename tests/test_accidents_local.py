@@ -84,10 +84,11 @@ def test_ctrl_c_pressed_again_and_again_still_records_the_run(tmp_path, cache_en
                  "--set", "train.val_interval=40", "--set", "train.checkpoint_interval=40", recipe="smoke_cpu_2p.yaml")
     run = the_run(results)
     wait_for(lambda: log_has(run, "Iter(train)"), 900, "training to start")
-    for _ in range(6):
+    deadline = time.monotonic() + 180
+    while proc.poll() is None and time.monotonic() < deadline:  # on and on, until it has exited
         proc.send_signal(signal.SIGINT)
-        time.sleep(0.3)
-    out, err = proc.communicate(timeout=180)
+        time.sleep(0.05)
+    out, err = proc.communicate(timeout=10)
     assert proc.returncode == 130, err[-3000:]
     assert "Traceback" not in err
     status = run.status()
