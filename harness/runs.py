@@ -306,6 +306,22 @@ def _create_folder(runs_dir: Path) -> None:
         raise _environment_error(runs_dir, exc) from None
 
 
+def _new_unique_folder(parent: Path, prefix: str, recipe_name: str, what: str) -> Path:
+    """``parent/<prefix><UTC stamp>-<recipe>-<6 hex>``, created here (never one that exists)."""
+    _create_folder(parent)
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    for _ in range(16):
+        path = parent / f"{prefix}{stamp}-{recipe_name}-{secrets.token_hex(3)}"
+        try:
+            path.mkdir()
+        except FileExistsError:
+            continue
+        except OSError as exc:
+            raise _environment_error(parent, exc) from None
+        return path
+    raise RunStoreError(f"{parent}: could not create a unique {what} folder")
+
+
 class RunStore:
     def __init__(self, results_dir: Path):
         self.results_dir = Path(results_dir)
@@ -313,19 +329,7 @@ class RunStore:
 
     def create(self, recipe_name: str) -> RunDir:
         check_writable(self.results_dir)
-        _create_folder(self.runs_dir)
-        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-        for _ in range(16):
-            run_id = f"{stamp}-{recipe_name}-{secrets.token_hex(3)}"
-            path = self.runs_dir / run_id
-            try:
-                path.mkdir()
-            except FileExistsError:
-                continue
-            except OSError as exc:
-                raise _environment_error(self.runs_dir, exc) from None
-            return RunDir(path)
-        raise RunStoreError(f"{self.runs_dir}: could not create a unique run folder")
+        return RunDir(_new_unique_folder(self.runs_dir, "", recipe_name, "run"))
 
     def get(self, run_id: str) -> RunDir:
         if not RUN_ID_PATTERN.match(run_id):
@@ -399,18 +403,7 @@ class GroupStore:
 
     def create(self, recipe_name: str) -> GroupDir:
         check_writable(self.results_dir)
-        _create_folder(self.groups_dir)
-        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-        for _ in range(16):
-            path = self.groups_dir / f"g{stamp}-{recipe_name}-{secrets.token_hex(3)}"
-            try:
-                path.mkdir()
-            except FileExistsError:
-                continue
-            except OSError as exc:
-                raise _environment_error(self.groups_dir, exc) from None
-            return GroupDir(path)
-        raise RunStoreError(f"{self.groups_dir}: could not create a unique group folder")
+        return GroupDir(_new_unique_folder(self.groups_dir, "g", recipe_name, "group"))
 
     def get(self, group_id: str) -> GroupDir:
         if not GROUP_ID_PATTERN.match(group_id):
