@@ -64,10 +64,16 @@ def _damaged(run_dir):
     (run_dir / "plan.json").write_text("{not json")
 
 
+def _recipe_edited(run_dir):
+    recipe = run_dir / "recipe.yaml"
+    recipe.write_text(recipe.read_text().replace("count: 1", "count: 0"))
+
+
 @pytest.mark.parametrize("spoil, message", [
     (_running, "status.json: state: the run is still running; import it once it has ended"),
     (_renamed, "my-run: the folder name is not a run id"),
     (_damaged, "plan.json"),
+    (_recipe_edited, "recipe.yaml"),
 ])
 def test_a_run_folder_that_cannot_be_imported_is_one_line_and_nothing_is_written(tmp_path, spoil, message):
     pvc, store = pvc_with_the_run(tmp_path), tmp_path / "results"

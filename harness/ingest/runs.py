@@ -8,7 +8,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from harness.ingest.errors import IngestError
-from harness.records import PlanRecord
+from harness.records import DamagedRecord, PlanRecord
+from harness.run_recipe import recipe_of
 from harness.runs import RUN_ID_PATTERN, RunDir, RunStore
 
 UNFINISHED = ("created", "running")
@@ -37,6 +38,11 @@ def check_importable(run: RunDir) -> None:
         raise IngestError(f"{run.path}: the folder name is not a run id (expected e.g. "
                           "20261125T201500Z-smoke_cpu-a1b2c3): import the run store, not a renamed copy")
     problem = run.damage()
+    if problem is None:
+        try:
+            recipe_of(run)  # its result is built from this recipe after the copy
+        except DamagedRecord as exc:
+            problem = str(exc)
     if problem:
         raise IngestError(problem)
     state = run.status().state
@@ -48,7 +54,6 @@ def check_importable(run: RunDir) -> None:
 def _with_result(run: RunDir) -> None:
     """The result from the run's own logs, when its executor wrote none (a Kubernetes run)."""
     from harness.result import build_result
-    from harness.run_recipe import recipe_of
 
     if run.result() is not None:
         return
