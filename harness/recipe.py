@@ -6,6 +6,7 @@ names the file, the field and what was expected.
 from __future__ import annotations
 
 import re
+import sys
 import warnings
 from pathlib import Path
 from typing import Any, Literal
@@ -409,7 +410,11 @@ class LoadedRecipe:
 
                 cfg = Config.fromfile(str(self.config_path))
         except (ImportError, ModuleNotFoundError):
-            return  # no training stack on this host (plans for a cluster): the worker applies them
+            # No training stack on this host (plans for a cluster): the worker checks them when it
+            # loads the config, but the user must know this plan did not.
+            print(f"note: {self.path}: model.overrides were not checked: mmengine (the 'train' extra) "
+                  "is not installed here; the worker checks them", file=sys.stderr)
+            return
         except Exception as exc:  # a config mmengine cannot load is bad input, whatever the reason
             detail = str(exc).splitlines()[0] if str(exc) else ""
             raise RecipeError(f"{self.path}: model.config: mmengine cannot load {self.config_path} ({exc.__class__.__name__}: {detail})") from None

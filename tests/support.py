@@ -9,6 +9,22 @@ RECIPES = REPO / "harness" / "recipes"  # the shipped recipes (package data); ./
 SHARED_LOGS = REPO / "tests" / "fixtures" / "logs" / "public"  # copies of ../shared/fixtures/logs (SOURCES.md)
 
 
+def require_extra(module: str, reason: str | None = None):
+    """``pytest.importorskip`` for an optional extra, except that with PSPNET_REQUIRE_EXTRAS=1 (set by
+    .ci/run, like the Docker and Slurm switches) a missing extra fails: CI must never skip silently."""
+    import os
+
+    import pytest
+
+    reason = reason or f"{module} (an optional extra) is not installed"
+    if os.environ.get("PSPNET_REQUIRE_EXTRAS") == "1":
+        try:
+            return __import__(module, fromlist=["_"])
+        except ImportError as exc:
+            pytest.fail(f"PSPNET_REQUIRE_EXTRAS=1 but {reason}: {exc}", pytrace=False)
+    return pytest.importorskip(module, reason=reason)
+
+
 def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None, timeout: float = 900) -> subprocess.CompletedProcess:
     """The real command line, as a user runs it."""
     return subprocess.run(

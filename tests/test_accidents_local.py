@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 
 from harness.runs import RunStore
-from support import RECIPES, REPO, log_has, run_cli, wait_for
+from support import RECIPES, REPO, log_has, run_cli, wait_for, require_extra
 from test_records import mount_tmpfs, umount
 
 pytestmark = pytest.mark.slow
-pytest.importorskip("mmseg", reason="the training stack (pip install -e '.[train]') is not installed")
+require_extra("mmseg", reason="the training stack (pip install -e '.[train]') is not installed")
 
 SHORT = ["--set", "train.iterations=40", "--set", "train.log_interval=5", "--set", "train.checkpoint_interval=10",
          "--set", "train.val_interval=40"]

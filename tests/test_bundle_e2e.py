@@ -10,11 +10,11 @@ import pytest
 from harness.bundles.tarball import extract_safely
 from harness.records import BundleRecord
 from harness.runs import RunStore
-from support import RECIPES, run_cli
+from support import RECIPES, run_cli, require_extra
 from test_bundle import members, repack
 
 pytestmark = pytest.mark.slow
-pytest.importorskip("mmseg", reason="the training stack (pip install -e '.[train]') is not installed")
+require_extra("mmseg", reason="the training stack (pip install -e '.[train]') is not installed")
 
 ITERS = 20
 

@@ -9,9 +9,9 @@ import pytest
 import yaml
 
 from harness.cli import main
-from support import RECIPES, run_cli
+from support import RECIPES, run_cli, require_extra
 
-pytest.importorskip("mmseg", reason="the training stack is not installed")
+require_extra("mmseg", reason="the training stack is not installed")
 
 SHIPPED = sorted(RECIPES.glob("*.yaml"))
 

@@ -7,10 +7,10 @@ import pytest
 
 from harness.logs import parse_logs
 from harness.runs import RunStore
-from support import RECIPES, run_cli
+from support import RECIPES, run_cli, require_extra
 
 pytestmark = pytest.mark.slow
-pytest.importorskip("mmseg", reason="the training stack (pip install -e '.[train]') is not installed")
+require_extra("mmseg", reason="the training stack (pip install -e '.[train]') is not installed")
 
 # An untrained PSPNet predicts mostly background on the synthetic set: about 5 mIoU (checked on
 # the fixture run's first evaluation-free start). 35 is far above that and far below what the

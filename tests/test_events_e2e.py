@@ -9,11 +9,11 @@ import pytest
 from harness.logs import parse_logs, recompute_numbers, result_numbers
 from harness.logs.events import FILE_NAME, read_events
 from harness.runs import RunStore
-from support import RECIPES, run_cli
+from support import RECIPES, run_cli, require_extra
 
 pytestmark = pytest.mark.slow
-pytest.importorskip("mmseg", reason="the training stack (pip install -e '.[train]') is not installed")
-pytest.importorskip("mlperf_logging", reason="mlperf-logging (a project dependency) is not installed")
+require_extra("mmseg", reason="the training stack (pip install -e '.[train]') is not installed")
+require_extra("mlperf_logging", reason="mlperf-logging (a project dependency) is not installed")
 
 ITERS, VAL, LOG = 60, 30, 10
 

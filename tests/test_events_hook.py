@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import pytest
 
-pytest.importorskip("mmengine", reason="the training stack (pip install -e '.[train]') is not installed")
-pytest.importorskip("mlperf_logging", reason="mlperf-logging (a project dependency) is not installed")
+from support import require_extra  # noqa: E402
+
+require_extra("mmengine", reason="the training stack (pip install -e '.[train]') is not installed")
+require_extra("mlperf_logging", reason="mlperf-logging (a project dependency) is not installed")
 
 from mmengine.config import Config  # noqa: E402
 from mmengine.registry import HOOKS  # noqa: E402

@@ -11,7 +11,7 @@ import sys
 import pytest
 import yaml
 
-from support import REPO, RECIPES, run_cli
+from support import REPO, RECIPES, run_cli, require_extra
 
 SCRIPT = REPO / "bench" / "gpu_throughput.py"
 
@@ -45,7 +45,7 @@ def test_gpu_variants_plan_on_one_gpu(name, tmp_path):
 
 
 def test_without_a_gpu_it_says_so_and_exits_3():
-    pytest.importorskip("torch")
+    require_extra("torch")
     import torch
 
     if torch.cuda.is_available():

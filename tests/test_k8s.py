@@ -14,7 +14,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-pytest.importorskip("kubernetes", reason="the 'k8s' extra is not installed (pip install '.[k8s]')")
+from support import require_extra  # noqa: E402
+
+require_extra("kubernetes", reason="the 'k8s' extra is not installed (pip install '.[k8s]')")
 
 from harness.errors import BadInput  # noqa: E402
 from harness.k8s.jobs import build_bundle  # noqa: E402

@@ -6,7 +6,7 @@ import pytest
 from harness.execute import describe_plan
 from harness.plan import PlanInputs, build_plan
 from harness.recipe import load_recipe
-from support import RECIPES, run_cli
+from support import RECIPES, run_cli, require_extra
 
 INPUTS = PlanInputs(run_dir="/r", dataset_dir="/d/VOCdevkit", config_name="pspnet_r50-d8_voc12aug-512x512_gpu.py")
 FAST = ("device.count=1", "device.ids=0", "train.amp=true", "train.amp_dtype=bfloat16", "train.channels_last=true",
@@ -51,7 +51,7 @@ def test_cudnn_benchmark_refused_off_gpu():
 
 
 def test_resolved_config_has_the_knobs():
-    pytest.importorskip("mmengine")
+    require_extra("mmengine")
     from harness.job import Job
     from harness.worker.config import build_config
 

@@ -12,7 +12,9 @@ from pathlib import Path
 
 import pytest
 
-torch = pytest.importorskip("torch", reason="the training stack is not installed")
+from support import require_extra  # noqa: E402
+
+torch = require_extra("torch", reason="the training stack is not installed")
 
 from harness.worker.checkpoints import LAST_CHECKPOINT, install_atomic_local_backend, is_complete, pick_resume_checkpoint  # noqa: E402
 from support import RECIPES  # noqa: E402

@@ -6,9 +6,9 @@ import pytest
 from harness.backends.base import replace_norm
 from harness.job import Job, TrainSettings
 from harness.worker.config import adapt, build_config
-from support import RECIPES
+from support import RECIPES, require_extra
 
-mmengine = pytest.importorskip("mmengine", reason="the training stack (pip install -e '.[train]') is not installed")
+mmengine = require_extra("mmengine", reason="the training stack (pip install -e '.[train]') is not installed")
 
 
 def job(config: str, kind: str, world: int, **train) -> Job:
