@@ -70,6 +70,7 @@ def test_two_node_8p_trainjob_and_runtime_pass_the_v2_3_0_schemas_and_the_rules(
     # Always explicit: Trainer's torch plugin counts only resources named *gpu*, so 'auto' on
     # huawei.com/Ascend910 would start one process per CPU.
     assert trainer["numProcPerNode"] == 8 and trainer["numNodes"] == 2
+    assert job["metadata"]["annotations"]["pspnet-repro/master-port"] == "29500"  # the port Trainer gives the master
     assert trainer["resourcesPerNode"] == {"requests": {RESOURCE[kind]: "8"}, "limits": {RESOURCE[kind]: "8"}}
     assert runtime["spec"]["mlPolicy"] == {"numNodes": 2, "torch": {}}
     assert "podGroupPolicy" not in runtime["spec"]
@@ -197,7 +198,7 @@ def test_cli_writes_a_trainjob_that_passes_the_schemas_and_rules(tmp_path, schem
 def test_cli_refuses_an_npu_trainjob_on_a_named_runtime_in_one_line(tmp_path):
     proc = run_cli("k8s", str(RECIPES / "full_8p.yaml"), "--flavor", "trainjob", "--runtime", "torch-distributed",
                    "--dataset-pvc", "voc", "--results-pvc", "runs", "-o", str(tmp_path / "out"))
-    assert proc.returncode == 2 and "--runtime" in proc.stderr and "Traceback" not in proc.stderr
+    assert proc.returncode == 2 and "--runtime: NPU pods need hostNetwork" in proc.stderr and "Traceback" not in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1 and not (tmp_path / "out").exists()
 
 
