@@ -132,6 +132,12 @@ def test_runtime_options_that_cannot_hold_are_refused(options, message):
         bundle_for("full_8p", 2, **options)
 
 
+@pytest.mark.parametrize("option", [{"runtime": "torch-distributed"}, {"gang": "volcano"}])
+def test_trainjob_options_are_refused_for_the_other_flavours(option):
+    with pytest.raises(BadInput, match="only for --flavor trainjob"):
+        K8sOptions("pytorchjob", "training", "registry.example/pspnet:1", "voc-data", "pspnet-results", **option)
+
+
 def _trainer(manifests):
     return manifests[-1]["spec"]["trainer"]
 
@@ -245,3 +251,14 @@ def test_the_pod_script_under_trainers_variables_keeps_the_run_store_layout_and_
     assert imported.stdout.strip() == f"{run_dir}: imported run {bundle.run_id} (failed)"
     [mine] = RunStore(tmp_path / "mine").all()
     assert mine.effective_state() == "failed" and mine.result().parse_error
+
+
+def test_the_strict_v2_3_0_schemas_reject_misspelt_trainer_fields(schemas):
+    # The API server would drop them silently (numProcPerNode then falls back to 'auto').
+    bundle = bundle_for("full_8p")
+    job = copy.deepcopy(bundle.job)
+    job["spec"]["trainer"]["numProcsPerNode"] = job["spec"]["trainer"].pop("numProcPerNode")
+    assert any("numProcsPerNode" in p for p in schema_problems(job, schemas["TrainJob"]))
+    runtime = copy.deepcopy(of_kind(bundle.manifests, "TrainingRuntime")[0])
+    runtime["spec"]["podGroupPolicy"] = {"volcanoo": {}}
+    assert any("volcanoo" in p for p in schema_problems(runtime, schemas["TrainingRuntime"]))

@@ -29,7 +29,7 @@ def register(subparsers) -> argparse.ArgumentParser:
                    help="override a recipe field (dotted, YAML value); repeatable")
     p.add_argument("--flavor", choices=FLAVORS, required=True,
                    help="trainjob (Kubeflow Trainer v2 TrainJob + TrainingRuntime, validated against v2.3.0), volcano "
-                        "(Volcano Job), ascendjob (MindCluster, NPUs; Trainer v2 does not run on it) or pytorchjob "
+                        "(Volcano Job), ascendjob (MindCluster, NPUs: MindCluster does not support TrainJob) or pytorchjob "
                         "(Kubeflow training-operator v1, legacy: upstream replaced it with Trainer v2)")
     p.add_argument("--nodes", type=positive_int, metavar="N", help="nodes (pods); default: the recipe's device.nodes")
     p.add_argument("--namespace", default="default", help="namespace of the job and its ConfigMaps (default: default)")
