@@ -162,7 +162,10 @@ BREAKS = [
     ("gpu", lambda m: _trainer(m).setdefault("env", []).append({"name": "PET_NNODES", "value": "2"}),
      "spec.trainer.env: PET_NNODES is reserved"),
     ("gpu", lambda m: m[-1]["spec"]["runtimeRef"].update(name="other"), "names TrainingRuntime 'other', which is not in the file"),
-    ("gpu", lambda m: _runtime(m)["spec"]["mlPolicy"].pop("torch"), "spec.mlPolicy.torch"),
+    ("gpu", lambda m: _runtime(m)["spec"]["mlPolicy"].pop("torch"), "spec.mlPolicy.torch is needed"),
+    ("gpu", lambda m: _runtime(m)["spec"]["mlPolicy"].update(mpi={}), "no other framework policy"),
+    ("gpu", lambda m: _runtime(m)["metadata"].update(namespace="other"), "is in namespace 'other', the TrainJob in 'training'"),
+    ("gpu", lambda m: m[-1]["metadata"].update(name="9pspnet.run"), "must be an RFC 1035 label"),
     ("npu", lambda m: runtime_pod(_runtime(m)).pop("hostNetwork"), "NPU pods need hostNetwork: true"),
     ("gpu", lambda m: _container(m).update(command=["/bin/sh", "-c", _container(m)["command"][-1].replace(
         "$PET_NODE_RANK", "$RANK")]), "torchrun needs --node_rank=$PET_NODE_RANK"),

@@ -57,12 +57,9 @@ def trainjob_manifests(metadata: dict, template: dict, nodes: int, count: int, o
         patch = _runtime_patch(tm, pod, container)
         job = _trainjob(tm, job_metadata, kind, name, trainer, [patch])
         return [job.to_dict()]
-    runtime_metadata = tm.IoK8sApimachineryPkgApisMetaV1ObjectMeta(
-        name=metadata["name"], namespace=metadata["namespace"], labels=metadata.get("labels"),
-        annotations={key: value for key, value in (metadata.get("annotations") or {}).items() if key.endswith("/run-id")},
-    )
+    # The runtime is this run's own: it carries the job's name, labels and annotations.
     runtime = tm.TrainerV1alpha1TrainingRuntime(
-        api_version=API_VERSION, kind="TrainingRuntime", metadata=runtime_metadata,
+        api_version=API_VERSION, kind="TrainingRuntime", metadata=tm.IoK8sApimachineryPkgApisMetaV1ObjectMeta.from_dict(metadata),
         spec=_runtime_spec(tm, template, nodes, options),
     )
     job = _trainjob(tm, job_metadata, "TrainingRuntime", metadata["name"], trainer, None)
@@ -80,7 +77,7 @@ def _trainjob(tm, metadata, kind: str, name: str, trainer, patches) -> object:
 
 
 def _runtime_spec(tm, template: dict, nodes: int, options: K8sOptions):
-    pod_template = dict(template)
+    pod_template = template
     jobset_metadata = None
     pod_group_policy = None
     if options.gang == "volcano":

@@ -10,10 +10,14 @@ command, args, env (merged by name) and ``resourcesPerNode`` replace the ``node`
 from __future__ import annotations
 
 import copy
+import re
 
 from harness.k8s.trainjob import ANCESTOR_LABEL, ANCESTOR_TRAINER, NODE, RESERVED_ENV
 
 RUNTIME_KIND = "TrainingRuntime"
+ML_POLICIES = {"torch", "mpi", "jax", "xgboost", "flux"}  # the CRD's "Only one of the policy can be configured"
+# The TrainJob CRD's own x-kubernetes-validations (CEL, which a JSON schema cannot run): an RFC 1035 label.
+_RFC1035_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 
 
 def _node_job(jobs: list, where: str, problems: list[str]) -> dict | None:
@@ -28,8 +32,10 @@ def _runtime_pod(runtime: dict, problems: list[str]) -> tuple[dict, int | None]:
     name = (runtime.get("metadata") or {}).get("name")
     spec = runtime.get("spec") or {}
     where = f"TrainingRuntime {name}"
-    if "torch" not in (spec.get("mlPolicy") or {}):
-        problems.append(f"{where}: spec.mlPolicy.torch is needed (the torch plugin sets the PET_* rendezvous variables)")
+    policies = sorted(set(spec.get("mlPolicy") or {}) & ML_POLICIES)
+    if policies != ["torch"]:
+        problems.append(f"{where}: spec.mlPolicy.torch is needed, and no other framework policy (the torch plugin sets the "
+                        f"PET_* rendezvous variables; the CRD allows one policy), found {policies or 'none'}")
     template = spec.get("template") or {}
     node = _node_job((template.get("spec") or {}).get("replicatedJobs"), f"{where}: spec.template.spec.replicatedJobs", problems)
     if node is None:
@@ -82,14 +88,18 @@ def node_replicas(job: dict, manifests: list[dict], problems: list[str]) -> list
     spec = job.get("spec") or {}
     reference = spec.get("runtimeRef") or {}
     namespace = (job.get("metadata") or {}).get("namespace")
-    runtimes = {(m.get("metadata") or {}).get("name"): m for m in manifests
-                if m.get("kind") == RUNTIME_KIND and (m.get("metadata") or {}).get("namespace") == namespace}
+    runtimes = {(m.get("metadata") or {}).get("name"): m for m in manifests if m.get("kind") == RUNTIME_KIND}
     nodes = None
     if reference.get("kind") == RUNTIME_KIND and runtimes:
+        # A file holding TrainingRuntimes must hold the one its TrainJob runs on.
         runtime = runtimes.get(reference.get("name"))
         if runtime is None:
             problems.append(f"spec.runtimeRef names TrainingRuntime {reference.get('name')!r}, which is not in the file "
                             f"(it holds {', '.join(sorted(map(str, runtimes)))})")
+            return []
+        if (runtime.get("metadata") or {}).get("namespace") != namespace:
+            problems.append(f"spec.runtimeRef: TrainingRuntime {reference.get('name')!r} is in namespace "
+                            f"{(runtime.get('metadata') or {}).get('namespace')!r}, the TrainJob in {namespace!r} (they must match)")
             return []
         pod, nodes = _runtime_pod(runtime, problems)
         where = f"TrainingRuntime {reference.get('name')} replicatedJob {NODE!r} + spec.trainer"
@@ -109,6 +119,9 @@ def node_replicas(job: dict, manifests: list[dict], problems: list[str]) -> list
 def trainer_problems(job: dict, per_node: int | None) -> list[str]:
     trainer = (job.get("spec") or {}).get("trainer") or {}
     problems = []
+    name = str((job.get("metadata") or {}).get("name", ""))
+    if not _RFC1035_LABEL.match(name):
+        problems.append(f"metadata.name {name!r}: a TrainJob's name must be an RFC 1035 label (a lowercase letter first, no dots)")
     if "numProcPerNode" not in trainer:
         problems.append("spec.trainer.numProcPerNode must be set explicitly (Trainer's torch plugin counts only resources "
                         "named *gpu*: 'auto' on huawei.com/Ascend910 becomes the CPU count)")
