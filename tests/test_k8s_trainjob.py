@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import socket
 import subprocess
 from pathlib import Path
 
@@ -16,7 +17,7 @@ pytest.importorskip("kubeflow_trainer_api", reason="the 'k8s' extra is not insta
 
 from harness.errors import BadInput  # noqa: E402
 from harness.k8s.jobs import build_bundle  # noqa: E402
-from harness.k8s.options import RESULTS_MOUNT, RUN_FILES_MOUNT, K8sOptions  # noqa: E402
+from harness.k8s.options import DATASET_MOUNT, RESULTS_MOUNT, RUN_FILES_MOUNT, K8sOptions  # noqa: E402
 from harness.k8s.schema import schema_problems, strict_schema  # noqa: E402
 from harness.k8s.validate import ManifestError, bundle_problems, check_manifests  # noqa: E402
 from harness.recipe import load_recipe  # noqa: E402
@@ -211,15 +212,21 @@ def test_cli_refuses_an_npu_trainjob_on_a_named_runtime_in_one_line(tmp_path):
     assert len(proc.stderr.strip().splitlines()) == 1 and not (tmp_path / "out").exists()
 
 
-def _pod_files(bundle, mount: Path) -> str:
-    """Lay the run-files ConfigMap out as the kubelet mounts it; return the node's script."""
+def _pod_files(bundle, mount: Path, moves: list[tuple[str, str]]) -> str:
+    """Lay the run-files ConfigMap out as the kubelet mounts it, with the pods' paths moved
+    (``moves``: pod path -> local path); return the node's script, moved the same way."""
+    def moved(text: str) -> str:
+        for pod_path, local in moves:
+            text = text.replace(pod_path, local)
+        return text
+
     configmap = of_kind(bundle.manifests, "ConfigMap")[0]
     pod = runtime_pod(of_kind(bundle.manifests, "TrainingRuntime")[0])
     [volume] = [v for v in pod["volumes"] if v["name"] == "run-files"]
     for item in volume["configMap"]["items"]:
         (mount / item["path"]).parent.mkdir(parents=True, exist_ok=True)
-        (mount / item["path"]).write_text(configmap["data"][item["key"]])
-    return pod["containers"][0]["command"][-1]
+        (mount / item["path"]).write_text(moved(configmap["data"][item["key"]]))
+    return moved(pod["containers"][0]["command"][-1])
 
 
 def test_the_pod_script_under_trainers_variables_keeps_the_run_store_layout_and_ingests(tmp_path):
@@ -227,8 +234,7 @@ def test_the_pod_script_under_trainers_variables_keeps_the_run_store_layout_and_
     # tmp_path and torchrun is replaced by a command that prints its rendezvous and fails.
     bundle = bundle_for("smoke_cpu_2node")
     results, mount = tmp_path / "results", tmp_path / "inputs"
-    script = _pod_files(bundle, mount)
-    script = script.replace(RUN_FILES_MOUNT, str(mount)).replace(f"{RESULTS_MOUNT}/runs/", f"{results}/runs/")
+    script = _pod_files(bundle, mount, [(RUN_FILES_MOUNT, str(mount)), (f"{RESULTS_MOUNT}/runs/", f"{results}/runs/")])
     assert "python -m torch.distributed.run" in script
     script = script.replace("python -m torch.distributed.run",
                             """sh -c 'echo "rank $PET_NODE_RANK at $PET_MASTER_ADDR:$PET_MASTER_PORT"; exit 3' torchrun""")
@@ -265,3 +271,36 @@ def test_the_strict_v2_3_0_schemas_reject_misspelt_trainer_fields(schemas):
     runtime = copy.deepcopy(of_kind(bundle.manifests, "TrainingRuntime")[0])
     runtime["spec"]["podGroupPolicy"] = {"volcanoo": {}}
     assert any("volcanoo" in p for p in schema_problems(runtime, schemas["TrainingRuntime"]))
+
+
+@pytest.mark.slow
+def test_a_real_two_node_training_through_the_trainjob_pod_script_ingests_with_its_result(tmp_path):
+    # The TrainingRuntime's script, its torchrun real: two "pods" on this host (both sh processes),
+    # Trainer's PET_* variables pointing at 127.0.0.1, the pods' mounts moved under tmp_path.
+    # 20 iterations keep it to about 20 s of training.
+    data = tmp_path / "data"
+    assert run_cli("data", "synth", "--root", str(data), "--n-train", "16", "--n-aug", "16", "--n-val", "8").returncode == 0
+    bundle = bundle_for("smoke_cpu_2node", 2, "train.iterations=20", "train.val_interval=20", "train.log_interval=10")
+    results, mount = tmp_path / "results", tmp_path / "inputs"
+    moves = [(RUN_FILES_MOUNT, str(mount)), (f"{RESULTS_MOUNT}/runs/", f"{results}/runs/"),
+             (DATASET_MOUNT, str(data / "VOCdevkit"))]
+    script = _pod_files(bundle, mount, moves)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    trainer = {**os.environ, "PET_NNODES": "2", "PET_NPROC_PER_NODE": "1", "PET_MASTER_ADDR": "127.0.0.1",
+               "PET_MASTER_PORT": str(port)}
+    pods = [subprocess.Popen(["sh", "-c", script], env={**trainer, "PET_NODE_RANK": str(rank)},
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for rank in (0, 1)]
+    outcomes = [pod.communicate(timeout=600) for pod in pods]
+    assert [pod.returncode for pod in pods] == [0, 0], [err[-2000:] for _, err in outcomes]
+    run_dir = results / "runs" / bundle.run_id
+    status = json.loads((run_dir / "status.json").read_text())
+    assert status["state"] == "succeeded" and status["executor"] == "kubernetes/trainjob"
+    assert (run_dir / "nodes" / "node-1.log").stat().st_size > 0
+    imported = run_cli("ingest", str(results), "--results", str(tmp_path / "mine"))
+    assert imported.returncode == 0, imported.stderr
+    assert f"imported run {bundle.run_id} (succeeded, final mIoU" in imported.stdout
+    [mine] = RunStore(tmp_path / "mine").all()
+    result = mine.result()
+    assert result.parse_error is None and result.iterations == 20 and result.final.mIoU >= 0
