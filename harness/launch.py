@@ -92,10 +92,17 @@ def scheduler_rendezvous(name: str, master_port: int) -> Rendezvous:
             source="MindCluster ascend-operator (framework pytorch): MASTER_ADDR/MASTER_PORT of the Master pod and "
             "ascendjob-port; RANK is the pod's rank",
         )
+    if name == "trainjob":
+        return Rendezvous(
+            "trainjob", "$PET_MASTER_ADDR", "$PET_MASTER_PORT", "$PET_NODE_RANK",
+            source="Kubeflow Trainer v2 torch plugin (pkg/runtime/framework/plugins/torch/torch.go, "
+            "pkg/constants/constants.go, v2.3.0): PET_MASTER_ADDR is <trainjob>-node-0-0.<trainjob>, PET_MASTER_PORT "
+            "29500, PET_NODE_RANK the Job completion index; PET_NNODES/PET_NPROC_PER_NODE are checked against the plan",
+        )
     raise ValueError(f"unknown scheduler {name!r}; expected one of {', '.join(SCHEDULERS)}")
 
 
-SCHEDULERS = ("slurm", "pytorchjob", "volcano", "ascendjob")
+SCHEDULERS = ("slurm", "pytorchjob", "volcano", "ascendjob", "trainjob")
 
 
 @dataclass(frozen=True)
@@ -163,6 +170,18 @@ def build_node_launches(
         hostname = NODE_HOSTNAME.format(node) if rendezvous.name == "docker" else None
         launches.append(NodeLaunch(node, argv, {**environment, **extra}, hostname, rendezvous.setup))
     return tuple(launches)
+
+
+def trainer_counts_check(nodes: int, nproc_per_node: int) -> str:
+    """A sh line stopping a Trainer v2 pod whose PET_NNODES/PET_NPROC_PER_NODE disagree with the plan.
+
+    torchrun takes the plan's literal counts; Trainer computes its own from the TrainJob, and its
+    torch plugin counts only resources named *gpu*: with ``huawei.com/Ascend910`` an unset
+    ``numProcPerNode`` becomes the CPU count. A mismatch means a mis-edited manifest: fail loudly.
+    """
+    return (f'if [ "${{PET_NNODES:-}}" != {nodes} ] || [ "${{PET_NPROC_PER_NODE:-}}" != {nproc_per_node} ]; then '
+            f'echo "Trainer set PET_NNODES=${{PET_NNODES:-}} PET_NPROC_PER_NODE=${{PET_NPROC_PER_NODE:-}}; '
+            f'the plan is {nodes} node(s) x {nproc_per_node}" >&2; exit 1; fi')
 
 
 def node_launches(plan, rendezvous: Rendezvous) -> tuple[NodeLaunch, ...]:

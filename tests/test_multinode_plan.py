@@ -51,6 +51,8 @@ def test_full_8p_on_two_nodes_through_the_cli():
     assert nodes["rendezvous"]["volcano"]["node_rank"] == "$VC_TASK_INDEX"
     assert nodes["rendezvous"]["pytorchjob"]["node_rank"] == "$RANK"
     assert nodes["rendezvous"]["ascendjob"]["master_port"] == "$MASTER_PORT"
+    assert nodes["rendezvous"]["trainjob"]["node_rank"] == "$PET_NODE_RANK"
+    assert nodes["rendezvous"]["trainjob"]["master_addr"] == "$PET_MASTER_ADDR"
     for rendezvous in nodes["rendezvous"].values():
         assert "WORLD_SIZE" not in json.dumps(rendezvous["node_rank"])  # never the operators' WORLD_SIZE
 
@@ -81,6 +83,9 @@ def test_scheduler_scripts_resolve_rank_and_master_from_the_schedulers_variables
         "pytorchjob": {"MASTER_ADDR": "job-master-0", "MASTER_PORT": "23456", "RANK": "1", "WORLD_SIZE": "16"},
         "volcano": {"VC_NODE_HOSTS": "job-node-0.job,job-node-1.job", "VC_TASK_INDEX": "1"},
         "ascendjob": {"MASTER_ADDR": "10.0.0.5", "MASTER_PORT": "2222", "RANK": "1", "WORLD_SIZE": "2"},
+        # Kubeflow Trainer v2's torch plugin (pkg/runtime/framework/plugins/torch/torch.go, v2.3.0)
+        "trainjob": {"PET_MASTER_ADDR": "job-node-0-0.job", "PET_MASTER_PORT": "29500", "PET_NODE_RANK": "1",
+                     "PET_NNODES": "2", "PET_NPROC_PER_NODE": "8"},
     }[scheduler]
     script = launches[1].script()
     if scheduler == "slurm":
@@ -91,10 +96,11 @@ def test_scheduler_scripts_resolve_rank_and_master_from_the_schedulers_variables
     script = script.replace("exec python -m torch.distributed.run", "printf '%s\\n'")
     out = subprocess.run(["sh", "-c", script], env={"PATH": "/usr/bin:/bin", **env}, capture_output=True, text=True, check=True).stdout
     args = out.split()
-    master = {"slurm": "127.0.0.1", "pytorchjob": "job-master-0", "volcano": "job-node-0.job", "ascendjob": "10.0.0.5"}[scheduler]
+    master = {"slurm": "127.0.0.1", "pytorchjob": "job-master-0", "volcano": "job-node-0.job", "ascendjob": "10.0.0.5",
+              "trainjob": "job-node-0-0.job"}[scheduler]
     assert flag(args, "node_rank") == "1" and flag(args, "nnodes") == "2" and flag(args, "nproc_per_node") == "8"
     assert flag(args, "master_addr") == master
-    assert flag(args, "master_port") == {"pytorchjob": "23456", "ascendjob": "2222"}.get(scheduler, str(plan.master_port))
+    assert flag(args, "master_port") == {"pytorchjob": "23456", "ascendjob": "2222", "trainjob": "29500"}.get(scheduler, str(plan.master_port))
 
 
 def rank_table(nodes: int, per_node: int) -> dict:

@@ -1,10 +1,12 @@
-"""Kubernetes manifests for multi-node runs: Kubeflow PyTorchJob, Volcano Job, MindCluster AscendJob.
+"""Kubernetes manifests for multi-node runs: Kubeflow PyTorchJob, Volcano Job, MindCluster AscendJob,
+Kubeflow Trainer v2 TrainJob.
 
 The harness does not talk to a cluster: ``harness k8s`` writes manifests built with the official
-Python models (``kubernetes`` client, ``kubeflow-training``; the optional ``k8s`` extra), checked by
+Python models (``kubernetes`` client, ``kubeflow-training``, ``kubeflow-trainer-api``; the optional ``k8s`` extra), checked by
 ``harness.k8s.validate``. Those packages import slowly, so only the ``k8s`` command imports this
 package's builders.
 """
 from __future__ import annotations
 
-FLAVORS = ("pytorchjob", "volcano", "ascendjob")
+FLAVORS = ("pytorchjob", "volcano", "ascendjob", "trainjob")
+GANGS = ("volcano",)  # --gang for trainjob: Trainer v2 podGroupPolicy plugins the harness writes

@@ -7,12 +7,16 @@ table when the recipe names one), then the job for the chosen operator:
   ``svc`` and ``env`` plugins giving hosts and pod index; ``minAvailable`` = N (gang scheduling).
 - ``ascendjob``: MindCluster's ``AscendJob`` (mindxdl.gitee.com/v1, framework pytorch), Master +
   Workers; container ``ascend``, port ``ascendjob-port``; NPUs only.
+- ``trainjob``: Kubeflow Trainer v2 ``TrainJob`` (trainer.kubeflow.org/v1alpha1) on a namespaced
+  ``TrainingRuntime`` written alongside (or a runtime on the cluster, ``--runtime``), see
+  harness.k8s.trainjob; container ``node``, Trainer's own port 29500.
 
 Every pod runs the plan's torchrun with the rendezvous taken from its operator's variables
 (harness.launch.scheduler_rendezvous), inside harness.k8s.run_files.node_script.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 
@@ -23,7 +27,9 @@ from harness.errors import BadInput
 from harness.k8s.options import DATASET_MOUNT, RESULTS_MOUNT, RUN_FILES_MOUNT, K8sOptions, job_name
 from harness.k8s.pods import ANNOTATION_PREFIX, PodSettings, pod_template
 from harness.k8s.run_files import new_run_id, node_script, run_files
-from harness.launch import VOLCANO_TASK, node_launches, scheduler_rendezvous
+from harness.k8s.trainjob import check_options as check_trainjob_options
+from harness.k8s.trainjob import TRAINER_PORT, trainjob_manifests
+from harness.launch import VOLCANO_TASK, node_launches, scheduler_rendezvous, trainer_counts_check
 from harness.plan import PlanInputs, build_plan
 from harness.ranktable import CONTAINER_RANK_TABLE, load_rank_table
 from harness.recipe import LoadedRecipe
@@ -31,8 +37,9 @@ from harness.worker.config import config_changes
 
 API_VERSION = {"pytorchjob": "kubeflow.org/v1", "volcano": "batch.volcano.sh/v1alpha1", "ascendjob": "mindxdl.gitee.com/v1"}
 KIND = {"pytorchjob": "PyTorchJob", "volcano": "Job", "ascendjob": "AscendJob"}
-CONTAINER = {"pytorchjob": "pytorch", "volcano": "node", "ascendjob": "ascend"}
-PORT_NAME = {"pytorchjob": "pytorchjob-port", "volcano": None, "ascendjob": "ascendjob-port"}
+CONTAINER = {"pytorchjob": "pytorch", "volcano": "node", "ascendjob": "ascend", "trainjob": "node"}
+# trainjob: Trainer's torch plugin adds its own port (29500) to the container and sets PET_MASTER_PORT to it.
+PORT_NAME = {"pytorchjob": "pytorchjob-port", "volcano": None, "ascendjob": "ascendjob-port", "trainjob": None}
 ASCEND_LABELS = {"framework": "pytorch", "ring-controller.atlas": "ascend-910b"}
 
 
@@ -55,7 +62,7 @@ def _serialize(model) -> dict:
     return k8s.ApiClient().sanitize_for_serialization(model)
 
 
-def _check_pods_can_reach_inputs(loaded: LoadedRecipe, flavor: str) -> None:
+def _check_pods_can_reach_inputs(loaded: LoadedRecipe, flavor: str, options: K8sOptions) -> None:
     recipe = loaded.recipe
     where = loaded.path
     if flavor == "ascendjob" and recipe.device.kind != "npu":
@@ -66,12 +73,14 @@ def _check_pods_can_reach_inputs(loaded: LoadedRecipe, flavor: str) -> None:
         raise BadInput(f"{where}: model.pretrained: a local file cannot reach the pods; give a URL, or bake it into the image")
     if recipe.eval is not None:
         raise BadInput(f"{where}: mode: eval recipes need their checkpoint on this host; run them with `harness run`")
+    if flavor == "trainjob":
+        check_trainjob_options(str(where), recipe.device.kind, options)
 
 
 def build_bundle(loaded: LoadedRecipe, options: K8sOptions) -> Bundle:
     """Everything ``kubectl apply -f`` needs for one run of ``loaded`` (its device.nodes set)."""
     flavor = options.flavor
-    _check_pods_can_reach_inputs(loaded, flavor)
+    _check_pods_can_reach_inputs(loaded, flavor, options)
     recipe = loaded.recipe
     device = recipe.device
     run_id = new_run_id(recipe.name)
@@ -84,9 +93,13 @@ def build_bundle(loaded: LoadedRecipe, options: K8sOptions) -> Bundle:
     inputs = PlanInputs(
         run_dir=f"{RESULTS_MOUNT}/runs/{run_id}", dataset_dir=DATASET_MOUNT, config_name=loaded.config_path.name,
         python="python", rank_table_host_path=CONTAINER_RANK_TABLE if rank_table else None,
+        # Trainer sets PET_MASTER_PORT itself: the plan records the port the pods will use.
+        master_port=TRAINER_PORT if flavor == "trainjob" else None,
     )
     plan = build_plan(recipe, inputs, "local")
     rendezvous = scheduler_rendezvous(flavor, plan.master_port)
+    if flavor == "trainjob":
+        rendezvous = dataclasses.replace(rendezvous, setup=(trainer_counts_check(device.nodes, device.count), *rendezvous.setup))
     launches = node_launches(plan, rendezvous)
     launch = launches[0]  # every pod runs the same script: its rank comes from the operator
     description = {"recipe": str(loaded.path), **plan.to_dict(), "executor": f"kubernetes/{flavor}",
@@ -120,8 +133,11 @@ def build_bundle(loaded: LoadedRecipe, options: K8sOptions) -> Bundle:
             f"{ANNOTATION_PREFIX}/master-port": str(plan.master_port),
         },
     )
-    build = {"pytorchjob": _pytorchjob, "volcano": _volcano_job, "ascendjob": _ascendjob}[flavor]
-    manifests.append(build(metadata, template, device.nodes, device.count, options))
+    if flavor == "trainjob":
+        manifests += trainjob_manifests(_serialize(metadata), _serialize(template), device.nodes, device.count, options)
+    else:
+        build = {"pytorchjob": _pytorchjob, "volcano": _volcano_job, "ascendjob": _ascendjob}[flavor]
+        manifests.append(build(metadata, template, device.nodes, device.count, options))
     return Bundle(flavor, name, run_id, tuple(manifests))
 
 

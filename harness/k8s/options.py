@@ -25,6 +25,10 @@ class K8sOptions:
     results_pvc: str
     dataset_subpath: str | None = None
     queue: str = "default"  # Volcano / AscendJob scheduling queue
+    # trainjob only: a runtime already on the cluster ("NAME": ClusterTrainingRuntime,
+    # "trainingruntime/NAME": namespaced) instead of the TrainingRuntime the harness writes.
+    runtime: str | None = None
+    gang: str | None = None  # trainjob only: "volcano" sets the runtime's podGroupPolicy.volcano
 
     def __post_init__(self):
         for name in ("namespace", "dataset_pvc", "results_pvc"):
@@ -33,6 +37,26 @@ class K8sOptions:
                 raise BadInput(f"--{name.replace('_', '-')} {value!r}: expected a Kubernetes name (lowercase letters, digits, '-')")
         if not self.image or any(c.isspace() for c in self.image):
             raise BadInput(f"--image {self.image!r}: expected an image reference")
+        if (self.runtime or self.gang) and self.flavor != "trainjob":
+            option = "--runtime" if self.runtime else "--gang"
+            raise BadInput(f"{option}: only for --flavor trainjob (volcano and ascendjob always gang-schedule)")
+        if self.runtime is not None:
+            name = runtime_reference(self.runtime)[1]
+            if len(name) > 63 or not _DNS_LABEL.match(name):
+                raise BadInput(f"--runtime {self.runtime!r}: expected NAME (a ClusterTrainingRuntime) or "
+                               "trainingruntime/NAME, NAME a Kubernetes name (lowercase letters, digits, '-')")
+            if self.gang:
+                raise BadInput("--gang: the runtime named by --runtime sets its own podGroupPolicy; leave out one of them")
+
+
+def runtime_reference(runtime: str) -> tuple[str, str]:
+    """``--runtime`` -> (kind, name) of Trainer's runtimeRef."""
+    prefix, _, name = runtime.rpartition("/")
+    if prefix.lower() == "trainingruntime":
+        return "TrainingRuntime", name
+    if prefix.lower() in ("", "clustertrainingruntime"):
+        return "ClusterTrainingRuntime", name
+    return prefix, runtime  # an unknown kind: the name check refuses the whole value
 
 
 def job_name(recipe_name: str, suffix: str) -> str:

@@ -5,13 +5,15 @@ The rules read only the manifests (a hand-edited file is checked the same way): 
 everything else must agree with them: gang scheduling covers every pod, pods x devices = world
 size, one device resource (requests == limits) in every pod, the container and port names each
 operator looks for, torchrun's arguments from the operator's own variables (never WORLD_SIZE), no
-privileged pods, non-root CPU/GPU pods, /dev/shm in memory, hostNetwork for HCCL.
+privileged pods, non-root CPU/GPU pods, /dev/shm in memory, hostNetwork for HCCL. A TrainJob's pod
+is the one Trainer builds from its runtime and ``spec.trainer`` (harness.k8s.trainjob_rules).
 """
 from __future__ import annotations
 
 import re
 
 from harness.errors import BadInput
+from harness.k8s.trainjob_rules import node_replicas, trainer_problems
 from harness.launch import VOLCANO_TASK, scheduler_rendezvous
 
 DEVICE_RESOURCES = {"npu": "huawei.com/Ascend910", "gpu": "nvidia.com/gpu"}
@@ -19,8 +21,9 @@ JOB_KINDS = {
     ("kubeflow.org/v1", "PyTorchJob"): "pytorchjob",
     ("batch.volcano.sh/v1alpha1", "Job"): "volcano",
     ("mindxdl.gitee.com/v1", "AscendJob"): "ascendjob",
+    ("trainer.kubeflow.org/v1alpha1", "TrainJob"): "trainjob",
 }
-CONTAINER = {"pytorchjob": "pytorch", "ascendjob": "ascend"}
+CONTAINER = {"pytorchjob": "pytorch", "ascendjob": "ascend", "trainjob": "node"}
 PORT_NAME = {"pytorchjob": "pytorchjob-port", "ascendjob": "ascendjob-port"}
 ASCEND_LABELS = {"framework": "pytorch", "ring-controller.atlas": None}  # None: any value
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
@@ -31,7 +34,10 @@ class ManifestError(BadInput):
     """A manifest the operator would reject or run wrongly."""
 
 
-def _replica_templates(flavor: str, spec: dict) -> list[tuple[str, int, dict]]:
+def _replica_templates(flavor: str, job: dict, manifests: list[dict], problems: list[str]) -> list[tuple[str, int, dict]]:
+    spec = job.get("spec") or {}
+    if flavor == "trainjob":
+        return node_replicas(job, manifests, problems)
     if flavor == "volcano":
         return [(f"spec.tasks[{i}]", int(t.get("replicas", 1)), t.get("template") or {}) for i, t in enumerate(spec.get("tasks") or [])]
     key = "pytorchReplicaSpecs" if flavor == "pytorchjob" else "replicaSpecs"
@@ -142,11 +148,12 @@ def _expectations(metadata: dict, problems: list[str]) -> dict:
     return expect
 
 
-def job_problems(job: dict) -> list[str]:
-    """What is wrong with one job manifest (empty when it follows every rule)."""
+def job_problems(job: dict, manifests: list[dict] = ()) -> list[str]:
+    """What is wrong with one job manifest (empty when it follows every rule); ``manifests``: the
+    rest of its file (a TrainJob's TrainingRuntime)."""
     flavor = JOB_KINDS.get((job.get("apiVersion"), job.get("kind")))
     if flavor is None:
-        return [f"apiVersion/kind {job.get('apiVersion')}/{job.get('kind')}: not a PyTorchJob, Volcano Job or AscendJob"]
+        return [f"apiVersion/kind {job.get('apiVersion')}/{job.get('kind')}: not a PyTorchJob, Volcano Job, AscendJob or TrainJob"]
     problems: list[str] = []
     metadata = job.get("metadata") or {}
     name = str(metadata.get("name", ""))
@@ -156,7 +163,9 @@ def job_problems(job: dict) -> list[str]:
     if not expect or None in (expect["nodes"], expect["per_node"], expect["world_size"]):
         return problems
     spec = job.get("spec") or {}
-    replicas = _replica_templates(flavor, spec)
+    replicas = _replica_templates(flavor, job, list(manifests), problems)
+    if flavor == "trainjob":
+        problems += trainer_problems(job, expect["per_node"])
     pods = sum(count for _, count, _ in replicas)
     if pods != expect["nodes"]:
         problems.append(f"the job has {pods} pods but {expect['nodes']} nodes are intended (one pod per node)")
@@ -207,12 +216,12 @@ def bundle_problems(manifests: list[dict]) -> list[str]:
     """Rules over a whole file: one job, and the ConfigMaps its pods mount are in it with their keys."""
     jobs = [m for m in manifests if (m.get("apiVersion"), m.get("kind")) in JOB_KINDS]
     if len(jobs) != 1:
-        return [f"expected one PyTorchJob, Volcano Job or AscendJob, found {len(jobs)}"]
+        return [f"expected one PyTorchJob, Volcano Job, AscendJob or TrainJob, found {len(jobs)}"]
     job = jobs[0]
-    problems = [f"{job.get('kind')} {(job.get('metadata') or {}).get('name')}: {p}" for p in job_problems(job)]
+    problems = [f"{job.get('kind')} {(job.get('metadata') or {}).get('name')}: {p}" for p in job_problems(job, manifests)]
     configmaps = {(m.get("metadata") or {}).get("name"): m.get("data") or {} for m in manifests if m.get("kind") == "ConfigMap"}
     flavor = JOB_KINDS[(job["apiVersion"], job["kind"])]
-    for where, _, template in _replica_templates(flavor, job.get("spec") or {}):
+    for where, _, template in _replica_templates(flavor, job, manifests, []):
         for volume in (template.get("spec") or {}).get("volumes") or []:
             source = volume.get("configMap")
             if not source:
