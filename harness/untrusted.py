@@ -7,7 +7,7 @@ API
     Frozen bounds: ``max_members``, ``max_member_bytes``, ``max_total_bytes``,
     ``max_header_bytes`` (a GNU long-name/long-link or PAX header's data), ``max_name_chars``.
     The defaults suit bundles and data archives; pass your own with ``dataclasses.replace``.
-``iter_archive(path, limits) -> Iterator[ArchiveMember]``
+``iter_archive(path, limits, *, label="tar archive") -> Iterator[ArchiveMember]``
     Streams a tar / tar.gz / tar.bz2 / tar.xz once, front to back. Yields regular files
     (``name``, ``size``, ``stream``: readable until the next member) and directories
     (``is_dir``). Names are normalised (a leading ``./`` and empty or ``.`` parts dropped); the
@@ -19,7 +19,7 @@ API
     over ``max_member_bytes``, more than ``max_total_bytes`` in all, a header over
     ``max_header_bytes`` (checked from its size field, before tarfile reads it), and an archive
     that is truncated, corrupt or not an archive at all.
-``extract_archive(path, dest, limits, select=None) -> list[str]``
+``extract_archive(path, dest, limits, select=None, *, label="tar archive") -> list[str]``
     ``iter_archive`` written under ``dest`` (created if missing): only inside ``dest``, checked
     again by tarfile's ``data`` filter (PEP 706), files created exclusively and without following
     links. ``select(name)`` picks the files to write (the rest are read past, still counted).
@@ -28,7 +28,12 @@ API
     A regular file's bytes, refused (``UntrustedInput``) when it is a link, FIFO, device or
     folder (checked with lstat, opened with O_NOFOLLOW | O_NONBLOCK: a FIFO never hangs) or
     holds more than ``max_bytes``.
-``copy_tree_bounded(src, dst, limits) -> list[str]``
+``copy_file_bounded(src, dst, max_bytes) -> int``
+    One regular file to a new file, as ``read_bounded`` reads it, streamed.
+``check_tree(src, limits, skip=None) -> (folders, [(file, size)])``
+    What ``copy_tree_bounded`` checks before it writes anything, alone: call it first to refuse
+    a hostile folder before any other input is acted on.
+``copy_tree_bounded(src, dst, limits, skip=None) -> list[str]``
     Copies the folder ``src`` to ``dst`` (which must not exist), regular files and folders only.
     A symbolic link anywhere under ``src`` (to a file or a folder) is REFUSED, not skipped:
     a run folder whose ``train.log`` is a link is not the run it claims to be, and skipping
@@ -131,19 +136,19 @@ def _bounded_tarinfo(limits: ArchiveLimits) -> type[tarfile.TarInfo]:
 _READ_ERRORS = (tarfile.TarError, EOFError, zlib.error, OSError, UnicodeError, ValueError)
 
 
-def _unreadable(archive: Path, exc: BaseException) -> ArchiveRefused:
+def _unreadable(archive: Path, exc: BaseException, label: str) -> ArchiveRefused:
     # OSError covers gzip's BadGzipFile and lzma/bz2 stream errors too.
     detail = short(" ".join(str(exc).split()) or exc.__class__.__name__)
-    return ArchiveRefused(f"{archive}: not a readable archive (truncated or corrupt: {detail})")
+    return ArchiveRefused(f"{archive}: not a {label} (not a readable archive: truncated or corrupt: {detail})")
 
 
 class _MemberStream(io.RawIOBase):
     """A member's bytes; a truncated or corrupt archive met while reading them is the same one
     line as one met between members (the reader reads outside ``iter_archive``'s own frame)."""
 
-    def __init__(self, archive: Path, inner: IO[bytes]):
+    def __init__(self, archive: Path, inner: IO[bytes], label: str):
         super().__init__()
-        self._archive, self._inner = archive, inner
+        self._archive, self._inner, self._label = archive, inner, label
 
     def readable(self) -> bool:
         return True
@@ -152,7 +157,7 @@ class _MemberStream(io.RawIOBase):
         try:
             return self._inner.read(size)
         except _READ_ERRORS as exc:
-            raise _unreadable(self._archive, exc) from None
+            raise _unreadable(self._archive, exc, self._label) from None
 
     def readinto(self, buffer) -> int:  # noqa: ANN001 - io's signature
         data = self.read(len(buffer))
@@ -182,16 +187,18 @@ def _normalised(raw: str, archive: Path, limits: ArchiveLimits) -> str:
 
 def _kind_refused(info: tarfile.TarInfo) -> str | None:
     if info.issym():
-        return "a symbolic link"
+        return "a link (symbolic)"
     if info.islnk():
-        return "a hard link"
+        return "a link (hard)"
     if not (info.isfile() or info.isdir()):
         return "a FIFO, device or other special file"
     return None
 
 
-def iter_archive(path: Path, limits: ArchiveLimits = ArchiveLimits()) -> Iterator[ArchiveMember]:
-    """Stream the members of the archive at ``path`` (see the module docstring)."""
+def iter_archive(path: Path, limits: ArchiveLimits = ArchiveLimits(), *, label: str = "tar archive"
+                 ) -> Iterator[ArchiveMember]:
+    """Stream the members of the archive at ``path`` (see the module docstring); ``label`` names
+    what it should have been in the unreadable-archive line ("not a bundle ...")."""
     archive = Path(path)
     files: set[str] = set()
     folders: set[str] = set()
@@ -238,7 +245,7 @@ def iter_archive(path: Path, limits: ArchiveLimits = ArchiveLimits()) -> Iterato
                                          "refused as too large")
                 files.add(name)
                 folders.update(str(p) for p in parents if str(p) != ".")
-                yield ArchiveMember(name=name, size=info.size, is_dir=False, stream=_MemberStream(archive, tar.extractfile(info)), info=info)
+                yield ArchiveMember(name=name, size=info.size, is_dir=False, stream=_MemberStream(archive, tar.extractfile(info), label), info=info)
     except UntrustedInput:
         raise
     except _HeaderTooLarge as exc:
@@ -249,7 +256,7 @@ def iter_archive(path: Path, limits: ArchiveLimits = ArchiveLimits()) -> Iterato
     except IsADirectoryError:
         raise ArchiveRefused(f"{archive}: a folder, not an archive file") from None
     except _READ_ERRORS as exc:
-        raise _unreadable(archive, exc) from None
+        raise _unreadable(archive, exc, label) from None
 
 
 def _open_new(path: Path) -> int:
@@ -274,7 +281,7 @@ def _copy_bounded(source: IO[bytes] | int, target_fd: int, max_bytes: int, what:
 
 
 def extract_archive(path: Path, dest: Path, limits: ArchiveLimits = ArchiveLimits(),
-                    select: Callable[[str], bool] | None = None) -> list[str]:
+                    select: Callable[[str], bool] | None = None, *, label: str = "tar archive") -> list[str]:
     """Write the archive's folders and (selected) files under ``dest``; see the module docstring."""
     archive = Path(path)
     dest = Path(dest)
@@ -283,7 +290,7 @@ def extract_archive(path: Path, dest: Path, limits: ArchiveLimits = ArchiveLimit
     created: list[Path] = []
     written: list[str] = []
     try:
-        for member in iter_archive(archive, limits):
+        for member in iter_archive(archive, limits, label=label):
             if not member.is_dir and select is not None and not select(member.name):
                 continue
             try:
@@ -383,8 +390,8 @@ def read_bounded(path: Path, max_bytes: int, *, what: str | None = None) -> byte
         os.close(fd)
 
 
-def _walk_checked(src: Path, limits: ArchiveLimits, skip: Callable[[str], bool] | None
-                  ) -> tuple[list[str], list[tuple[str, int]]]:
+def check_tree(src: Path, limits: ArchiveLimits = ArchiveLimits(), skip: Callable[[str], bool] | None = None
+               ) -> tuple[list[str], list[tuple[str, int]]]:
     """Every folder and regular file under ``src`` (relative names), from lstat alone; refuses
     links and special files, and bounds counts and sizes before anything is read."""
     folders: list[str] = []
@@ -422,12 +429,32 @@ def _walk_checked(src: Path, limits: ArchiveLimits, skip: Callable[[str], bool] 
     return folders, files
 
 
+def copy_file_bounded(src: Path, dst: Path, max_bytes: int) -> int:
+    """Copy the regular file ``src`` to the new file ``dst`` (never following a link at either
+    end); ``UntrustedInput`` when it is not a regular file or holds more than ``max_bytes``.
+    Returns the bytes copied; ``dst`` is removed again on any error."""
+    fd, info = _open_regular(Path(src), str(src))
+    try:
+        if info.st_size > max_bytes:
+            raise UntrustedInput(f"{src}: {info.st_size} bytes (at most {max_bytes}); refused")
+        out = _open_new(Path(dst))
+        try:
+            return _copy_bounded(fd, out, max_bytes, str(src))
+        except BaseException:
+            Path(dst).unlink(missing_ok=True)
+            raise
+        finally:
+            os.close(out)
+    finally:
+        os.close(fd)
+
+
 def copy_tree_bounded(src: Path, dst: Path, limits: ArchiveLimits = ArchiveLimits(),
                       skip: Callable[[str], bool] | None = None) -> list[str]:
     """Copy the folder ``src`` to the new folder ``dst``; returns the copied file names (see the
     module docstring)."""
     src, dst = Path(src), Path(dst)
-    folders, files = _walk_checked(src, limits, skip)
+    folders, files = check_tree(src, limits, skip)
     dst.mkdir()  # FileExistsError for an existing one: never merged into
     try:
         for name in sorted(folders):

@@ -76,8 +76,8 @@ def test_members_are_normalised_and_the_archive_root_is_skipped(tmp_path: Path):
     ("/etc/passwd", b"x", "an absolute path"),
     ("runs/../../secret", b"x", "climbs out"),
     ("a\\b", b"x", "backslash"),
-    ("train.log", _symlink, "a symbolic link"),
-    ("train.log", _hardlink, "a hard link"),
+    ("train.log", _symlink, "a link (symbolic)"),
+    ("train.log", _hardlink, "a link (hard)"),
     ("train.log", _fifo, "FIFO"),
     ("zero", _device, "device"),
 ])
@@ -120,11 +120,11 @@ def test_truncated_or_corrupt_archives_are_one_line(tmp_path: Path):
     data = good.read_bytes()
     cut = tmp_path / "cut.tar.gz"
     cut.write_bytes(data[: len(data) // 2])
-    with pytest.raises(ArchiveRefused, match="not a readable archive"):
+    with pytest.raises(ArchiveRefused, match="not a tar archive \\(not a readable archive"):
         extract_archive(cut, tmp_path / "out")
     junk = tmp_path / "junk.tar.gz"
     junk.write_bytes(b"\x1f\x8b" + os.urandom(4000))
-    with pytest.raises(ArchiveRefused, match="not a readable archive"):
+    with pytest.raises(ArchiveRefused, match="not a tar archive \\(not a readable archive"):
         list(iter_archive(junk))
     with pytest.raises(ArchiveRefused, match="no such file"):
         list(iter_archive(tmp_path / "absent.tar"))
