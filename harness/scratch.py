@@ -90,29 +90,38 @@ class Scratch:
         parent = scratch_parent()
         parent.mkdir(mode=0o700, exist_ok=True)
         sweep_stale(parent)
-        while True:
-            name = f"{kind}-{os.getpid()}-{secrets.token_hex(4)}"
-            self.lock_path = parent / f"{name}.lock"
-            self._fd: int | None = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-            fcntl.flock(self._fd, fcntl.LOCK_EX)  # before the folder exists: a sweeper never sees it unheld
-            try:
-                if os.stat(self.lock_path).st_ino == os.fstat(self._fd).st_ino:
-                    break
-            except FileNotFoundError:
-                pass
-            os.close(self._fd)  # a sweeper removed the lock file between its creation and the flock
-        self.path = parent / name
-        self.path.mkdir(mode=0o700)
         if not _open:
-            _install_handlers()
+            _install_handlers()  # before the folder exists: a signal from now on cleans it up
         _open.append(self)
+        self._fd: int | None = None
+        try:
+            while True:
+                name = f"{kind}-{os.getpid()}-{secrets.token_hex(4)}"
+                self.lock_path = parent / f"{name}.lock"
+                self.path = parent / name
+                self._fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+                fcntl.flock(self._fd, fcntl.LOCK_EX)  # before the folder exists: a sweeper never sees it unheld
+                try:
+                    if os.stat(self.lock_path).st_ino == os.fstat(self._fd).st_ino:
+                        break
+                except FileNotFoundError:
+                    pass
+                os.close(self._fd)  # a sweeper removed the lock file between its creation and the flock
+                self._fd = None
+            self.path.mkdir(mode=0o700)
+        except BaseException:
+            self._fd = self._fd if self._fd is not None else -1
+            self.cleanup()
+            raise
 
     def cleanup(self) -> None:
         if self._fd is None:
             return
-        shutil.rmtree(self.path, ignore_errors=True)
-        self.lock_path.unlink(missing_ok=True)
-        os.close(self._fd)
+        if hasattr(self, "path"):
+            shutil.rmtree(self.path, ignore_errors=True)
+            self.lock_path.unlink(missing_ok=True)
+        if self._fd >= 0:
+            os.close(self._fd)
         self._fd = None
         if self in _open:
             _open.remove(self)

@@ -33,7 +33,7 @@ def read_group(root: Path, record: BundleRecord) -> GroupRecord:
     return parse_record(GroupRecord, text, where=name)  # type: ignore[return-value]
 
 
-def _run_claims(run: RunDir, group: GroupRecord, seed: int, where: str) -> list[str]:
+def _run_claims(run: RunDir, group: GroupRecord, seed: int, where: str, record_name: str) -> list[str]:
     from harness.run_recipe import recipe_data_of, recipe_of
 
     try:
@@ -43,13 +43,13 @@ def _run_claims(run: RunDir, group: GroupRecord, seed: int, where: str) -> list[
         return [" ".join(str(exc).replace(str(run.path), where).split())]
     lines = []
     if recipe.name != group.recipe:
-        lines.append(f"{where}: recipe {recipe.name!r}, the group record says {short(group.recipe)}")
+        lines.append(f"{where}: recipe {recipe.name!r}, the group record {record_name} says {short(group.recipe)}")
     if recipe.train.seed != seed:
-        lines.append(f"{where}: train.seed {recipe.train.seed}, the group record says seed {seed}")
+        lines.append(f"{where}: train.seed {recipe.train.seed}, the group record {record_name} says seed {seed}")
     try:
         assignments = parse_set_arguments(group.sets)
     except BadInput as exc:
-        return [*lines, f"{where}: the group record's sets: {' '.join(str(exc).split())}"]
+        return [*lines, f"{record_name}: sets: {' '.join(str(exc).split())}"]
     for key, value in assignments:
         applied = copy.deepcopy(data)
         try:
@@ -57,7 +57,7 @@ def _run_claims(run: RunDir, group: GroupRecord, seed: int, where: str) -> list[
         except (BadInput, KeyError, TypeError, ValueError):
             applied = None
         if applied != data:  # the run's recipe does not hold what the override would have set
-            lines.append(f"{where}: {short(key)} differs from the group record's --set {short(f'{key}={value}')}")
+            lines.append(f"{where}: {key[:80]} differs from the group record {record_name}'s --set {short(f'{key}={value}')}")
     return lines
 
 
@@ -90,5 +90,5 @@ def check_group(root: Path, record: BundleRecord, present: set[str]) -> list[str
     for run_id in sorted(set(finished) & set(record.runs)):
         where = f"{RUNS_PREFIX}/{run_id}"
         if (root / where).is_dir():
-            lines += _run_claims(RunDir(root / where), group, finished[run_id].seed, f"{where}/recipe.yaml")
+            lines += _run_claims(RunDir(root / where), group, finished[run_id].seed, f"{where}/recipe.yaml", name)
     return lines
