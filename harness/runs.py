@@ -25,6 +25,7 @@ from typing import TypeVar
 from harness.errors import BadInput, EnvironmentNotReady
 from harness.fileio import write_text_atomic
 from harness.flocks import lock_conflicts
+from harness.scratch import Scratch
 from harness.untrusted import ArchiveLimits, copy_tree_bounded
 from harness.records import (
     STATES,
@@ -51,6 +52,7 @@ GROUPS_DIR = "groups"
 RUN_FOLDER_LIMITS = ArchiveLimits(max_members=100_000, max_member_bytes=8 << 30, max_total_bytes=256 << 30)
 MAX_TEXT_FILE_BYTES = 512 << 20
 CHECKPOINT_SUFFIX = ".pth"
+INCOMING = ".incoming"  # scratch folders in runs/ while a run is copied in (harness.scratch)
 RUN_ID_PATTERN = re.compile(r"^[0-9]{8}T[0-9]{6}Z-[A-Za-z0-9_.-]{1,64}-[0-9a-f]{6}$")
 GROUP_ID_PATTERN = re.compile(r"^g[0-9]{8}T[0-9]{6}Z-[A-Za-z0-9_.-]{1,64}-[0-9a-f]{6}$")
 RESOLVED_CONFIG = "resolved_config.py"  # written by the worker (harness.worker.main.RESOLVED_CONFIG)
@@ -355,17 +357,21 @@ class RunStore:
         target = self.runs_dir / run_id
         if target.exists():
             return None
-        incoming = self.runs_dir / f".incoming-{run_id}-{secrets.token_hex(3)}"
+        # In the store (the same file system, for the rename), in a scratch folder its owner's
+        # lock marks as live: one left by a killed ingest is removed by the next.
+        scratch = Scratch(INCOMING, parent=self.runs_dir)
         try:
+            incoming = scratch.path / run_id
             # The folder was made elsewhere: regular files only, no link followed, sizes bounded
             # (harness.untrusted; a refusal is one line, exit 2, and leaves no copy).
             copy_tree_bounded(folder, incoming, RUN_FOLDER_LIMITS)
             os.rename(incoming, target)  # fails (ENOTEMPTY/EEXIST) if the run appeared meanwhile
         except OSError as exc:
-            shutil.rmtree(incoming, ignore_errors=True)
             if target.exists():
                 return None
             raise _environment_error(self.runs_dir, exc) from None
+        finally:
+            scratch.cleanup()
         return RunDir(target)
 
     def all(self) -> list[RunDir]:

@@ -1,7 +1,8 @@
 """Scratch folders for reading untrusted input (a bundle extracted by ``verify`` or ``ingest``):
 never left behind, even by a process that was killed.
 
-Every scratch folder lives under one known parent (``$TMPDIR/harness-scratch-<uid>/``), named
+Every scratch folder lives under one known parent (``$TMPDIR/harness-scratch-<uid>/``, or the
+run store for a run being copied in: ``.incoming-...``), named
 ``<kind>-<pid>-<token>``, beside a lock file ``<name>.lock`` that its owner holds (flock) for the
 folder's whole life. The lock is taken before the folder exists, so a folder whose lock nobody
 holds belongs to a process that is gone:
@@ -36,12 +37,13 @@ def scratch_parent() -> Path:
     return Path(tempfile.gettempdir()) / f"harness-scratch-{os.getuid()}"
 
 
-def sweep_stale(parent: Path | None = None) -> list[Path]:
-    """Remove the scratch folders (and lock files) no living process holds; returns them."""
+def sweep_stale(parent: Path | None = None, prefix: str = "") -> list[Path]:
+    """Remove the scratch folders (and lock files) under ``parent`` whose names start with
+    ``prefix`` and that no living process holds; returns them."""
     parent = parent or scratch_parent()
     removed = []
     try:
-        entries = sorted(parent.iterdir())
+        entries = sorted(p for p in parent.iterdir() if p.name.startswith(prefix))
     except OSError:
         return removed
     for entry in entries:
@@ -84,12 +86,15 @@ def _restore_handlers() -> None:
 
 
 class Scratch:
-    """One scratch folder (``path``) held by this process until ``cleanup()``."""
+    """One scratch folder (``path``) held by this process until ``cleanup()``. ``parent``: another
+    folder than the scratch parent (e.g. a run store, where a copy must land on the same file
+    system to be renamed into place); there only names starting with ``<kind>-`` are swept."""
 
-    def __init__(self, kind: str):
-        parent = scratch_parent()
-        parent.mkdir(mode=0o700, exist_ok=True)
-        sweep_stale(parent)
+    def __init__(self, kind: str, parent: Path | None = None):
+        if parent is None:
+            parent = scratch_parent()
+            parent.mkdir(mode=0o700, exist_ok=True)
+        sweep_stale(parent, prefix=f"{kind}-")
         if not _open:
             _install_handlers()  # before the folder exists: a signal from now on cleans it up
         _open.append(self)

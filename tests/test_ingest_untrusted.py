@@ -119,3 +119,17 @@ def test_a_run_whose_result_cannot_be_built_is_not_left_half_ingested(tmp_path: 
     else:
         _one_line_exit_2(done)
         assert not stored.exists() and not [p for p in (store / "runs").iterdir()]
+
+
+def test_a_copy_left_by_a_killed_ingest_is_removed_by_the_next(tmp_path: Path):
+    """M4 for run folders: the copy is made in the store (to be renamed into place) under a lock;
+    one whose owner was SIGKILLed (no lock held) is swept by the next ingest."""
+    store = tmp_path / "results"
+    stale = store / "runs" / ".incoming-999999-deadbeef"
+    (stale / RUN_ID).mkdir(parents=True)
+    (stale / RUN_ID / "train.log").write_text("half a copy\n")
+    (store / "runs" / ".incoming-999999-deadbeef.lock").write_text("")
+    pvc, _ = _pvc(tmp_path)
+    done, _ = run_measured("ingest", str(pvc), "--results", str(store), timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.name for p in (store / "runs").iterdir()) == [RUN_ID]
