@@ -307,3 +307,13 @@ def test_l1_a_run_listed_twice_or_none_fails(bundle: Path, tmp_path: Path, edit,
     assert checked.returncode == 1 and expected in checked.stdout, checked.stdout
     refused = run_cli("ingest", str(forged), "--results", str(tmp_path / "results"))
     assert "fails verification" in _one_line(refused, 2)
+
+
+def test_an_oversized_record_is_not_parsed(bundle: Path, tmp_path: Path):
+    """Records are parsed whole: one far larger than any record is refused by its size first."""
+    files = members(bundle)
+    name = f"runs/{RUN_ID}/result.json"
+    files[name] = files[name].rstrip() + b" " * (20 << 20) + b"\n"  # still valid JSON, 20 MB
+    done, peak_mib = run_measured("verify", str(repack(files, tmp_path / "big.tar.gz", refresh_manifest=True)), timeout=120)
+    assert done.returncode == 1 and f"{name}: 2" in done.stdout and "more than a record holds" in done.stdout, done.stdout
+    assert peak_mib < MAX_PEAK_MIB

@@ -208,3 +208,18 @@ def test_copy_tree_copies_regular_files_and_bounds_sizes(tmp_path: Path):
     with pytest.raises(UntrustedInput, match="3221225472 bytes"):
         copy_tree_bounded(src, tmp_path / "sparse")
     assert not (tmp_path / "sparse").exists()
+
+
+def test_l5_compare_of_a_run_whose_result_is_truncated_names_the_damaged_file(tmp_path: Path):
+    import shutil
+
+    from support import REPO, run_cli
+
+    run_id = "20261125T210711Z-smoke_cpu-206fec"
+    run = tmp_path / "runs" / run_id
+    shutil.copytree(REPO / "tests" / "fixtures" / "runs" / run_id, run)
+    result = run / "result.json"
+    result.write_bytes(result.read_bytes()[:200])  # cut short, as a full disk leaves it
+    done = run_cli("compare", run_id, run_id, "--results", str(tmp_path))
+    assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+    assert f"{result}: " in done.stderr and "not JSON" in done.stderr, done.stderr

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from harness.commands.arguments import positive_int
-from harness.errors import EXIT_BAD_INPUT
+from harness.errors import EXIT_BAD_INPUT, one_line
 from harness.runs import RunStoreError
 
 
@@ -47,6 +47,7 @@ def run(args: argparse.Namespace) -> int:
     from harness.bundles.tarball import NotABundle
     from harness.ingest import IngestError, prepare, store_prepared  # pydantic and friends: only when used
     from harness.ingest.runs import check_importable, import_runs, run_folders
+    from harness.untrusted import UntrustedInput
 
     bundles, runs, prepared = [], [], []
     try:
@@ -65,11 +66,11 @@ def run(args: argparse.Namespace) -> int:
             import_verified(bundles.pop(0), args.results, on_message=print)
         import_runs(runs, args.results, on_message=print)
         store_prepared(prepared, args.results, on_message=print)
-    except (IngestError, RunStoreError, BundleRefused, NotABundle) as err:
-        print(f"harness ingest: error: {err}", file=sys.stderr)
+    except (IngestError, RunStoreError, BundleRefused, NotABundle, UntrustedInput) as err:
+        print(f"harness ingest: error: {one_line(err)}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except (ValueError, OSError, UnicodeError, MemoryError, RecursionError) as err:
-        print(f"harness ingest: error: {' '.join(str(err).split())}", file=sys.stderr)
+        print(f"harness ingest: error: {one_line(err)}", file=sys.stderr)
         return EXIT_BAD_INPUT
     finally:
         for bundle in bundles:  # verified but not imported (a later input was bad)
