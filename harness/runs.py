@@ -16,7 +16,6 @@ import fcntl
 import os
 import re
 import secrets
-import shutil
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
