@@ -50,6 +50,9 @@ GROUPS_DIR = "groups"
 # megabytes each; everything else in a run folder is text that is parsed (MAX_TEXT_FILE_BYTES).
 RUN_FOLDER_LIMITS = ArchiveLimits(max_members=100_000, max_member_bytes=8 << 30, max_total_bytes=256 << 30)
 MAX_TEXT_FILE_BYTES = 512 << 20
+# A run's own records (status.json, result.json ..., recipe.yaml) are parsed whole: kilobytes to
+# a few megabytes; one far larger is refused before it is read.
+MAX_RECORD_BYTES = 16 << 20
 CHECKPOINT_SUFFIX = ".pth"
 INCOMING = ".incoming"  # scratch folders in runs/ while a run is copied in (harness.scratch)
 RUN_ID_PATTERN = re.compile(r"^[0-9]{8}T[0-9]{6}Z-[A-Za-z0-9_.-]{1,64}-[0-9a-f]{6}$")

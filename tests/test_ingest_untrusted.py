@@ -72,10 +72,15 @@ def _hostile(tmp_path: Path, case: str) -> tuple[Path, str]:
         with open(attempt_log, "r+b") as handle:
             handle.truncate(3 << 30)
         return pvc, "20261125_210714.log"
+    if case == "huge_record":  # a 300 MB status.json (sparse): refused before it is parsed
+        with open(run / "status.json", "r+b") as handle:
+            handle.seek(300 << 20)
+            handle.write(b" ")
+        return pvc, "status.json"
     raise AssertionError(case)
 
 
-@pytest.mark.parametrize("case", ["log_link", "dir_link", "dev_zero", "fifo", "sparse_log"])
+@pytest.mark.parametrize("case", ["log_link", "dir_link", "dev_zero", "fifo", "sparse_log", "huge_record"])
 def test_a_hostile_run_folder_is_refused_in_one_line_and_nothing_is_stored(tmp_path: Path, case: str):
     pvc, name = _hostile(tmp_path, case)
     store = tmp_path / "results"

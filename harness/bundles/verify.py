@@ -32,14 +32,13 @@ from harness.bundles.pack import CONTEXT_PREFIX, DATASET_MANIFEST, RUNS_PREFIX
 from harness.bundles.tarball import NotABundle, extract_safely
 from harness.errors import BadInput
 from harness.records import BundleRecord, DamagedRecord, DatasetRecord, PlanRecord, parse_record
-from harness.runs import RUN_ID_PATTERN, RunDir
+from harness.runs import MAX_RECORD_BYTES, RUN_ID_PATTERN, RunDir
 from harness.data.manifest import sha256_file
 from harness.scratch import scratch_folder
 from harness.untrusted import UntrustedInput, read_bounded, short
 
-# What verify reads into memory, bounded before reading: a run's records and a dataset manifest
-# are kilobytes to a few megabytes; far larger ones are refused, not parsed.
-MAX_RECORD_BYTES = 16 << 20
+# What verify reads into memory, bounded before reading: a dataset manifest is a few megabytes;
+# far larger ones are refused, not parsed (records: runs.MAX_RECORD_BYTES).
 MAX_MANIFEST_BYTES = 32 << 20
 
 _MISSING = object()

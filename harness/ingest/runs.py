@@ -11,7 +11,7 @@ from pathlib import Path
 from harness.ingest.errors import IngestError
 from harness.records import DamagedRecord, PlanRecord
 from harness.run_recipe import recipe_of
-from harness.runs import CHECKPOINT_SUFFIX, MAX_TEXT_FILE_BYTES, RUN_FOLDER_LIMITS, RUN_ID_PATTERN, RunDir, RunStore
+from harness.runs import CHECKPOINT_SUFFIX, MAX_RECORD_BYTES, MAX_TEXT_FILE_BYTES, RUN_FOLDER_LIMITS, RUN_ID_PATTERN, RunDir, RunStore
 from harness.untrusted import UntrustedInput, check_tree
 
 UNFINISHED = ("created", "running")
@@ -43,6 +43,8 @@ def check_contents(run: RunDir) -> None:
     except UntrustedInput as exc:
         raise IngestError(f"run folder: {exc}") from None
     for name, size in files:
+        if "/" not in name and name.endswith((".json", ".yaml")) and size > MAX_RECORD_BYTES:
+            raise IngestError(f"{run.path / name}: {size} bytes, more than a run's record holds ({MAX_RECORD_BYTES}); refused")
         if not name.endswith(CHECKPOINT_SUFFIX) and size > MAX_TEXT_FILE_BYTES:
             raise IngestError(f"{run.path / name}: {size} bytes, more than a log or record of a run holds "
                               f"({MAX_TEXT_FILE_BYTES}); refused")
