@@ -317,3 +317,51 @@ def test_an_oversized_record_is_not_parsed(bundle: Path, tmp_path: Path):
     done, peak_mib = run_measured("verify", str(repack(files, tmp_path / "big.tar.gz", refresh_manifest=True)), timeout=120)
     assert done.returncode == 1 and f"{name}: 2" in done.stdout and "more than a record holds" in done.stdout, done.stdout
     assert peak_mib < MAX_PEAK_MIB
+
+
+def _shipped_plans():
+    from harness.shipped import RECIPES_DIR
+
+    for recipe_path in sorted(RECIPES_DIR.glob("*.yaml")):
+        yield pytest.param(recipe_path, "local", {}, id=f"{recipe_path.stem}-local")
+        yield pytest.param(recipe_path, "docker", {}, id=f"{recipe_path.stem}-docker")
+        yield pytest.param(recipe_path, "slurm", {"partition": "debug", "gres": "gpu:8"}, id=f"{recipe_path.stem}-slurm")
+        yield pytest.param(recipe_path, "slurm", {"container": "pyxis"}, id=f"{recipe_path.stem}-slurm-pyxis")
+
+
+@pytest.mark.parametrize("recipe_path, executor, options", _shipped_plans())
+def test_every_genuine_plan_rebuilds_without_a_difference(tmp_path: Path, recipe_path: Path, executor: str, options: dict):
+    """The other side of S6: what `harness run` records for any shipped recipe, under any
+    executor, is exactly what verify rebuilds (no false FAIL for a genuine bundle)."""
+    from dataclasses import replace
+
+    import yaml
+
+    from harness.bundles.rederive import check_plan
+    from harness.execute import plan_inputs, plan_record, planned
+    from harness.executors import get_executor
+    from harness.recipe import load_recipe
+    from harness.records import JobRecord
+    from harness.runs import RunDir
+
+    loaded = load_recipe(recipe_path)
+    if (executor == "docker" or options.get("container")) and not loaded.recipe.image:
+        pytest.skip("the recipe names no image")
+    if options.get("container"):
+        options = {**options, "image": loaded.recipe.image}
+    chosen = get_executor(executor)(**options)
+    run = RunDir(tmp_path / RUN_ID)
+    run.path.mkdir()
+    plan = planned(loaded, plan_inputs(loaded, run.path, tmp_path / "VOCdevkit"), chosen)
+    if plan.container is not None:  # as DockerExecutor.prepare pins it on the machine that ran it
+        plan = replace(plan, container=replace(plan.container, image="sha256:" + "ab" * 32))
+    run.write_text("recipe.yaml", yaml.safe_dump(loaded.data, sort_keys=False))
+    run.write(plan_record(plan))
+    run.write(JobRecord.from_job(plan.job))
+    run.set_status("succeeded", executor=executor)
+    assert check_plan(run, f"runs/{RUN_ID}") == []
+    # ... and one changed field of it is found.
+    edited = plan_record(plan)
+    edited.job.train.iterations += 1
+    run.write(edited)
+    assert [line for line in check_plan(run, f"runs/{RUN_ID}") if "job.train.iterations" in line]
