@@ -135,6 +135,20 @@ class Scratch:
 
 
 @contextmanager
+def signals_interrupt() -> Iterator[None]:
+    """SIGTERM and SIGHUP raise KeyboardInterrupt for the block (unless a handler is installed
+    already), so that a command writing into the store undoes a half-done write, exit 130."""
+    first = not _open and not _previous_handlers
+    if first:
+        _install_handlers()
+    try:
+        yield
+    finally:
+        if first and not _open:
+            _restore_handlers()
+
+
+@contextmanager
 def scratch_folder(kind: str) -> Iterator[Path]:
     """A scratch folder for the ``with`` block, removed after it whatever happens."""
     scratch = Scratch(kind)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import os
 import tarfile
+import time
 from pathlib import Path
 
 import pytest
@@ -223,3 +224,18 @@ def test_l5_compare_of_a_run_whose_result_is_truncated_names_the_damaged_file(tm
     done = run_cli("compare", run_id, run_id, "--results", str(tmp_path))
     assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
     assert f"{result}: " in done.stderr and "not JSON" in done.stderr, done.stderr
+
+
+def test_sigterm_and_sighup_raise_keyboard_interrupt_while_ingest_writes():
+    """What lets `harness ingest` remove a half-written run on SIGTERM or SIGHUP (exit 130)."""
+    import signal
+
+    from harness.scratch import signals_interrupt
+
+    before = signal.getsignal(signal.SIGTERM)
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        with pytest.raises(KeyboardInterrupt):
+            with signals_interrupt():
+                os.kill(os.getpid(), sig)
+                time.sleep(5)  # the handler raises here, at once
+    assert signal.getsignal(signal.SIGTERM) is before

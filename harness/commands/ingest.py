@@ -47,25 +47,29 @@ def run(args: argparse.Namespace) -> int:
     from harness.bundles.tarball import NotABundle
     from harness.ingest import IngestError, prepare, store_prepared  # pydantic and friends: only when used
     from harness.ingest.runs import check_importable, import_runs, run_folders
+    from harness.scratch import signals_interrupt
     from harness.untrusted import UntrustedInput
 
     bundles, runs, prepared = [], [], []
     try:
-        # Every path is found, parsed (bundles: verified; run folders: checked) first: one bad
-        # input writes nothing at all.
-        for path in args.paths:
-            if looks_like_bundle(path):
-                bundles.append(verified(path))
-            elif found := run_folders(path):
-                for run in found:
-                    check_importable(run)
-                runs += found
-            else:
-                prepared += prepare(path, batch_per_device=args.batch_size, devices=args.devices)
-        while bundles:
-            import_verified(bundles.pop(0), args.results, on_message=print)
-        import_runs(runs, args.results, on_message=print)
-        store_prepared(prepared, args.results, on_message=print)
+        # SIGTERM/SIGHUP raise KeyboardInterrupt: a run half-written into the store is removed
+        # by the writer's own clean-up, scratch folders too; exit 130.
+        with signals_interrupt():
+            # Every path is found, parsed (bundles: verified; run folders: checked) first: one bad
+            # input writes nothing at all.
+            for path in args.paths:
+                if looks_like_bundle(path):
+                    bundles.append(verified(path))
+                elif found := run_folders(path):
+                    for run in found:
+                        check_importable(run)
+                    runs += found
+                else:
+                    prepared += prepare(path, batch_per_device=args.batch_size, devices=args.devices)
+            while bundles:
+                import_verified(bundles.pop(0), args.results, on_message=print)
+            import_runs(runs, args.results, on_message=print)
+            store_prepared(prepared, args.results, on_message=print)
     except (IngestError, RunStoreError, BundleRefused, NotABundle, UntrustedInput) as err:
         print(f"harness ingest: error: {one_line(err)}", file=sys.stderr)
         return EXIT_BAD_INPUT
