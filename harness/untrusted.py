@@ -17,8 +17,9 @@ API
     device or other special file, a file met twice, a member under a file (``a`` then ``a/b``)
     or a file where a folder was (``a/b`` then ``a``), more than ``max_members`` members, a file
     over ``max_member_bytes``, more than ``max_total_bytes`` in all, a header over
-    ``max_header_bytes`` (checked from its size field, before tarfile reads it), and an archive
-    that is truncated, corrupt or not an archive at all.
+    ``max_header_bytes`` (checked from its size field, before tarfile reads it), a sparse
+    member (GNU sparse maps are read in loops bounded only by the archive), and an archive that
+    is truncated, corrupt or not an archive at all.
 ``extract_archive(path, dest, limits, select=None, *, label="tar archive") -> list[str]``
     ``iter_archive`` written under ``dest`` (created if missing): only inside ``dest``, checked
     again by tarfile's ``data`` filter (PEP 706), files created exclusively and without following
@@ -61,7 +62,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import IO
 
-from harness.errors import BadInput
+from harness.errors import BadInput, one_line
 
 _CHUNK = 1 << 20
 _SHOWN_CHARS = 120
@@ -71,7 +72,7 @@ class UntrustedInput(BadInput):
     """Input from elsewhere that is refused (exit 2); ``str()`` is one line naming it."""
 
     def __init__(self, message: str):
-        super().__init__(" ".join(str(message).split()))
+        super().__init__(one_line(message))
 
 
 class ArchiveRefused(UntrustedInput):
@@ -105,8 +106,8 @@ class ArchiveMember:
 
 def short(text: object, limit: int = _SHOWN_CHARS) -> str:
     """``text`` quoted and cut for a one-line message."""
-    shown = repr(str(text)) if len(str(text)) <= limit else repr(str(text)[:limit]) + f"... ({len(str(text))} chars)"
-    return shown
+    text = str(text)
+    return repr(text) if len(text) <= limit else f"{text[:limit]!r}... ({len(text)} chars)"
 
 
 class _HeaderTooLarge(Exception):
@@ -129,6 +130,14 @@ def _bounded_tarinfo(limits: ArchiveLimits) -> type[tarfile.TarInfo]:
             if self.size > limits.max_header_bytes:
                 raise _HeaderTooLarge("PAX", self.size)
             return super()._proc_pax(tar)
+
+        # Sparse members: their maps are read in loops bounded only by the archive's size. The
+        # harness writes none and data archives hold none: they are refused, unread.
+        def _proc_sparse(self, tar):  # noqa: ANN001
+            raise _HeaderTooLarge("GNU sparse", self.size)
+
+        def _proc_gnusparse_10(self, next, pax_headers, tar):  # noqa: ANN001, A002
+            raise _HeaderTooLarge("GNU sparse 1.0", next.size)
 
     return BoundedTarInfo
 
@@ -249,6 +258,8 @@ def iter_archive(path: Path, limits: ArchiveLimits = ArchiveLimits(), *, label: 
     except UntrustedInput:
         raise
     except _HeaderTooLarge as exc:
+        if "sparse" in exc.kind:
+            raise ArchiveRefused(f"{archive}: a {exc.kind} member (sparse files are not read); refused") from None
         raise ArchiveRefused(f"{archive}: a {exc.kind} header of {exc.size} bytes (at most "
                              f"{limits.max_header_bytes}); refused before reading it") from None
     except FileNotFoundError:

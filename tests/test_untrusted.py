@@ -239,3 +239,17 @@ def test_sigterm_and_sighup_raise_keyboard_interrupt_while_ingest_writes():
                 os.kill(os.getpid(), sig)
                 time.sleep(5)  # the handler raises here, at once
     assert signal.getsignal(signal.SIGTERM) is before
+
+
+def test_a_gnu_sparse_member_is_refused_unread(tmp_path: Path):
+    """A GNU sparse 1.0 map is read by tarfile in a loop bounded only by the archive: refused."""
+    info = tarfile.TarInfo("data.bin")
+    info.pax_headers = {"GNU.sparse.major": "1", "GNU.sparse.minor": "0", "GNU.sparse.name": "data.bin",
+                        "GNU.sparse.realsize": "10"}
+    body = b"999999999\n" + b"1\n" * 100_000
+    info.size = len(body)
+    archive = tmp_path / "sparse.tar"
+    with tarfile.open(archive, "w", format=tarfile.PAX_FORMAT) as tar:
+        tar.addfile(info, io.BytesIO(body))
+    with pytest.raises(ArchiveRefused, match="sparse files are not read"):
+        list(iter_archive(archive))
