@@ -23,11 +23,13 @@ def register(subparsers) -> argparse.ArgumentParser:
                     "parsed and judged against the matching shipped reference row. Importing "
                     "the same files twice does nothing. Everything is checked before anything "
                     "is written. A bundle is verified (`harness verify`) and its runs are "
-                    "stored under their own run ids; a run already in the store is skipped. "
+                    "stored under their own run ids (a group bundle's group record too); a run or "
+                    "group already in the store is skipped. "
                     "Run folders the harness laid out elsewhere (a Kubernetes results PVC from "
                     "`harness k8s`, another host's results/) are copied under their own ids too, "
                     "with a result built from their logs when they have none; unfinished runs "
-                    "are refused.")
+                    "are refused, and so is a folder holding a link, a FIFO or device, or a "
+                    "file larger than a run's logs and records hold (nothing is copied then).")
     p.add_argument("paths", nargs="+", type=Path, metavar="PATH",
                    help="a seed output folder, an mmseg work_dir, a folder holding several, a run "
                         "folder or run store (RESULTS or RESULTS/runs), or a bundle (FILE.tar.gz from "
