@@ -27,8 +27,10 @@ GROUP_ID = "g20261125T210700Z-smoke_cpu-a1b2c3"
 MAX_PEAK_MIB = 512
 
 
-@pytest.fixture
-def bundle(tmp_path: Path) -> Path:
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory) -> Path:
+    """Made once: every test reads it and writes its own forgeries beside it."""
+    tmp_path = tmp_path_factory.mktemp("bundle")
     results = tmp_path / "results"
     shutil.copytree(FIXTURE_RUN, results / "runs" / RUN_ID)
     out = tmp_path / "claim.tar.gz"
@@ -242,9 +244,10 @@ def test_s6_an_edited_job_json_fails_verify(bundle: Path, tmp_path: Path):
 
 # -- M10: group bundles --------------------------------------------------------------------------
 
-@pytest.fixture
-def group_bundle(tmp_path: Path) -> Path:
+@pytest.fixture(scope="module")
+def group_bundle(tmp_path_factory) -> Path:
     """A group of one finished member (the committed run, seed 0) and one failed one."""
+    tmp_path = tmp_path_factory.mktemp("group")
     results = tmp_path / "group-results"
     shutil.copytree(FIXTURE_RUN, results / "runs" / RUN_ID)
     folder = results / "groups" / GROUP_ID
