@@ -17,7 +17,7 @@ import os
 import sys
 from pathlib import Path
 
-from harness.errors import EXIT_BAD_INPUT, EXIT_ENVIRONMENT, EXIT_INTERRUPTED, HarnessError, RecipeError
+from harness.errors import EXIT_BAD_INPUT, EXIT_ENVIRONMENT, EXIT_INTERRUPTED, HarnessError, RecipeError, one_line
 from harness.shipped import RECIPES_DIR
 
 DEFAULT_RESULTS = Path("results")
@@ -31,7 +31,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _fail(message: str, code: int = EXIT_BAD_INPUT) -> int:
-    _say(f"harness: error: {message}")
+    _say(f"harness: error: {one_line(message)}")
     return code
 
 

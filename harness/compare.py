@@ -85,12 +85,15 @@ class Side:
     recipe: Recipe | None
 
 
-def _finished(run: RunDir) -> RunResult | None:
+def _finished(run: RunDir, damaged: list[str]) -> RunResult | None:
+    """The run's result when it finished; a damaged record is noted in ``damaged`` (one line
+    naming the file), so that an empty side says why rather than "no finished run"."""
     try:
         if run.status().state != "succeeded":
             return None
         return run.result()
-    except DamagedRecord:
+    except DamagedRecord as exc:
+        damaged.append(" ".join(str(exc).split()))
         return None
 
 
@@ -111,10 +114,14 @@ def resolve_side(results_dir, name: str) -> Side:
                     runs.append(run)
             except DamagedRecord:
                 continue
-    pairs = [(run, _finished(run)) for run in runs]
+    damaged: list[str] = []
+    pairs = [(run, _finished(run, damaged)) for run in runs]
     pairs = [(run, result) for run, result in pairs if result is not None]
+    what = {"run": "run", "group": "group", "label": "reference label"}[kind]
+    if damaged and (kind == "run" or not pairs):
+        more = f" (and {len(damaged) - 1} more damaged run(s))" if len(damaged) > 1 else ""
+        raise CompareError(f"compare: {what} {name!r}: {damaged[0]}{more}")
     if not pairs:
-        what = {"run": "run", "group": "group", "label": "reference label"}[kind]
         raise CompareError(f"compare: {what} {name!r}: no finished run with a result in {store.runs_dir}")
     recipe = recipe_of(pairs[0][0])
     return Side(name, kind, [r for r, _ in pairs], [res for _, res in pairs], recipe)

@@ -25,6 +25,15 @@ class BadInput(HarnessError):
     exit_code = EXIT_BAD_INPUT
 
 
+MAX_MESSAGE_CHARS = 2000  # a message may quote hostile input (a name, a line): never megabytes
+
+
+def one_line(text: object, limit: int = MAX_MESSAGE_CHARS) -> str:
+    """``text`` as the one line the harness shows: whitespace runs folded, cut at ``limit``."""
+    line = " ".join(str(text).split())
+    return line if len(line) <= limit else f"{line[:limit]}... ({len(line) - limit} more characters)"
+
+
 def first_problem(error) -> str:
     """``train.iterations: Input should be greater than 0`` from a pydantic ValidationError: the
     first problem, in the one line the harness shows."""

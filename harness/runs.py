@@ -16,7 +16,6 @@ import fcntl
 import os
 import re
 import secrets
-import shutil
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -25,6 +24,8 @@ from typing import TypeVar
 from harness.errors import BadInput, EnvironmentNotReady
 from harness.fileio import write_text_atomic
 from harness.flocks import lock_conflicts
+from harness.scratch import Scratch
+from harness.untrusted import ArchiveLimits, copy_tree_bounded
 from harness.records import (
     STATES,
     DamagedRecord,
@@ -45,6 +46,15 @@ from harness.records import (
 
 RUNS_DIR = "runs"
 GROUPS_DIR = "groups"
+# A run folder copied in from elsewhere (a bundle, a results PVC): checkpoints are hundreds of
+# megabytes each; everything else in a run folder is text that is parsed (MAX_TEXT_FILE_BYTES).
+RUN_FOLDER_LIMITS = ArchiveLimits(max_members=100_000, max_member_bytes=8 << 30, max_total_bytes=256 << 30)
+MAX_TEXT_FILE_BYTES = 512 << 20
+# A run's own records (status.json, result.json ..., recipe.yaml) are parsed whole: kilobytes to
+# a few megabytes; one far larger is refused before it is read.
+MAX_RECORD_BYTES = 16 << 20
+CHECKPOINT_SUFFIX = ".pth"
+INCOMING = ".incoming"  # scratch folders in runs/ while a run is copied in (harness.scratch)
 RUN_ID_PATTERN = re.compile(r"^[0-9]{8}T[0-9]{6}Z-[A-Za-z0-9_.-]{1,64}-[0-9a-f]{6}$")
 GROUP_ID_PATTERN = re.compile(r"^g[0-9]{8}T[0-9]{6}Z-[A-Za-z0-9_.-]{1,64}-[0-9a-f]{6}$")
 RESOLVED_CONFIG = "resolved_config.py"  # written by the worker (harness.worker.main.RESOLVED_CONFIG)
@@ -349,15 +359,21 @@ class RunStore:
         target = self.runs_dir / run_id
         if target.exists():
             return None
-        incoming = self.runs_dir / f".incoming-{run_id}-{secrets.token_hex(3)}"
+        # In the store (the same file system, for the rename), in a scratch folder its owner's
+        # lock marks as live: one left by a killed ingest is removed by the next.
+        scratch = Scratch(INCOMING, parent=self.runs_dir)
         try:
-            shutil.copytree(folder, incoming, symlinks=False)
+            incoming = scratch.path / run_id
+            # The folder was made elsewhere: regular files only, no link followed, sizes bounded
+            # (harness.untrusted; a refusal is one line, exit 2, and leaves no copy).
+            copy_tree_bounded(folder, incoming, RUN_FOLDER_LIMITS)
             os.rename(incoming, target)  # fails (ENOTEMPTY/EEXIST) if the run appeared meanwhile
         except OSError as exc:
-            shutil.rmtree(incoming, ignore_errors=True)
             if target.exists():
                 return None
             raise _environment_error(self.runs_dir, exc) from None
+        finally:
+            scratch.cleanup()
         return RunDir(target)
 
     def all(self) -> list[RunDir]:
@@ -411,6 +427,23 @@ class GroupStore:
         path = self.groups_dir / group_id
         if not path.is_dir():
             raise RunStoreError(f"group id {group_id!r}: no such group in {self.groups_dir}")
+        return GroupDir(path)
+
+    def adopt(self, record: GroupRecord) -> GroupDir | None:
+        """Store a group record made elsewhere (a verified group bundle's) under its own id;
+        None when the store already has that group."""
+        if not GROUP_ID_PATTERN.match(record.group_id):
+            raise RunStoreError(f"group id {record.group_id!r}: expected an id like g20261125T201500Z-smoke_cpu-a1b2c3")
+        check_writable(self.results_dir)
+        _create_folder(self.groups_dir)
+        path = self.groups_dir / record.group_id
+        try:
+            path.mkdir()
+        except FileExistsError:
+            return None
+        except OSError as exc:
+            raise _environment_error(self.groups_dir, exc) from None
+        write_text_atomic(path / GroupRecord.FILE, dump_record(record))
         return GroupDir(path)
 
     def all(self) -> list[GroupDir]:

@@ -89,3 +89,19 @@ def test_group_of_three_with_a_killed_member_then_compare(tmp_path, cache_env):
     jsonschema.validate(data, json.loads((REPO / "docs" / "schemas" / "compare.schema.json").read_text()))
     assert {r["test"] for r in data["numbers"] if r["a_n"] == 2} == {"welch"}
     assert not any(r["exceeds_noise"] for r in data["numbers"]) and data["config_diff"] == ""
+
+    # M10 (issue 17): the real group bundles with its two finished members and its record,
+    # verifies (plan, job and group record rebuilt and checked), and ingests whole elsewhere.
+    bundle = tmp_path / "group.tar.gz"
+    made = subprocess.run([sys.executable, "-m", "harness", "bundle", group.group_id, "--results", str(results),
+                           "-o", str(bundle)], cwd=REPO, env=cache_env, capture_output=True, text=True)
+    assert made.returncode == 0, made.stderr
+    checked = subprocess.run([sys.executable, "-m", "harness", "verify", str(bundle)], cwd=REPO, env=cache_env,
+                             capture_output=True, text=True)
+    assert checked.returncode == 0 and checked.stdout.startswith("PASS") and "2 runs" in checked.stdout, checked.stdout
+    elsewhere = tmp_path / "elsewhere"
+    ingested = subprocess.run([sys.executable, "-m", "harness", "ingest", str(bundle), "--results", str(elsewhere)],
+                              cwd=REPO, env=cache_env, capture_output=True, text=True)
+    assert ingested.returncode == 0 and f"imported group {group.group_id} (2 of 3 finished)" in ingested.stdout, ingested.stderr
+    assert [g.group_id for g in GroupStore(elsewhere).all()] == [group.group_id]
+    assert sorted(r.run_id for r in RunStore(elsewhere).all()) == sorted([first, third])

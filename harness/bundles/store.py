@@ -1,19 +1,21 @@
 """``harness ingest BUNDLE``: a bundle is verified first (a failing one is refused with one line),
 then each of its runs is copied into the store under its own run id, byte for byte, so that
-re-bundling it gives the same bundle. A run the store already has is skipped: re-ingesting the
-same bundle imports nothing."""
+re-bundling it gives the same bundle, and a group bundle's group record into the group store.
+A run or group the store already has is skipped: re-ingesting the same bundle imports nothing.
+The bundle is extracted into a scratch folder (``harness.scratch``), never left behind."""
 from __future__ import annotations
 
 import tarfile
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from harness.bundles.groups import read_group
 from harness.bundles.pack import RUNS_PREFIX
 from harness.bundles.verify import Verification, verify_bundle
 from harness.errors import BadInput
-from harness.runs import RunDir, RunStore
+from harness.runs import GroupStore, RunDir, RunStore
+from harness.scratch import Scratch
 
 
 BUNDLE_SUFFIXES = (".tar.gz", ".tgz", ".tar")
@@ -26,12 +28,12 @@ class BundleRefused(BadInput):
 @dataclass
 class VerifiedBundle:
     path: Path
-    folder: tempfile.TemporaryDirectory
+    folder: Scratch
     outcome: Verification
 
     @property
     def root(self) -> Path:
-        return Path(self.folder.name)
+        return self.folder.path
 
 
 def looks_like_bundle(path: Path) -> bool:
@@ -47,9 +49,9 @@ def looks_like_bundle(path: Path) -> bool:
 
 def verified(path: Path) -> VerifiedBundle:
     """Extract and verify ``path``; ``BundleRefused`` (one line) unless it passes."""
-    folder = tempfile.TemporaryDirectory(prefix="harness-ingest-")
+    folder = Scratch("ingest")
     try:
-        outcome = verify_bundle(path, keep=Path(folder.name))
+        outcome = verify_bundle(path, keep=folder.path)
         if not outcome.passed:
             more = len(outcome.differences) - 1
             raise BundleRefused(f"{path}: the bundle fails verification, nothing imported: {outcome.differences[0]}"
@@ -74,6 +76,20 @@ def import_verified(bundle: VerifiedBundle, results_dir: Path, *,
                 message = f"{bundle.path}: imported run {run_id} (bundle verified)"
             if on_message:
                 on_message(message)
+        if bundle.outcome.record.group:
+            _import_group(bundle, results_dir, on_message)
     finally:
         bundle.folder.cleanup()
     return created
+
+
+def _import_group(bundle: VerifiedBundle, results_dir: Path, on_message: Callable[[str], None] | None) -> None:
+    """The group record of a verified group bundle (its members' runs came in just before)."""
+    group = read_group(bundle.root, bundle.outcome.record)
+    stored = GroupStore(results_dir).adopt(group)
+    if stored is None:
+        message = f"{bundle.path}: group {group.group_id} is already in {GroupStore(results_dir).groups_dir}; skipped"
+    else:
+        message = f"{bundle.path}: imported group {group.group_id} ({len(group.finished_members())} of {len(group.members)} finished)"
+    if on_message:
+        on_message(message)

@@ -3,10 +3,10 @@
 Writing: members sorted by name, regular files only, mtime 0, uid/gid 0, no user names, mode
 0644, gzip header without time or file name: the same files give the same bytes.
 
-Reading: a bundle comes from someone else, so nothing in it is trusted. Every member must be a
-regular file or a folder with a relative, normalised path (no absolute path, no ``..``, no
-links, devices or fifos), names must be unique, and the total size and member count are
-bounded; anything else is refused before a byte is written.
+Reading: a bundle comes from someone else, so nothing in it is trusted: it is read by the one
+bounded archive reader, ``harness.untrusted.extract_archive``, with the bundle bounds below
+(relative names only, ``./`` accepted, no links or special files, sizes, counts and header sizes
+bounded before reading; anything refused is one line and leaves nothing written).
 """
 from __future__ import annotations
 
@@ -14,13 +14,13 @@ import gzip
 import io
 import os
 import tarfile
-import zlib
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 from harness.errors import BadInput
+from harness.untrusted import ArchiveLimits, extract_archive
 
-MAX_TOTAL_BYTES = 4 << 30  # a run's logs and records are megabytes; 4 GiB leaves room for big manifests
-MAX_MEMBERS = 100_000
+# A run's logs and records are megabytes; these leave room for large groups and big manifests.
+BUNDLE_LIMITS = ArchiveLimits(max_members=100_000, max_member_bytes=512 << 20, max_total_bytes=2 << 30)
 
 
 class NotABundle(BadInput):
@@ -49,52 +49,7 @@ def write_tarball(out: Path, members: list[tuple[str, bytes]]) -> None:
         raise
 
 
-def _unsafe(member: tarfile.TarInfo) -> str | None:
-    name = member.name
-    path = PurePosixPath(name)
-    if not name or name.startswith("/") or path.is_absolute() or "\\" in name:
-        return "an absolute or odd path"
-    if any(part in ("..", "") for part in name.rstrip("/").split("/")) or ":" in path.parts[0]:
-        return "a path that climbs out ('..') or is not normalised"
-    if member.issym() or member.islnk():
-        return "a link"
-    if not (member.isfile() or member.isdir()):
-        return "a device, fifo or other special file"
-    return None
-
-
-def extract_safely(archive: Path, dest: Path, *, max_total: int = MAX_TOTAL_BYTES,
-                   max_members: int = MAX_MEMBERS) -> list[str]:
-    """Check every member of ``archive`` first, then extract it under ``dest``; returns the file
-    names. Raises ``NotABundle`` naming the archive (and the member) when anything is unsafe."""
-    archive = Path(archive)
-    try:
-        with tarfile.open(archive, mode="r:*") as tar:
-            members = []
-            total = 0
-            seen: set[str] = set()
-            for member in tar:  # streamed: a huge member list is refused before it is all read
-                why = _unsafe(member)
-                if why:
-                    raise NotABundle(f"{archive}: member {member.name!r} is {why}; refused, nothing extracted")
-                name = member.name.rstrip("/")
-                if name in seen:
-                    raise NotABundle(f"{archive}: member {name!r} appears twice; refused, nothing extracted")
-                seen.add(name)
-                total += member.size
-                if len(seen) > max_members or total > max_total:
-                    raise NotABundle(f"{archive}: more than {max_members} members or {max_total} bytes; "
-                                     "refused as too large for a bundle")
-                members.append(member)
-            for member in members:
-                # The members were checked above; the 'data' filter checks again as it writes.
-                tar.extract(member, dest, set_attrs=False, filter="data")
-    except NotABundle:
-        raise
-    except FileNotFoundError:
-        raise NotABundle(f"{archive}: no such file") from None
-    except IsADirectoryError:
-        raise NotABundle(f"{archive}: a folder, not a bundle file") from None
-    except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile, UnicodeError) as exc:
-        raise NotABundle(f"{archive}: not a bundle (not a readable tar.gz: {' '.join(str(exc).split())})") from None
-    return sorted(m.name for m in members if m.isfile())
+def extract_safely(archive: Path, dest: Path, limits: ArchiveLimits | None = None) -> list[str]:
+    """Extract the bundle ``archive`` under ``dest`` with the bundle bounds; returns the file
+    names. Raises a one-line ``BadInput`` (``ArchiveRefused``) naming the archive and member."""
+    return extract_archive(archive, dest, limits or BUNDLE_LIMITS, label="bundle")

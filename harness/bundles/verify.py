@@ -1,13 +1,22 @@
 """``harness verify BUNDLE``: check a bundle on any machine, without the run store it came from.
 
-1. safe extraction into a temporary folder (``tarball.extract_safely``; unsafe -> exit 2);
+1. bounded, safe extraction into a scratch folder (``harness.untrusted.extract_archive`` into
+   ``harness.scratch``: removed on exit, on SIGTERM/SIGHUP, and by the next verify or ingest
+   after a SIGKILL; links, special files, ``..``, huge headers -> one line, exit 2);
 2. ``bundle.json`` lists every file with its sha256 and size: each must match, and no file may be
-   in the tarball that the manifest does not list;
+   in the tarball that the manifest does not list; every run is listed once, and a path the
+   manifest names (dataset manifests, locks) must be the bundle's own file at its expected place:
+   nothing outside the bundle is opened, nor its content or fingerprint printed;
 3. for each run: every number ``result.json`` reports is recomputed from the bundled logs
    (``harness.logs.numbers``, with the batch and world size from the bundled plan and job) and
    compared key by key; the verdicts are judged again against the bundled recipe's reference;
    the dataset fingerprint and the image lock digest are recomputed from the bundled manifest
-   and locks.
+   and locks;
+4. for each run: its plan and job are rebuilt from the bundled recipe and its recorded executor,
+   options, folders and port, the options validated as a fresh command line would be
+   (``rederive``); any recorded field that differs fails;
+5. for a group bundle: the group record must name exactly the bundled runs as its finished
+   members, with their seeds and recipe (``groups``).
 
 A number edited in ``result.json`` fails step 3 even when ``bundle.json`` was rewritten to match;
 a changed log line fails step 2 (naming the log) and, if it changed a number, step 3 too.
@@ -16,16 +25,21 @@ from __future__ import annotations
 
 import json
 import math
-import tempfile
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
-from harness.bundles.pack import CONTEXT_PREFIX, RUNS_PREFIX
+from harness.bundles.pack import CONTEXT_PREFIX, DATASET_MANIFEST, RUNS_PREFIX
 from harness.bundles.tarball import NotABundle, extract_safely
 from harness.errors import BadInput
 from harness.records import BundleRecord, DamagedRecord, DatasetRecord, PlanRecord, parse_record
-from harness.runs import RUN_ID_PATTERN, RunDir
+from harness.runs import MAX_RECORD_BYTES, RUN_ID_PATTERN, RunDir
 from harness.data.manifest import sha256_file
+from harness.scratch import scratch_folder
+from harness.untrusted import UntrustedInput, read_bounded, short
+
+# What verify reads into memory, bounded before reading: a dataset manifest is a few megabytes;
+# far larger ones are refused, not parsed (records: runs.MAX_RECORD_BYTES).
+MAX_MANIFEST_BYTES = 32 << 20
 
 _MISSING = object()
 
@@ -71,19 +85,24 @@ def _read_manifest(root: Path, bundle: Path) -> BundleRecord:
     if not path.is_file():
         raise NotABundle(f"{bundle}: not a bundle (no {BundleRecord.FILE} at its top)")
     try:
-        return parse_record(BundleRecord, path.read_text(), where=f"{bundle}: {BundleRecord.FILE}")  # type: ignore[return-value]
-    except (DamagedRecord, UnicodeDecodeError) as exc:
+        text = read_bounded(path, MAX_RECORD_BYTES, what=f"{bundle}: {BundleRecord.FILE}").decode()
+        return parse_record(BundleRecord, text, where=f"{bundle}: {BundleRecord.FILE}")  # type: ignore[return-value]
+    except (DamagedRecord, UnicodeDecodeError, UntrustedInput) as exc:
         raise NotABundle(f"not a readable bundle: {exc}") from None
 
 
 def check_files(root: Path, record: BundleRecord, names: list[str], out: Verification) -> None:
     listed = {f.path: f for f in record.files}
+    if len(listed) != len(record.files):
+        out.differences.append(f"{BundleRecord.FILE}: files: a path is listed more than once")
     for name in sorted(set(names) - set(listed) - {BundleRecord.FILE}):
-        out.differences.append(f"{name}: in the tarball but not listed in {BundleRecord.FILE}")
+        out.differences.append(f"{short(name)}: in the tarball but not listed in {BundleRecord.FILE}")
+    present = set(names)
     for name, entry in sorted(listed.items()):
         path = root / name
-        if name not in names or not path.is_file():
-            out.differences.append(f"{name}: listed in {BundleRecord.FILE} but missing from the tarball")
+        # Only the extracted files themselves: a listed '../x' or '/dev/zero' is never opened.
+        if name not in present or not path.is_file():
+            out.differences.append(f"{short(name)}: listed in {BundleRecord.FILE} but missing from the tarball")
             continue
         out.files_checked += 1
         if path.stat().st_size != entry.size or sha256_file(path) != entry.sha256:
@@ -157,7 +176,7 @@ def check_numbers(run: RunDir, where: str, out: Verification) -> None:
                                    f"({mine.measured!r} vs {mine.reference!r}) against the bundled recipe's reference")
 
 
-def check_context(root: Path, run: RunDir, record: BundleRecord, where: str, out: Verification) -> None:
+def check_context(root: Path, run: RunDir, record: BundleRecord, names: set[str], where: str, out: Verification) -> None:
     """The dataset manifest against dataset.json and result.json, the locks against their digest."""
     from harness.data.manifest import fingerprint_of
     from harness.locks import lock_digest
@@ -173,10 +192,17 @@ def check_context(root: Path, run: RunDir, record: BundleRecord, where: str, out
         out.differences.append(f"{where}/{run.result_file.name}: provenance.dataset_fingerprint: reported "
                                f"{result.provenance.dataset_fingerprint!r}, {dataset.FILE} says {fingerprint!r}")
     manifest_name = record.dataset_manifests.get(run.run_id)
-    if manifest_name:
+    expected_name = f"{CONTEXT_PREFIX}/{run.run_id}/{DATASET_MANIFEST}"
+    if manifest_name and (manifest_name != expected_name or manifest_name not in names):
+        # Never opened: a FIFO, /dev/zero or ../../secret.json named here stays unread.
+        out.differences.append(f"{BundleRecord.FILE}: dataset_manifests.{run.run_id}: {short(manifest_name)} is not "
+                               f"the bundle's own {expected_name}")
+    elif manifest_name:
         try:
-            manifest = json.loads((root / manifest_name).read_text())
+            manifest = json.loads(read_bounded(root / manifest_name, MAX_MANIFEST_BYTES, what=manifest_name))
             recomputed = fingerprint_of(manifest["files"])
+        except UntrustedInput as exc:
+            out.differences.append(str(exc))
         except (OSError, ValueError, KeyError, TypeError) as exc:
             out.differences.append(f"{manifest_name}: not a dataset manifest ({exc.__class__.__name__})")
         else:
@@ -188,15 +214,15 @@ def check_context(root: Path, run: RunDir, record: BundleRecord, where: str, out
     lock = record.image_locks.get(run.run_id)
     if lock and lock.files and lock.digest:
         # harness.locks hashes <root>/docker/<kind>/requirements-*.lock; lay the bundled ones out so.
-        with tempfile.TemporaryDirectory(prefix="harness-verify-locks-") as tmp:
-            folder = Path(tmp) / "docker" / lock.kind
+        with scratch_folder("verify-locks") as tmp:
+            folder = Path(tmp) / "docker" / Path(lock.kind).name
             folder.mkdir(parents=True)
             for name in lock.files:
                 source = root / name
-                if not name.startswith(f"{CONTEXT_PREFIX}/{run.run_id}/locks/") or not source.is_file():
-                    out.differences.append(f"{name}: image lock listed in {BundleRecord.FILE} but not bundled")
+                if name not in names or PurePosixPath(name).parent != PurePosixPath(f"{CONTEXT_PREFIX}/{run.run_id}/locks"):
+                    out.differences.append(f"{short(name)}: image lock listed in {BundleRecord.FILE} but not bundled")
                     return
-                (folder / Path(name).name).write_bytes(source.read_bytes())
+                (folder / Path(name).name).write_bytes(read_bounded(source, MAX_MANIFEST_BYTES, what=name))
             try:
                 digest = lock_digest(lock.kind, Path(tmp))
             except BadInput as exc:  # an unknown device kind is a difference, not a crash
@@ -206,26 +232,57 @@ def check_context(root: Path, run: RunDir, record: BundleRecord, where: str, out
                                        f"{BundleRecord.FILE} says {lock.digest}")
 
 
+def _oversized_records(run: RunDir, where: str) -> list[str]:
+    """A run's JSON records and recipe are parsed whole: each is bounded first."""
+    lines = []
+    for path in sorted(run.path.glob("*.json")) + [run.recipe_file]:
+        if path.is_file() and path.stat().st_size > MAX_RECORD_BYTES:
+            lines.append(f"{where}/{path.name}: {path.stat().st_size} bytes, more than a record holds "
+                         f"({MAX_RECORD_BYTES}); not read")
+    return lines
+
+
+def check_runs_listed(record: BundleRecord, out: Verification) -> None:
+    if not record.runs:
+        out.differences.append(f"{BundleRecord.FILE}: runs: empty; a bundle holds at least one run")
+    seen: set[str] = set()
+    for run_id in record.runs:
+        if run_id in seen:
+            out.differences.append(f"{BundleRecord.FILE}: runs: {short(run_id)} is listed more than once")
+        seen.add(run_id)
+
+
 def verify_tree(root: Path, names: list[str], bundle: Path) -> Verification:
     """Verify an already extracted bundle (``names``: its files)."""
+    from harness.bundles.groups import check_group
+    from harness.bundles.rederive import check_plan
+
     out = Verification(bundle=bundle, record=_read_manifest(root, bundle))
     check_files(root, out.record, names, out)
-    for run_id in out.record.runs:
+    check_runs_listed(out.record, out)
+    present = set(names)
+    for run_id in dict.fromkeys(out.record.runs):
         where = f"{RUNS_PREFIX}/{run_id}"
         if not RUN_ID_PATTERN.match(run_id) or not (root / where).is_dir():
-            out.differences.append(f"{BundleRecord.FILE}: runs: {run_id!r} is not a run folder in the bundle")
+            out.differences.append(f"{BundleRecord.FILE}: runs: {short(run_id)} is not a run folder in the bundle")
             continue
         run = RunDir(root / where)
+        oversized = _oversized_records(run, where)
+        if oversized:
+            out.differences += oversized
+            continue
         check_numbers(run, where, out)
-        check_context(root, run, out.record, where, out)
+        check_context(root, run, out.record, present, where, out)
+        out.differences += check_plan(run, where)
+    out.differences += check_group(root, out.record, present)
     return out
 
 
 def verify_bundle(bundle: Path, *, keep: Path | None = None) -> Verification:
-    """Extract ``bundle`` into a temporary folder (or into ``keep``) and verify it. Raises
+    """Extract ``bundle`` into a scratch folder (or into ``keep``) and verify it. Raises
     ``NotABundle`` (exit 2) when it is not a safe, readable bundle."""
     bundle = Path(bundle)
     if keep is not None:
         return verify_tree(keep, extract_safely(bundle, keep), bundle)
-    with tempfile.TemporaryDirectory(prefix="harness-verify-") as tmp:
-        return verify_tree(Path(tmp), extract_safely(bundle, Path(tmp)), bundle)
+    with scratch_folder("verify") as tmp:
+        return verify_tree(tmp, extract_safely(bundle, tmp), bundle)

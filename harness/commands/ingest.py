@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from harness.commands.arguments import positive_int
-from harness.errors import EXIT_BAD_INPUT
+from harness.errors import EXIT_BAD_INPUT, one_line
 from harness.runs import RunStoreError
 
 
@@ -23,11 +23,13 @@ def register(subparsers) -> argparse.ArgumentParser:
                     "parsed and judged against the matching shipped reference row. Importing "
                     "the same files twice does nothing. Everything is checked before anything "
                     "is written. A bundle is verified (`harness verify`) and its runs are "
-                    "stored under their own run ids; a run already in the store is skipped. "
+                    "stored under their own run ids (a group bundle's group record too); a run or "
+                    "group already in the store is skipped. "
                     "Run folders the harness laid out elsewhere (a Kubernetes results PVC from "
                     "`harness k8s`, another host's results/) are copied under their own ids too, "
                     "with a result built from their logs when they have none; unfinished runs "
-                    "are refused.")
+                    "are refused, and so is a folder holding a link, a FIFO or device, or a "
+                    "file larger than a run's logs and records hold (nothing is copied then).")
     p.add_argument("paths", nargs="+", type=Path, metavar="PATH",
                    help="a seed output folder, an mmseg work_dir, a folder holding several, a run "
                         "folder or run store (RESULTS or RESULTS/runs), or a bundle (FILE.tar.gz from "
@@ -47,29 +49,34 @@ def run(args: argparse.Namespace) -> int:
     from harness.bundles.tarball import NotABundle
     from harness.ingest import IngestError, prepare, store_prepared  # pydantic and friends: only when used
     from harness.ingest.runs import check_importable, import_runs, run_folders
+    from harness.scratch import signals_interrupt
+    from harness.untrusted import UntrustedInput
 
     bundles, runs, prepared = [], [], []
     try:
-        # Every path is found, parsed (bundles: verified; run folders: checked) first: one bad
-        # input writes nothing at all.
-        for path in args.paths:
-            if looks_like_bundle(path):
-                bundles.append(verified(path))
-            elif found := run_folders(path):
-                for run in found:
-                    check_importable(run)
-                runs += found
-            else:
-                prepared += prepare(path, batch_per_device=args.batch_size, devices=args.devices)
-        while bundles:
-            import_verified(bundles.pop(0), args.results, on_message=print)
-        import_runs(runs, args.results, on_message=print)
-        store_prepared(prepared, args.results, on_message=print)
-    except (IngestError, RunStoreError, BundleRefused, NotABundle) as err:
-        print(f"harness ingest: error: {err}", file=sys.stderr)
+        # SIGTERM/SIGHUP raise KeyboardInterrupt: a run half-written into the store is removed
+        # by the writer's own clean-up, scratch folders too; exit 130.
+        with signals_interrupt():
+            # Every path is found, parsed (bundles: verified; run folders: checked) first: one bad
+            # input writes nothing at all.
+            for path in args.paths:
+                if looks_like_bundle(path):
+                    bundles.append(verified(path))
+                elif found := run_folders(path):
+                    for run in found:
+                        check_importable(run)
+                    runs += found
+                else:
+                    prepared += prepare(path, batch_per_device=args.batch_size, devices=args.devices)
+            while bundles:
+                import_verified(bundles.pop(0), args.results, on_message=print)
+            import_runs(runs, args.results, on_message=print)
+            store_prepared(prepared, args.results, on_message=print)
+    except (IngestError, RunStoreError, BundleRefused, NotABundle, UntrustedInput) as err:
+        print(f"harness ingest: error: {one_line(err)}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except (ValueError, OSError, UnicodeError, MemoryError, RecursionError) as err:
-        print(f"harness ingest: error: {' '.join(str(err).split())}", file=sys.stderr)
+        print(f"harness ingest: error: {one_line(err)}", file=sys.stderr)
         return EXIT_BAD_INPUT
     finally:
         for bundle in bundles:  # verified but not imported (a later input was bad)

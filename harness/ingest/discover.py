@@ -4,13 +4,14 @@ only; writes nothing."""
 from __future__ import annotations
 
 import re
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness.ingest.errors import IngestError
 from harness.logs import LogParseError, parse_logs
 from harness.logs import seed_result
-from harness.runs import RunDir
+from harness.runs import MAX_TEXT_FILE_BYTES, RunDir
 
 NAME_MAX = 64
 MAX_DEPTH = 8
@@ -52,11 +53,28 @@ def _is_seed_result(path: Path) -> bool:
     return path.is_file() and not _TRAIN_LOG.match(path.name) and seed_result.sniff(read_head(path))
 
 
+def _checked(path: Path) -> bool:
+    """Whether ``path`` is a file to read; a link (followed nowhere) or a text file larger than
+    any log is refused in one line rather than skipped: the run would come in without it."""
+    try:
+        info = path.lstat()
+    except OSError:
+        return False
+    if stat.S_ISLNK(info.st_mode):
+        raise IngestError(f"{path}: a symbolic link; refused (links out of a folder being ingested are not followed)")
+    if not stat.S_ISREG(info.st_mode):
+        return False
+    if info.st_size > MAX_TEXT_FILE_BYTES:
+        raise IngestError(f"{path}: {info.st_size} bytes, more than a log holds ({MAX_TEXT_FILE_BYTES}); refused")
+    return True
+
+
 def _logs_in(folder: Path) -> list[Path]:
     try:
-        return sorted(p for p in folder.iterdir() if p.is_file() and (p.name.endswith(".log") or p.name.endswith(".log.json")))
+        named = sorted(p for p in folder.iterdir() if p.name.endswith(".log") or p.name.endswith(".log.json"))
     except OSError:
         return []
+    return [p for p in named if _checked(p)]
 
 
 def _is_seed_folder(folder: Path) -> bool:
@@ -64,7 +82,7 @@ def _is_seed_folder(folder: Path) -> bool:
 
 
 def _is_log_folder(folder: Path) -> bool:
-    return bool(_logs_in(folder)) or (folder / "vis_data" / "scalars.json").is_file()
+    return bool(_logs_in(folder)) or _checked(folder / "vis_data" / "scalars.json")
 
 
 def _is_harness_run(folder: Path) -> bool:
@@ -135,7 +153,7 @@ def _mmseg_files(folder: Path) -> list[tuple[Path, str]]:
     files = [(p, p.name) for p in texts + jsons]
     for extra in ("scalars.json", "config.py"):
         path = folder / "vis_data" / extra
-        if path.is_file():
+        if _checked(path):
             files.append((path, f"vis_data/{extra}"))
     return files
 

@@ -4,13 +4,15 @@ all. A run whose pods wrote no ``result.json`` (the pods run torchrun, not the h
 one built from its stored logs, exactly as a run that ended on this host does."""
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
 from harness.ingest.errors import IngestError
 from harness.records import DamagedRecord, PlanRecord
 from harness.run_recipe import recipe_of
-from harness.runs import RUN_ID_PATTERN, RunDir, RunStore
+from harness.runs import CHECKPOINT_SUFFIX, MAX_RECORD_BYTES, MAX_TEXT_FILE_BYTES, RUN_FOLDER_LIMITS, RUN_ID_PATTERN, RunDir, RunStore
+from harness.untrusted import UntrustedInput, check_tree
 
 UNFINISHED = ("created", "running")
 
@@ -32,11 +34,28 @@ def run_folders(path: Path) -> list[RunDir]:
     return []
 
 
+def check_contents(run: RunDir) -> None:
+    """The folder was written by someone else: regular files and folders only (a link, FIFO or
+    device anywhere is refused, never opened), every size bounded, all from lstat before a byte
+    is read or copied. Text files (logs, records) are parsed, so they get a tighter bound."""
+    try:
+        _, files = check_tree(run.path, RUN_FOLDER_LIMITS)
+    except UntrustedInput as exc:
+        raise IngestError(f"run folder: {exc}") from None
+    for name, size in files:
+        if "/" not in name and name.endswith((".json", ".yaml")) and size > MAX_RECORD_BYTES:
+            raise IngestError(f"{run.path / name}: {size} bytes, more than a run's record holds ({MAX_RECORD_BYTES}); refused")
+        if not name.endswith(CHECKPOINT_SUFFIX) and size > MAX_TEXT_FILE_BYTES:
+            raise IngestError(f"{run.path / name}: {size} bytes, more than a log or record of a run holds "
+                              f"({MAX_TEXT_FILE_BYTES}); refused")
+
+
 def check_importable(run: RunDir) -> None:
     """One line (IngestError) when the folder cannot be imported as it is."""
     if not RUN_ID_PATTERN.match(run.path.name):
         raise IngestError(f"{run.path}: the folder name is not a run id (expected e.g. "
                           "20261125T201500Z-smoke_cpu-a1b2c3): import the run store, not a renamed copy")
+    check_contents(run)
     problem = run.damage()
     if problem is None:
         try:
@@ -71,7 +90,11 @@ def import_runs(runs: list[RunDir], results_dir: Path, *,
         adopted = store.adopt(run.run_id, run.path)
         if adopted is not None:
             # After the copy, under its final path: the result's sources name the stored logs.
-            _with_result(adopted)
+            try:
+                _with_result(adopted)
+            except BaseException:
+                shutil.rmtree(adopted.path, ignore_errors=True)  # whole or not at all
+                raise
         if adopted is None:
             message = f"{run.path}: run {run.run_id} is already in {store.runs_dir}; skipped"
         else:

@@ -11,7 +11,8 @@ import yaml
 from harness.ingest.describe import Prepared, prepare
 from harness.records import DamagedRecord, ProvenanceRecord, RecipeSourceRecord
 from harness.result import build_result
-from harness.runs import RunDir, RunStore, utc_now
+from harness.runs import MAX_TEXT_FILE_BYTES, RunDir, RunStore, utc_now
+from harness.untrusted import copy_file_bounded
 
 
 def _fingerprint(sha: dict[str, str]) -> tuple[str, ...]:
@@ -50,7 +51,7 @@ def write(prepared: Prepared, results_dir: Path) -> RunDir:
             for src, rel in entries:
                 dest = run.work_dir / attempt / rel
                 dest.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(src, dest)
+                copy_file_bounded(src, dest, MAX_TEXT_FILE_BYTES)  # never through a link, bounded
                 files.append({"source": str(src), "stored": f"work_dir/{attempt}/{rel}"})
         run.write_text("recipe.yaml", yaml.safe_dump(prepared.recipe_data, sort_keys=False))
         run.write(RecipeSourceRecord(path=str(source.origin)))

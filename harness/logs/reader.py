@@ -11,6 +11,9 @@ from pathlib import Path
 from .errors import LogParseError
 
 _SNIFF_BYTES = 8192
+# Log lines are at most a few kilobytes (a config dump's longest line); a "line" of megabytes is
+# not a log, and reading it whole would cost its size in memory.
+MAX_LINE_CHARS = 1 << 20
 # torchrun --tee/--redirects (``[default0]:``), torch >= 2.2 rank tags (``[rank0]: ``), mpirun
 # --tag-output (``[1,0]<stdout>:``). Exactly the tag: the config dump's indentation is data.
 _PREFIX = re.compile(r"^(?:\[rank\d+\]: |\[default\d+\]:|\[\d+,\d+\]<std(?:out|err)>:)")
@@ -62,8 +65,10 @@ class Lines:
         # "\r" too, which is what mmcv progress bars write into captured stdout.
         with open(self.path, encoding="utf-8", errors="replace", newline="") as f:
             lineno = 0
-            for raw in f:
+            for raw in iter(lambda: f.readline(MAX_LINE_CHARS), ""):
                 lineno += 1
+                if len(raw) >= MAX_LINE_CHARS and raw[-1:] not in ("\n", "\r"):
+                    raise LogParseError(self.path, lineno, f"a line longer than {MAX_LINE_CHARS} characters; not a text log")
                 if raw[-1:] == "\n":
                     text = raw[:-2] if raw[-2:] == "\r\n" else raw[:-1]
                 elif raw[-1:] == "\r":
