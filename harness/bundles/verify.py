@@ -7,7 +7,9 @@
    (``harness.logs.numbers``, with the batch and world size from the bundled plan and job) and
    compared key by key; the verdicts are judged again against the bundled recipe's reference;
    the dataset fingerprint and the image lock digest are recomputed from the bundled manifest
-   and locks.
+   and locks;
+4. each run's worker event streams (``events.mllog``, one per attempt) comply with the harness's
+   ruleset under MLCommons' compliance checker (``harness.logs.compliance``).
 
 A number edited in ``result.json`` fails step 3 even when ``bundle.json`` was rewritten to match;
 a changed log line fails step 2 (naming the log) and, if it changed a number, step 3 too.
@@ -206,6 +208,14 @@ def check_context(root: Path, run: RunDir, record: BundleRecord, where: str, out
                                        f"{BundleRecord.FILE} says {lock.digest}")
 
 
+def check_event_streams(run: RunDir, where: str, out: Verification) -> None:
+    """Every attempt's event stream against the shipped ruleset, by MLCommons' own checker."""
+    from harness.logs.compliance import check_run
+
+    if (run.path / "work_dir").is_dir():
+        out.differences.extend(check_run(run.path / "work_dir", name=f"{where}/work_dir")[1])
+
+
 def verify_tree(root: Path, names: list[str], bundle: Path) -> Verification:
     """Verify an already extracted bundle (``names``: its files)."""
     out = Verification(bundle=bundle, record=_read_manifest(root, bundle))
@@ -218,6 +228,7 @@ def verify_tree(root: Path, names: list[str], bundle: Path) -> Verification:
         run = RunDir(root / where)
         check_numbers(run, where, out)
         check_context(root, run, out.record, where, out)
+        check_event_streams(run, where, out)
     return out
 
 
