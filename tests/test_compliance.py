@@ -212,3 +212,27 @@ def test_events_check_command(tmp_path):
     assert missing.returncode == 2 and missing.stderr.strip() == f"harness: error: {tmp_path / 'nothing'}: no such file or folder"
     empty = run_cli("events", "check", str(REPO / "tests" / "fixtures" / "runs"))
     assert empty.returncode == 2 and "holds no event stream" in empty.stderr
+
+
+def test_a_test_run_stream_states_no_training(tmp_path):
+    """What the hook writes for ``runner.test()`` (mode eval): run_start (mode test), world_size,
+    seed, one test evaluation without an iteration, run_stop."""
+    def as_test(event):
+        if event["key"] == ev.RUN_START:
+            event["metadata"]["mode"] = "test"
+        if event["key"] == ev.EVAL_ACCURACY:
+            event["metadata"].update(mode="test", iteration=None)
+        return ev.PREFIX + json.dumps(event) + "\n"
+
+    kept = (ev.RUN_START, ev.WORLD_SIZE, ev.SEED, ev.EVAL_ACCURACY, ev.RUN_STOP)
+    events = [json.loads(line[len(ev.PREFIX):]) for line in LINES]
+    test_run = [as_test(e) for i, e in enumerate(events)
+                if e["key"] in kept and not (e["key"] == ev.EVAL_ACCURACY and i != index_of(ev.EVAL_ACCURACY, True))]
+    assert checked(tmp_path, test_run) == []
+    with_window = test_run[:3] + [LINES[index_of(ev.TRAIN_WINDOW)]] + test_run[3:]
+    assert any(": train_window: rule training-window failed" in f for f in checked(tmp_path, with_window))
+    with_setting = test_run[:3] + [LINES[index_of(ev.MAX_ITERS)]] + test_run[3:]
+    assert any(": max_iters: rule training-setting failed" in f for f in checked(tmp_path, with_setting))
+    no_accuracy = [line for line in test_run if f'"key": "{ev.EVAL_ACCURACY}"' not in line]
+    assert checked(tmp_path, no_accuracy) == [f"{ev.FILE_NAME}: end of stream: rule test-accuracy failed: a test run "
+                                              "that succeeded reported its accuracy"]
