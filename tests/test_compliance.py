@@ -124,7 +124,7 @@ def test_two_identical_run_start_lines_fail_because_warnings_are_errors(tmp_path
     only_req.write_text("- KEY:\n    NAME: run_start\n    REQ: EXACTLY_ONE\n")
     lenient = mlp_compliance.make_checker("training", "6.1.0", quiet=True, werror=False)
     assert lenient.check_file(str(tmp_path / ev.FILE_NAME), str(only_req)) is True
-    assert run_checker(tmp_path / ev.FILE_NAME, only_req, tmp_path / "log") != []
+    assert run_checker(tmp_path / ev.FILE_NAME, [only_req], tmp_path / "log") != [[]]
 
 
 def test_type_and_range_rules(tmp_path):

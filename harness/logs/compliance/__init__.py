@@ -91,10 +91,11 @@ def check_stream(path: Path, *, last_attempt: bool = True, name: str | None = No
     with tempfile.TemporaryDirectory(prefix="harness-compliance-") as tmp:
         copy, log = Path(tmp) / FILE_NAME, Path(tmp) / "compliance_checker.log"
         copy.write_text("".join(f"{line}\n" for line in lines), encoding="ascii")
-        failures = describe(run_checker(copy, RULESET, log), events, lines)
-        if last_attempt:
-            failures += describe(run_checker(copy, LAST_ATTEMPT_RULESET, log), events, lines,
-                                 occurrence_note=_LAST_ATTEMPT_NOTE)
+        rulesets = [RULESET, LAST_ATTEMPT_RULESET] if last_attempt else [RULESET]
+        recorded = run_checker(copy, rulesets, log)
+    failures = describe(recorded[0], events, lines)
+    if last_attempt:
+        failures += describe(recorded[1], events, lines, occurrence_note=_LAST_ATTEMPT_NOTE)
     return _capped(one_line_each(failures, name), name)
 
 

@@ -4,6 +4,8 @@ What ``python -m mlperf_logging.compliance_checker --usage training --ruleset 6.
 --config ABS.yaml --log_output LOG STREAM`` does, minus the command line: the same checker class,
 the same parser and rule engine. Differences, each for a reason:
 
+- several configs are checked on one parse of the stream (``check_file`` parses per config);
+
 - every message is kept: the checker keeps only the last per key (a second failing rule of
   ``eval_accuracy`` hides the first), so ``put_message`` is extended to record them all;
 - its log (the root logger, which it writes to) goes to a file of the caller's choosing for the
@@ -40,14 +42,16 @@ def _log_to(path: Path) -> Iterator[None]:
         handler.close()
 
 
-def run_checker(stream: Path, config: Path, log: Path) -> list[tuple[str | None, str]]:
-    """``[(key or None, message)]``, every message the checker raised, warnings as errors.
+def run_checker(stream: Path, configs: list[Path], log: Path) -> list[list[tuple[str | None, str]]]:
+    """Per config, ``[(key or None, message)]``: every message the checker raised, warnings as
+    errors. What ``check_file`` does (parse, check, log), with the stream parsed once for all
+    configs: its parser is most of the time a long stream takes.
 
     ``stream`` must already have passed the harness's own parse (the checker raises, instead of
-    reporting, on a line without ``key`` or with a ``time_ms`` that is not a number); ``config``
+    reporting, on a line without ``key`` or with a ``time_ms`` that is not a number); each config
     must be an absolute path (the checker joins it onto its own folder).
     """
-    from mlperf_logging.compliance_checker import mlp_compliance
+    from mlperf_logging.compliance_checker import mlp_compliance, mlp_parser
 
     class RecordingChecker(mlp_compliance.ComplianceChecker):
         def __init__(self) -> None:
@@ -58,10 +62,20 @@ def run_checker(stream: Path, config: Path, log: Path) -> list[tuple[str | None,
             super().put_message(msg, key)
             self.recorded.append((key, msg))
 
-    if not config.is_absolute():
-        raise ValueError(f"{config}: the compliance checker needs an absolute config path")
+    for config in configs:
+        if not config.is_absolute():
+            raise ValueError(f"{config}: the compliance checker needs an absolute config path")
     checker = RecordingChecker()
     mlp_compliance.enqueued_configs.clear()
+    per_config = []
     with _log_to(log):
-        checker.check_file(str(stream), str(config))
-    return checker.recorded
+        loglines, errors = mlp_parser.parse_file(str(stream), ruleset=PARSER_RULESET)
+        if errors:
+            checker.put_message("Log lines had parsing errors.")
+        start = 0  # a parse error counts against the first config
+        for config in configs:
+            checker.check_loglines(loglines, str(config))
+            per_config.append(checker.recorded[start:])
+            start = len(checker.recorded)
+        checker.log_messages()
+    return per_config
