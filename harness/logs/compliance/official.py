@@ -4,8 +4,8 @@ What ``python -m mlperf_logging.compliance_checker --usage training --ruleset 6.
 --config ABS.yaml --log_output LOG STREAM`` does, minus the command line: the same checker class,
 the same parser and rule engine. Differences, each for a reason:
 
-- several configs are checked on one parse of the stream (``check_file`` parses per config);
-
+- several configs are checked on one parse of the stream (a ``check_file`` per config would
+  parse it again: its parser is the slow part);
 - every message is kept: the checker keeps only the last per key (a second failing rule of
   ``eval_accuracy`` hides the first), so ``put_message`` is extended to record them all;
 - its log (the root logger, which it writes to) goes to a file of the caller's choosing for the
