@@ -1,5 +1,6 @@
 """A bundle of a real smoke training (worker event stream, dataset manifest and all) verifies
-somewhere else; a forged event line with bundle.json rewritten to match is still caught."""
+somewhere else (its event stream passing the ruleset under MLCommons' checker); a forged event line
+with bundle.json rewritten to match is still caught, and so is an event that breaks the ruleset."""
 from __future__ import annotations
 
 import json
@@ -55,6 +56,20 @@ def test_a_real_run_bundles_verifies_elsewhere_and_a_forged_event_is_caught(tmp_
     iteration = event["value"]["iter"]
     assert checked.returncode == 1, checked.stdout
     assert f"runs/{run.run_id}/result.json: train[{iteration}].loss: reported" in checked.stdout
+
+    # an event that breaks the ruleset but no number (the eval's value, mIoU, is read from its
+    # scalars): only MLCommons' checker, run by verify, catches it, naming the line and the rule
+    files = members(reader / "claim.tar.gz")
+    lines = files[stream].decode().splitlines(keepends=True)
+    index = max(i for i, line in enumerate(lines) if '"key": "eval_accuracy"' in line)
+    event = json.loads(lines[index].split(":::MLLOG ", 1)[1])
+    event["value"] = 150.0
+    lines[index] = ":::MLLOG " + json.dumps(event) + "\n"
+    files[stream] = "".join(lines).encode()
+    checked = run_cli("verify", str(repack(files, tmp_path / "off-rules.tar.gz", refresh_manifest=True)), cwd=reader)
+    assert checked.returncode == 1, checked.stdout
+    assert f"  {stream}:{index + 1}: eval_accuracy: rule accuracy-range failed" in checked.stdout
+    assert "result.json" not in checked.stdout, checked.stdout
 
     # the dataset manifest (every file's sha256, not the data) travels with the bundle
     extract_safely(reader / "claim.tar.gz", tmp_path / "x")

@@ -7,6 +7,7 @@ import json
 import pytest
 
 from harness.logs import parse_logs, recompute_numbers, result_numbers
+from harness.logs.compliance import check_run
 from harness.logs.events import FILE_NAME, read_events
 from harness.runs import RunStore
 from support import RECIPES, run_cli, require_extra
@@ -50,6 +51,8 @@ def test_events_agree_with_text_log_and_scalars(tmp_path, cache_env):
     assert by_key["train_samples"]["value"] == 128  # n_train + n_aug of the synthetic set
     assert isinstance(by_key["seed"]["value"], int)
     assert keys.count("train_window") == ITERS // LOG and keys.count("eval_accuracy") == ITERS // VAL
+    # ... and it complies with the shipped ruleset under MLCommons' compliance checker
+    assert check_run(run.work_dir) == (1, [])
 
     ev = parse_logs([stream], batch_per_device=4, devices=1)
     full = parse_logs([text_log, scalars], batch_per_device=4, devices=1)  # scalars: full precision
@@ -112,6 +115,7 @@ def test_failed_run_closes_the_stream_as_aborted(tmp_path, cache_env):
     events, _ = read_events(stream)
     assert events[-1][1]["key"] == "run_stop" and events[-1][1]["metadata"]["status"] == "aborted"
     assert "FileNotFoundError" in events[-1][1]["metadata"]["reason"]
+    assert check_run(run.work_dir) == (1, [])  # an aborted run's stream complies too
     result = json.loads(run.result_file.read_text())
     assert result["sources"]["numbers"] == "events"
     assert any("run_stop status is 'aborted' (FileNotFoundError" in w for w in result["warnings"])

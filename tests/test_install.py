@@ -86,6 +86,11 @@ def test_the_wheel_works_outside_the_checkout(installed, tmp_path):
     assert parsed.returncode == 0, parsed.stderr
     assert "mIoU" in parsed.stdout
 
+    # the event-stream ruleset is package data: the installed checker finds it
+    events_run = REPO / "tests" / "fixtures" / "logs" / "own_events_smoke_cpu_1p"
+    checked = harness_in(venv, env, tmp_path, "events", "check", str(events_run))
+    assert checked.returncode == 0 and checked.stdout.startswith("PASS"), checked.stdout + checked.stderr
+
 
 @pytest.mark.docker
 def test_a_report_written_inside_the_cpu_image_has_the_reference_rows(client, cpu_image, tmp_path):

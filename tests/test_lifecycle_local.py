@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from harness.logs.compliance import check_run
 from harness.runs import RunStore
 from support import RECIPES, REPO, log_has, run_cli, wait_for, require_extra
 
@@ -54,6 +55,9 @@ def test_killed_run_is_failed_then_resume_finishes_it(tmp_path, cache_env):
     assert status["last_lines"] and log_has(run, "Iter(train) [40/60]")
     first = json.loads(run.result_file.read_text())
     assert first["partial"] is True and 40 <= first["iterations"] < 60
+    # the killed worker's event stream has no run_stop: it fails the ruleset while it is the last
+    [failure] = check_run(run.work_dir)[1]
+    assert "run_stop: rule REQ EXACTLY_ONE failed: found 0 in the run's last attempt" in failure
 
     resumed = run_cli("run", "--resume", run.run_id, "--results", str(results), "--quiet", "--no-report", env=cache_env)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
@@ -65,6 +69,7 @@ def test_killed_run_is_failed_then_resume_finishes_it(tmp_path, cache_env):
     iters = [p["iter"] for p in result["train"]]
     assert iters == sorted(set(iters)) == [10, 20, 30, 40, 50, 60]  # both attempts, nothing twice
     assert len(list(run.work_dir.glob("2*/"))) == 2  # one mmengine log folder per attempt
+    assert check_run(run.work_dir) == (2, [])  # both attempts' streams comply: a later attempt followed
     assert len(result["provenance"]["log_files"]) >= 2
 
     again = run_cli("run", "--resume", run.run_id, "--results", str(results), env=cache_env)

@@ -15,7 +15,9 @@
 4. for each run: its plan and job are rebuilt from the bundled recipe and its recorded executor,
    options, folders and port, the options validated as a fresh command line would be
    (``rederive``); any recorded field that differs fails;
-5. for a group bundle: the group record must name exactly the bundled runs as its finished
+5. each run's worker event streams (``events.mllog``, one per attempt) comply with the harness's
+   ruleset under MLCommons' compliance checker (``harness.logs.compliance``);
+6. for a group bundle: the group record must name exactly the bundled runs as its finished
    members, with their seeds and recipe (``groups``).
 
 A number edited in ``result.json`` fails step 3 even when ``bundle.json`` was rewritten to match;
@@ -252,6 +254,14 @@ def check_runs_listed(record: BundleRecord, out: Verification) -> None:
         seen.add(run_id)
 
 
+def check_event_streams(run: RunDir, where: str, out: Verification) -> None:
+    """Every attempt's event stream against the shipped ruleset, by MLCommons' own checker."""
+    from harness.logs.compliance import check_run
+
+    if (run.path / "work_dir").is_dir():
+        out.differences.extend(check_run(run.path / "work_dir", name=f"{where}/work_dir")[1])
+
+
 def verify_tree(root: Path, names: list[str], bundle: Path) -> Verification:
     """Verify an already extracted bundle (``names``: its files)."""
     from harness.bundles.groups import check_group
@@ -274,6 +284,7 @@ def verify_tree(root: Path, names: list[str], bundle: Path) -> Verification:
         check_numbers(run, where, out)
         check_context(root, run, out.record, present, where, out)
         out.differences += check_plan(run, where)
+        check_event_streams(run, where, out)
     out.differences += check_group(root, out.record, present)
     return out
 

@@ -26,14 +26,17 @@ def register(subparsers) -> None:
     p.set_defaults(func=run_bundle)
 
     v = subparsers.add_parser(
-        "verify", help="check a bundle: checksums, every number recomputed from its logs, verdicts re-judged",
+        "verify", help="check a bundle: checksums, every number recomputed from its logs, verdicts re-judged, "
+             "event streams through the compliance checker",
         description="Check a bundle made by `harness bundle`, with no access to the run store: extract it "
                     "safely into a scratch folder (absolute paths, '..', links, devices and oversized "
                     "members or headers are refused), check every file against bundle.json, recompute "
                     "every number result.json reports from the bundled logs and judge the verdicts again "
                     "against the bundled recipe's reference, rebuild each run's plan and job from its "
                     "recipe and recorded executor options (validated as a command line would be), and "
-                    "check a group bundle's group record against its runs. Prints PASS, "
+                    "check every worker event stream (events.mllog) with MLCommons' compliance checker against "
+                    "the harness's ruleset (as `harness events check` does) and a group bundle's group "
+                    "record against its runs. Prints PASS, "
                     "or FAIL and one line per difference naming the file (and the key). Exit 0 on PASS, "
                     "1 on FAIL, 2 when the file is not a (safe, readable) bundle.")
     v.add_argument("bundle", type=Path, metavar="FILE.tar.gz", help="the bundle to check")
