@@ -27,7 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path
 
-from harness.fileio import write_text_atomic
+from harness.fileio import file_digest, write_text_atomic
 from harness.data.layout import (AUG_LABELS, IMAGES, LABELS, SPLITS, DataError, cache_dir, default_workers,
                                  read_ids, split_path)
 
@@ -66,13 +66,7 @@ def scan(devkit: Path) -> list[Stat]:
 
 
 def sha256_file(path: Path) -> str:
-    with open(path, "rb") as handle:
-        if hasattr(hashlib, "file_digest"):  # Python >= 3.11
-            return hashlib.file_digest(handle, "sha256").hexdigest()
-        digest = hashlib.sha256()
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-        return digest.hexdigest()
+    return file_digest(path, "sha256")
 
 
 def fingerprint_of(entries: list[dict]) -> str:
