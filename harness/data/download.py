@@ -17,6 +17,7 @@ The caller turns "every source offered wrong bytes" into exit 2 and "none could 
 from __future__ import annotations
 
 import errno
+import http.client
 import json
 import os
 import time
@@ -26,6 +27,7 @@ from pathlib import Path
 from urllib.parse import unquote, urljoin, urlsplit
 
 import requests
+import urllib3
 
 from harness.data.registry import Archive
 from harness.errors import EnvironmentNotReady
@@ -81,6 +83,25 @@ def fetch_from(source: str, archive: Archive, cache: Path, *, retry: RetryPolicy
                progress: Progress | None = None, session: requests.Session | None = None) -> Path:
     """Bring ``archive`` from one source into ``cache`` and verify it; returns the final path."""
     final, part, meta = part_paths(cache, archive)
+    try:
+        _bring(source, archive, part, meta, retry, progress, session)
+    except OSError as exc:
+        if exc.errno in DISK_FULL:
+            have = part.stat().st_size if part.exists() else 0
+            raise DiskFull(f"{part}: disk full after {have} of {archive.size} bytes ({exc.strerror}); the partial "
+                           "file is kept: free space and run `harness data fetch` again to resume") from None
+        raise
+    got = file_digest(part, "md5")
+    if got != archive.md5:
+        _drop(part, meta)
+        raise WrongBytes(f"{archive.file} from {source}: md5 mismatch: expected {archive.md5}, got {got} (not kept)")
+    os.replace(part, final)
+    meta.unlink(missing_ok=True)
+    return final
+
+
+def _bring(source: str, archive: Archive, part: Path, meta: Path, retry: RetryPolicy, progress: Progress | None,
+           session: requests.Session | None) -> None:
     scheme = urlsplit(source).scheme
     if scheme in ("http", "https"):
         session = session or requests.Session()
@@ -96,13 +117,6 @@ def fetch_from(source: str, archive: Archive, cache: Path, *, retry: RetryPolicy
         _copy_local(Path(unquote(urlsplit(source).path)) if scheme == "file" else Path(source), archive, part, progress)
     else:
         raise Unreachable(f"{source}: unsupported scheme {scheme!r} (expected http, https, file:// or a path)")
-    got = file_digest(part, "md5")
-    if got != archive.md5:
-        _drop(part, meta)
-        raise WrongBytes(f"{archive.file} from {source}: md5 mismatch: expected {archive.md5}, got {got} (not kept)")
-    os.replace(part, final)
-    meta.unlink(missing_ok=True)
-    return final
 
 
 def _drop(*paths: Path) -> None:
@@ -120,7 +134,7 @@ def _copy_local(path: Path, archive: Archive, part: Path, progress: Progress | N
         if size != archive.size:
             raise WrongBytes(f"{archive.file} at {path}: {size} bytes, expected {archive.size} (not copied)")
         with _open_part(part, 0) as out:
-            _pump(iter(lambda: source.read(CHUNK), b""), out, part, archive, 0, progress)
+            _pump(iter(lambda: source.read(CHUNK), b""), out, archive, 0, progress)
 
 
 def _open_part(part: Path, offset: int):
@@ -131,22 +145,16 @@ def _open_part(part: Path, offset: int):
     return handle
 
 
-def _pump(chunks, out, part: Path, archive: Archive, have: int, progress: Progress | None) -> int:
+def _pump(chunks, out, archive: Archive, have: int, progress: Progress | None) -> int:
     """Write ``chunks`` after ``have`` bytes, never past the registry size (a cap, not a hope)."""
-    try:
-        for chunk in chunks:
-            if have + len(chunk) > archive.size:
-                raise WrongBytes(f"{archive.file}: the source sends more than the {archive.size} bytes it has")
-            out.write(chunk)
-            have += len(chunk)
-            if progress:
-                progress(have, archive.size)
-        out.flush()
-    except OSError as exc:
-        if exc.errno in DISK_FULL:
-            raise DiskFull(f"{part}: disk full after {have} of {archive.size} bytes ({exc.strerror}); the "
-                           f"partial file is kept: free space and run `harness data fetch` again to resume") from None
-        raise
+    for chunk in chunks:
+        if have + len(chunk) > archive.size:
+            raise WrongBytes(f"{archive.file}: the source sends more than the {archive.size} bytes it has")
+        out.write(chunk)
+        out.flush()  # what arrived is on disk before the next read: a cut loses nothing
+        have += len(chunk)
+        if progress:
+            progress(have, archive.size)
     return have
 
 
@@ -226,11 +234,25 @@ def _http_download(session: requests.Session, source: str, archive: Archive, par
         write_json_atomic(meta, {"source": source, "url": response.url, "validator": _validator(response)})
         with _open_part(part, offset) as out:
             try:
-                _pump(response.iter_content(CHUNK), out, part, archive, offset, progress)
+                _pump(_body(response), out, archive, offset, progress)
             except (requests.RequestException, ConnectionError) as exc:
                 raise Transient(f"{source}: cut after {out.tell()} of {archive.size} bytes ({_short(exc)})") from None
     if part.stat().st_size < archive.size:
         raise Transient(f"{source}: ended after {part.stat().st_size} of {archive.size} bytes")
+
+
+def _body(response: requests.Response):
+    """The body as it arrives (``read1``: whatever is there, up to CHUNK), undecoded: the md5 is of
+    the stored bytes. ``iter_content`` would drop a partly filled chunk when the connection is cut."""
+    raw = response.raw
+    while True:
+        try:
+            block = raw.read1(CHUNK, decode_content=False)
+        except (urllib3.exceptions.HTTPError, http.client.HTTPException, ConnectionError, TimeoutError) as exc:
+            raise requests.ConnectionError(exc) from None  # the connection broke or stalled
+        if not block:
+            return
+        yield block
 
 
 def _content_range(response: requests.Response) -> tuple[int | None, int | None]:

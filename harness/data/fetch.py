@@ -133,6 +133,13 @@ def cache_lock(cache: Path, stream: TextIO | None) -> Iterator[None]:
         os.close(fd)  # releases the lock
 
 
+def archive_sources(registry: LoadedRegistry, paths: dict[str, Path]) -> dict:
+    """What the manifest records about where the dataset came from."""
+    return {"registry": registry.identity(),
+            "archives": {name: {"file": str(Path(path).resolve()), "md5": registry.archive(name).md5,
+                                "size": registry.archive(name).size} for name, path in paths.items()}}
+
+
 def verify_cached(archive: Archive, path: Path) -> None:
     """A file under its final name was verified when it got there; a wrong one (copied in by hand,
     edited) is refused, never used."""

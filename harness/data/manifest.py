@@ -121,10 +121,22 @@ def _known_hashes(devkit: Path) -> dict[Stat, str]:
     return known
 
 
+def stored_sources(devkit: Path) -> dict | None:
+    """Where the dataset came from (registry and archives), as the last manifest recorded it."""
+    for location in manifest_locations(devkit):
+        sources = (_read_json(location) or {}).get("sources")
+        if isinstance(sources, dict):
+            return sources
+    return None
+
+
 def build_manifest(devkit: Path, *, rehash: bool = False, workers: int | None = None,
-                   known: dict[Stat, str] | None = None) -> dict:
-    """``known``: sha256 by (path, size, mtime_ns) the caller already has (prepare hashes what it writes)."""
+                   known: dict[Stat, str] | None = None, sources: dict | None = None) -> dict:
+    """``known``: sha256 by (path, size, mtime_ns) the caller already has (prepare hashes what it writes).
+    ``sources``: the registry and archives the dataset was prepared from; kept from the stored
+    manifest when not given (a later `data check` does not forget them)."""
     devkit = Path(devkit)
+    sources = sources if sources is not None else stored_sources(devkit)
     stats = scan(devkit)
     known = ({} if rehash else _known_hashes(devkit)) | (known or {})
     todo = [s for s in stats if s not in known]
@@ -140,6 +152,7 @@ def build_manifest(devkit: Path, *, rehash: bool = False, workers: int | None = 
         "splits": split_counts(devkit),
         "file_count": len(files),
         "total_bytes": sum(f["size"] for f in files),
+        **({"sources": sources} if sources else {}),
         "files": files,
     }
 
@@ -168,9 +181,10 @@ def dump_manifest(manifest: dict) -> str:
     return "{\n" + ",\n".join(head) + ',\n "files": [\n' + files + "\n ]\n}\n"
 
 
-def write_manifest(devkit: Path, *, rehash: bool = False, known: dict[Stat, str] | None = None) -> Path:
+def write_manifest(devkit: Path, *, rehash: bool = False, known: dict[Stat, str] | None = None,
+                   sources: dict | None = None) -> Path:
     """Recompute (re-hashing only changed files unless ``rehash``) and store; return where it went."""
-    return store_manifest(devkit, build_manifest(devkit, rehash=rehash, known=known))
+    return store_manifest(devkit, build_manifest(devkit, rehash=rehash, known=known, sources=sources))
 
 
 def dataset_fingerprint(devkit: Path) -> str:
