@@ -21,7 +21,7 @@ PNG_END = b"\x00\x00\x00\x00IEND\xaeB`\x82"
 
 
 DATA_HOME_VARIABLE = "PSPNET_DATA"
-DEFAULT_DATA_HOME = "data/VOCdevkit"  # under the working directory: compose's VOC_ROOT default too
+DEFAULT_DATA_HOME = "data/VOCdevkit"  # under the working directory: compose's PSPNET_DATA default too
 
 
 def data_home() -> Path:
