@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from archive_server import ArchiveServer, build_sbd_tgz, build_voc_tar, md5, write_registry
-from harness.data.download import RetryPolicy
+from harness.data.download import RetryPolicy, redirect_refused
 from harness.data.fetch import fetch_one
 from harness.data.layout import AUG_LABELS
 from harness.data.manifest import TRACKED, dataset_fingerprint
@@ -192,7 +192,7 @@ def test_a_redirect_to_a_file_url_is_refused_and_no_source_is_exit_3(tmp_path, a
                                                                       "http://127.0.0.1:9/benchmark.tgz"]})
     done = fetch_cli("fetch", "sbd", "--registry", registry, "--cache", tmp_path / "dl", tmp_path=tmp_path)
     assert done.returncode == 3, done.stderr
-    assert "not http(s)" in done.stderr and "Traceback" not in done.stderr
+    assert "file scheme, not http(s) (refused)" in done.stderr and "Traceback" not in done.stderr
     assert len(error_lines(done.stderr)) <= 1 and not (tmp_path / "dl" / SBD_FILE).exists()
 
 
@@ -289,3 +289,46 @@ def test_prepare_from_archives_refuses_an_archive_that_is_not_the_registrys(tmp_
                      "--voc", tmp_path / "VOCdevkit", tmp_path=tmp_path)
     assert done.returncode == 2, done.stderr
     assert "md5 mismatch" in done.stderr and not (tmp_path / "VOCdevkit").exists()
+
+
+def test_redirects_only_to_http_and_never_down_from_https():
+    assert redirect_refused("https://a/x", "http://b/x") == "from https down to plain http"
+    assert redirect_refused("https://a/x", "file:///etc/passwd") == "file scheme, not http(s)"
+    assert redirect_refused("http://a/x", "ftp://b/x") == "ftp scheme, not http(s)"
+    assert redirect_refused("http://a/x", "https://b/x") is None  # up to https is fine
+    assert redirect_refused("https://a/x", "https://b/x") is None
+
+
+def test_a_second_fetch_waits_for_the_first_on_the_same_cache(tmp_path, registry, server, archives):
+    import fcntl
+    import time
+
+    cache = tmp_path / "dl"
+    cache.mkdir()
+    holder = os.open(cache / ".fetch.lock", os.O_RDWR | os.O_CREAT)
+    fcntl.flock(holder, fcntl.LOCK_EX)  # as a running fetch holds it
+    environment = {**os.environ, "PSPNET_FETCH_BACKOFF_S": "0", "PSPNET_CACHE": str(tmp_path / "c")}
+    waiting = subprocess.Popen([sys.executable, "-m", "harness", "data", "fetch", "sbd", "--registry", str(registry),
+                                "--cache", str(cache)], cwd=REPO, env=environment, stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(3)
+        assert waiting.poll() is None and server.behaviour.requests == [] and not list(cache.glob("*.part"))
+    finally:
+        os.close(holder)  # the first fetch ends
+    _, stderr = waiting.communicate(timeout=120)
+    assert waiting.returncode == 0, stderr
+    assert "waiting for another fetch" in stderr and md5(cache / SBD_FILE) == md5(archives["sbd"])
+
+
+@pytest.mark.parametrize("text, fragment", [
+    ("archives: {}\n", "archives.voc2012: missing"),
+    ("archives: {voc2012: {file: a.tar, md5: nothex, size: 1, unpacked_bytes: 1, urls: [x]}}\n", "md5"),
+    ("[unclosed\n", "not YAML"),
+])
+def test_a_bad_registry_is_one_line_exit_2(tmp_path, text, fragment):
+    bad = tmp_path / "registry.yaml"
+    bad.write_text(text)
+    done = fetch_cli("fetch", "--dry-run", "--registry", bad, tmp_path=tmp_path)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and str(bad) in lines[0] and fragment in lines[0], done.stderr

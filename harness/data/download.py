@@ -190,12 +190,22 @@ def _get(session: requests.Session, url: str, headers: dict) -> requests.Respons
             return response
         response.close()
         target = urljoin(url, response.headers.get("Location", ""))
-        if urlsplit(target).scheme not in ("http", "https"):
-            raise Unreachable(f"{url}: redirects to {target}, which is not http(s) (refused)")
-        if urlsplit(url).scheme == "https" and urlsplit(target).scheme == "http":
-            raise Unreachable(f"{url}: redirects from https to plain http ({target}) (refused)")
+        refused = redirect_refused(url, target)
+        if refused:
+            raise Unreachable(f"{url}: redirects to {target}: {refused} (refused)")
         url = target
     raise Unreachable(f"{url}: more than {MAX_REDIRECTS} redirects")
+
+
+def redirect_refused(origin: str, target: str) -> str | None:
+    """Why a redirect from ``origin`` to ``target`` is not followed, or None: only http(s), and never
+    from https down to plain http (the md5 would catch changed bytes, but not a leaked request)."""
+    scheme = urlsplit(target).scheme
+    if scheme not in ("http", "https"):
+        return f"{scheme or 'no'} scheme, not http(s)"
+    if urlsplit(origin).scheme == "https" and scheme == "http":
+        return "from https down to plain http"
+    return None
 
 
 def _short(exc: Exception) -> str:
