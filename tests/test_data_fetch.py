@@ -45,11 +45,13 @@ def registry(tmp_path, archives, server) -> Path:
                           {name: [server.url(f"/site/{p.name}")] for name, p in archives.items()})
 
 
-def fetch_cli(*args, tmp_path: Path, env: dict | None = None) -> subprocess.CompletedProcess:
+def fetch_cli(*args, tmp_path: Path, env: dict | None = None, cwd: Path = REPO) -> subprocess.CompletedProcess:
+    """``harness data ARGS``; ``env`` values of None unset the variable."""
     environment = {key: value for key, value in os.environ.items() if key != "PSPNET_MIRRORS"}
     environment |= {"PSPNET_CACHE": str(tmp_path / "pspnet-cache"), "PSPNET_FETCH_BACKOFF_S": "0.01",
-                    "PSPNET_DATA": str(tmp_path / "home" / "VOCdevkit"), **(env or {})}
-    return subprocess.run([sys.executable, "-m", "harness", "data", *map(str, args)], cwd=REPO, env=environment,
+                    "PSPNET_DATA": str(tmp_path / "home" / "VOCdevkit"), "PYTHONPATH": str(REPO), **(env or {})}
+    environment = {key: value for key, value in environment.items() if value is not None}
+    return subprocess.run([sys.executable, "-m", "harness", "data", *map(str, args)], cwd=cwd, env=environment,
                           capture_output=True, text=True, timeout=300)
 
 
@@ -72,14 +74,16 @@ def tracked_files(devkit: Path) -> dict[str, bytes]:
 
 def test_from_nothing_fetch_prepare_equals_extract_then_convert(tmp_path, archives, registry, server, monkeypatch):
     monkeypatch.setenv("PSPNET_CACHE", str(tmp_path / "pspnet-cache"))
-    devkit = tmp_path / "empty" / "VOCdevkit"
-    done = fetch_cli("fetch", "--prepare", "--registry", registry, "--voc", devkit, "--cache", tmp_path / "dl",
-                     "--workers", "2", tmp_path=tmp_path)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    devkit, downloads = empty / "data" / "VOCdevkit", empty / "data" / "downloads"  # the defaults, no $PSPNET_DATA
+    done = fetch_cli("fetch", "--prepare", "--registry", registry, "--workers", "2", tmp_path=tmp_path,
+                     cwd=empty, env={"PSPNET_DATA": None})
     assert done.returncode == 0, done.stderr
     plan = done.stdout.splitlines()[:4]  # printed before anything is downloaded
     assert plan[0].startswith(f"fetch: download {VOC_FILE}") and plan[3].startswith("fetch: disk needed: ")
-    assert sorted(p.name for p in (tmp_path / "dl").iterdir() if not p.name.startswith(".")) == sorted([SBD_FILE, VOC_FILE])
-    check = fetch_cli("check", "--voc", devkit, tmp_path=tmp_path)
+    assert sorted(p.name for p in downloads.iterdir() if not p.name.startswith(".")) == sorted([SBD_FILE, VOC_FILE])
+    check = fetch_cli("check", tmp_path=tmp_path, env={"PSPNET_DATA": str(devkit)})  # --voc: the data home
     assert check.returncode == 0, check.stderr
 
     by_hand = extract_then_convert(archives, tmp_path / "by-hand")
