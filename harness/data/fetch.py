@@ -191,6 +191,11 @@ def _say(stream: TextIO | None, line: str) -> None:
         print(line, file=stream, flush=True)
 
 
+def _duration(seconds: float) -> str:
+    minutes, secs = divmod(int(seconds), 60)
+    return f"{minutes // 60}h{minutes % 60:02d}m" if minutes >= 60 else f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
+
+
 class DownloadProgress:
     """Bytes, rate and time left: a rich bar on a terminal, a plain line per 10% (or per 30 s) in a log."""
 
@@ -228,7 +233,7 @@ class DownloadProgress:
     def line(self, have: int, total: int, now: float) -> str:
         elapsed = max(now - self.started, 1e-6)
         rate = (have - (self.first or 0)) / elapsed
-        left = f"{(total - have) / rate:.0f}s left" if rate > 0 else "time left unknown"
+        left = f"{_duration((total - have) / rate)} left" if rate > 0 else "time left unknown"
         return (f"fetch: {self.name} {human(have)}/{human(total)} ({100 * have / max(total, 1):.0f}%) "
                 f"{human(rate)}/s, {left}")
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import os
 import sys
+from contextlib import closing
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -49,11 +50,12 @@ class ArchivePair:
 
 def archive_kind(path: Path) -> str:
     """'voc2012' or 'sbd', from the archive's top folder (the first member names it)."""
-    for member in iter_archive(path, LIMITS):
-        top = member.name.split("/", 1)[0]
-        if top in KINDS:
-            return KINDS[top]
-        break
+    with closing(iter_archive(path, LIMITS)) as members:  # closes the archive after one member
+        for member in members:
+            top = member.name.split("/", 1)[0]
+            if top in KINDS:
+                return KINDS[top]
+            break
     raise DataError(f"{path}: neither VOCtrainval_11-May-2012.tar (VOCdevkit/...) nor SBD's benchmark.tgz "
                     "(benchmark_RELEASE/...)")
 
