@@ -251,7 +251,8 @@ def evil_tar(path: Path, name: str) -> Path:
 
 @pytest.mark.parametrize("member", ["VOCdevkit/../../outside.txt", "/tmp/outside-absolute.txt"])
 def test_an_archive_with_a_climbing_or_absolute_member_is_refused(tmp_path, archives, member):
-    evil = evil_tar(tmp_path / "in" / VOC_FILE if (tmp_path / "in").mkdir() is None else None, member)
+    (tmp_path / "in").mkdir()
+    evil = evil_tar(tmp_path / "in" / VOC_FILE, member)
     registry = write_registry(tmp_path / "r.yaml", {"voc2012": evil, "sbd": archives["sbd"]},
                               {"voc2012": ["http://127.0.0.1:9/x"], "sbd": ["http://127.0.0.1:9/y"]})
     devkit = tmp_path / "out" / "VOCdevkit"
@@ -286,8 +287,9 @@ def test_prepare_from_archives_is_restartable(tmp_path, archives, registry, monk
 
 
 def test_prepare_from_archives_refuses_an_archive_that_is_not_the_registrys(tmp_path, archives, registry, sbd_source):
-    other = build_sbd_tgz(sbd_source, tmp_path / "other" / SBD_FILE if (tmp_path / "other").mkdir() is None else None)
-    with open(other, "ab") as handle:
+    (tmp_path / "other").mkdir()
+    other = build_sbd_tgz(sbd_source, tmp_path / "other" / SBD_FILE)
+    with open(other, "ab") as handle:  # the same members, other bytes: not the registry's archive
         handle.write(b"\0" * 10)
     done = fetch_cli("prepare", "--archives", archives["voc2012"], other, "--registry", registry,
                      "--voc", tmp_path / "VOCdevkit", tmp_path=tmp_path)
