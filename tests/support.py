@@ -16,6 +16,27 @@ def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None, timeou
     )
 
 
+# Runs a command and reports its peak resident memory: the child's own high-water mark, read by
+# a wrapper process that waits for it (RUSAGE_CHILDREN of the wrapper holds that child alone).
+_PEAK_WRAPPER = """
+import json, resource, subprocess, sys
+done = subprocess.run(sys.argv[2:], capture_output=True, text=True, timeout=float(sys.argv[1]))
+peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+print(json.dumps({"rc": done.returncode, "stdout": done.stdout, "stderr": done.stderr, "peak_kib": peak_kib}))
+"""
+
+
+def run_measured(*args: str, timeout: float = 120, cwd: Path | None = None, env: dict | None = None) -> tuple[subprocess.CompletedProcess, int]:
+    """``run_cli`` (or ``python -c``, when the first argument is ``-c``) with its peak RSS in MiB."""
+    import json
+
+    command = [sys.executable, *args] if args and args[0] == "-c" else [sys.executable, "-m", "harness", *args]
+    wrapper = subprocess.run([sys.executable, "-c", _PEAK_WRAPPER, str(timeout), *command], cwd=cwd or REPO, env=env,
+                             capture_output=True, text=True, timeout=timeout + 30)
+    assert wrapper.returncode == 0, wrapper.stderr  # a timeout in the wrapper fails here, not later
+    data = json.loads(wrapper.stdout)
+    done = subprocess.CompletedProcess(command, data["rc"], data["stdout"], data["stderr"])
+    return done, data["peak_kib"] // 1024
 
 
 def wait_for(predicate, timeout: float = 300, what: str = "") -> None:
