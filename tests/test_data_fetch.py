@@ -338,3 +338,22 @@ def test_a_bad_registry_is_one_line_exit_2(tmp_path, text, fragment):
     assert done.returncode == 2 and "Traceback" not in done.stderr
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and str(bad) in lines[0] and fragment in lines[0], done.stderr
+
+
+def test_a_redirect_loop_stops_after_a_few_and_is_exit_3(tmp_path, archives, server):
+    server.behaviour.redirects["/loop/benchmark.tgz"] = server.url("/loop/benchmark.tgz")
+    registry = write_registry(tmp_path / "r.yaml", archives, {"voc2012": [server.url(f"/site/{VOC_FILE}")],
+                                                              "sbd": [server.url("/loop/benchmark.tgz")]})
+    done = fetch_cli("fetch", "sbd", "--registry", registry, "--cache", tmp_path / "dl", tmp_path=tmp_path)
+    assert done.returncode == 3 and "more than 5 redirects" in done.stderr, done.stderr
+    assert len(server.behaviour.requests) == 6
+
+
+def test_a_source_offering_more_bytes_than_the_registry_size_is_refused(tmp_path, registry, server, archives):
+    path = f"/site/{SBD_FILE}"
+    server.behaviour.files[path] += b"trailing junk"
+    done = fetch_cli("fetch", "sbd", "--registry", registry, "--cache", tmp_path / "dl", tmp_path=tmp_path)
+    assert done.returncode == 2, done.stderr
+    size = archives["sbd"].stat().st_size
+    assert f"offers {size + 13} bytes, expected {size}" in done.stderr
+    assert sorted(p.name for p in (tmp_path / "dl").iterdir()) == [".fetch.lock"]  # not a byte written
