@@ -357,3 +357,15 @@ def test_a_source_offering_more_bytes_than_the_registry_size_is_refused(tmp_path
     size = archives["sbd"].stat().st_size
     assert f"offers {size + 13} bytes, expected {size}" in done.stderr
     assert sorted(p.name for p in (tmp_path / "dl").iterdir()) == [".fetch.lock"]  # not a byte written
+
+
+def test_prepare_from_archives_removes_temp_files_a_killed_run_left(tmp_path, archives, registry):
+    devkit = tmp_path / "VOCdevkit"
+    images = devkit / "VOC2012" / "JPEGImages"
+    images.mkdir(parents=True)
+    dead = images / ".2008_000001.jpg.999999999.tmp"  # no such pid: its writer is gone
+    dead.write_bytes(b"half a jpeg")
+    done = fetch_cli("prepare", "--archives", archives["voc2012"], archives["sbd"], "--registry", registry,
+                     "--voc", devkit, tmp_path=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert not dead.exists() and not list(devkit.rglob("*.tmp"))

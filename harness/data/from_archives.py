@@ -29,7 +29,7 @@ from harness.data.layout import (AUG_LABELS, IMAGES, LABELS, SPLITS, DataError, 
                                  read_ids, split_path)
 from harness.data.matfile import segmentation_from_bytes
 from harness.data.parallel import stream_map
-from harness.data.prepare import PrepareReport, convert_label, finish, remove_stale_temps
+from harness.data.prepare import ANY_TEMP, PrepareReport, convert_label, finish, remove_stale_temps
 from harness.untrusted import ArchiveLimits, ArchiveMember, ArchiveRefused, iter_archive
 
 VOC_PREFIX = "VOCdevkit/"
@@ -40,6 +40,7 @@ KINDS = {"VOCdevkit": "voc2012", "benchmark_RELEASE": "sbd"}  # an archive's top
 LIMITS = ArchiveLimits(max_members=200_000, max_member_bytes=64 << 20, max_total_bytes=8 << 30)
 MAX_SPLIT_BYTES = 4 << 20
 CHUNK = 32  # .mat files per pool task
+PROGRESS_EVERY = 2000  # a line per this many files: the archives hold ~20k and ~11k that are used
 
 
 @dataclass(frozen=True)
@@ -137,7 +138,7 @@ def extract_voc(archive: Path, devkit: Path, stream: TextIO | None) -> tuple[int
         target = devkit / relative
         if target.parent not in made:
             target.parent.mkdir(parents=True, exist_ok=True)
-            remove_stale_temps(target.parent)
+            remove_stale_temps(target.parent, ANY_TEMP)
             made.add(target.parent)
         if _same_file(target, member):
             kept += 1
@@ -145,6 +146,8 @@ def extract_voc(archive: Path, devkit: Path, stream: TextIO | None) -> tuple[int
         size, mtime_ns, sha = _write_member(member, target)
         hashes[(relative, size, mtime_ns)] = sha
         written += 1
+        if stream and written % PROGRESS_EVERY == 0:
+            print(f"prepare: {archive.name}: {written} files written", file=stream, flush=True)
     if stream:
         print(f"prepare: {archive.name}: {written} files written, {kept} already there", file=stream, flush=True)
     return written, kept, hashes
@@ -192,6 +195,8 @@ def convert_sbd(archive: Path, devkit: Path, report: PrepareReport, *, workers: 
                 report.skipped += 1
                 continue
             batch.append((member.stream.read(member.size), f"{archive}:{member.name}", str(out)))
+            if stream and len(have) % PROGRESS_EVERY == 0:
+                print(f"prepare: {archive.name}: {len(have)} labels read", file=stream, flush=True)
             if len(batch) == CHUNK:
                 yield batch
                 batch = []

@@ -39,6 +39,7 @@ from harness.processes import pid_alive
 # zlib level 1: ~3x faster than PIL's default 6 (mmseg's); labels come out ~2-3x larger (a few KB).
 PNG_COMPRESS_LEVEL = 1
 TEMP = re.compile(r"^\..+\.png\.(\d+)\.tmp$")
+ANY_TEMP = re.compile(r"^\..+\.(\d+)\.tmp$")  # ``.<name>.<pid>.tmp`` of any file (prepare --archives)
 
 
 @dataclass
@@ -167,10 +168,10 @@ def conversion_jobs(sources: Sources) -> list[tuple[str, str]]:
     return [(os.path.join(cls_dir, n), os.path.join(out_dir, n[:-4] + ".png")) for n in names]
 
 
-def remove_stale_temps(out_dir: Path) -> None:
-    """Delete temp files left by prepare runs that died (their pid is gone); never a finished PNG."""
+def remove_stale_temps(out_dir: Path, pattern: re.Pattern = TEMP) -> None:
+    """Delete temp files left by prepare runs that died (their pid is gone); never a finished file."""
     for entry in os.scandir(out_dir):
-        match = TEMP.match(entry.name)
+        match = pattern.match(entry.name)
         if match and not pid_alive(int(match[1])):
             Path(entry.path).unlink(missing_ok=True)
 
