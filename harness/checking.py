@@ -222,7 +222,7 @@ def _dataset_for(loaded: LoadedRecipe, crop: tuple[int, int]) -> tuple[Path, str
     dataset = loaded.recipe.dataset
     if dataset.synthetic is not None:
         return resolve_dataset(loaded), "the recipe's synthetic set"
-    root = loaded.resolve(dataset.root)
+    root = loaded.dataset_root()
     if (root / "VOC2012" / "JPEGImages").is_dir():
         return root, f"{root}"
     return _stand_in_dataset(crop), f"synthetic stand-in at {crop[1]}x{crop[0]} ({root} is not here)"

@@ -65,10 +65,10 @@ def cmd_plan(args: argparse.Namespace) -> int:
     loaded = load_recipe(args.recipe, args.sets)
     executor = _chosen_executor(args, loaded)
     dataset = loaded.recipe.dataset
-    dataset_dir = loaded.resolve(dataset.root) if dataset.root else Path("<synthetic cache>")
+    dataset_dir = loaded.dataset_root() if dataset.root else Path("<synthetic cache>")
     inputs = plan_inputs(loaded, Path("results/runs/<run-id>").resolve(), dataset_dir)
     plan = planned(loaded, inputs, get_executor(executor)())
-    described = {"recipe": str(loaded.path), **describe_plan(plan)}
+    described = {"recipe": str(loaded.path), "dataset": str(dataset_dir), **describe_plan(plan)}
     if args.json:
         print(json.dumps(described, indent=2))
     else:

@@ -55,7 +55,7 @@ HEADER = """\
 # binds, environment, shm size, user, IPC/network mode and hostname are those of
 # `harness run RECIPE --executor docker` (harness/plan.py build_container).
 #
-#   cp .env.example .env            # then edit VOC_ROOT, RESULTS_DIR, images...
+#   cp .env.example .env            # then edit PSPNET_DATA, RESULTS_DIR, images...
 #   harness image build npu         # or gpu / cpu: compose does not build (the build context
 #                                   # needs certs and wheels gathered by `harness image build`)
 #   docker-compose run --rm train-8p        # Compose v1 (Debian's docker-compose 1.29.2)
@@ -96,7 +96,7 @@ def service_definition(service: Service, recipes_dir: Path) -> dict:
                for b in spec.binds if not _plan_binds(b.container_path)]
     volumes += ["${RESULTS_DIR:-./results}:%s:rw" % RESULTS_IN_CONTAINER]
     if recipe.dataset.root is not None or kind != "cpu":
-        volumes += ["${VOC_ROOT:-./data/VOCdevkit}:%s:ro" % CONTAINER_DATA_DIR]
+        volumes += ["${PSPNET_DATA:-./data/VOCdevkit}:%s:ro" % CONTAINER_DATA_DIR]
     definition: dict = {
         "image": "${%s:-%s}" % (IMAGE_VARIABLES[kind], spec.image),
         "init": True,  # tini as PID 1: forwards SIGTERM, reaps data-loader workers

@@ -1,6 +1,7 @@
 """Atomic writes: a crash while writing never leaves a half-written file behind."""
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -53,3 +54,14 @@ def write_text_atomic(path: Path, text: str) -> None:
 
 def write_json_atomic(path: Path, data: Any) -> None:
     write_text_atomic(path, json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
+
+
+def file_digest(path: Path, algorithm: str = "sha256") -> str:
+    """Hex digest of a file's bytes, read in blocks (hashlib.file_digest where Python has it)."""
+    with open(path, "rb") as handle:
+        if hasattr(hashlib, "file_digest"):  # Python >= 3.11
+            return hashlib.file_digest(handle, algorithm).hexdigest()
+        digest = hashlib.new(algorithm)
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+        return digest.hexdigest()

@@ -182,8 +182,15 @@ class Synthetic(_Strict):
     seed: int = 0
 
 
+# dataset.root's value for "wherever this machine keeps the dataset": the shipped recipes use it,
+# so no recipe points into the installed package's own folder.
+DATA_HOME = "@data-home"
+
+
 class Dataset(_Strict):
-    root: str | None = Field(default=None, description="the VOCdevkit folder (holding VOC2012/); relative to the recipe file")
+    root: str | None = Field(default=None, description=f"the VOCdevkit folder (holding VOC2012/), relative to the "
+                             f"recipe file; or {DATA_HOME!r}: the data home ($PSPNET_DATA, default ./data/VOCdevkit "
+                             "under the working directory)")
     synthetic: Synthetic | None = Field(default=None, description="generate the synthetic VOC-format set into the cache instead")
 
     @model_validator(mode="after")
@@ -382,6 +389,15 @@ class LoadedRecipe:
     def resolve(self, relative: str) -> Path:
         return (self.path.parent / relative).resolve()
 
+    def dataset_root(self) -> Path | None:
+        """The VOCdevkit ``dataset.root`` names (the data home for ``@data-home``); None when synthetic."""
+        from harness.data.layout import data_home
+
+        root = self.recipe.dataset.root
+        if root is None:
+            return None
+        return data_home() if root == DATA_HOME else self.resolve(root)
+
     @property
     def config_path(self) -> Path:
         return self.resolve(self.recipe.model.config)
@@ -440,8 +456,9 @@ class LoadedRecipe:
         pretrained = recipe.model.pretrained
         if pretrained and "://" not in pretrained and not self.resolve(pretrained).is_file():
             raise RecipeError(f"{self.path}: model.pretrained: file {self.resolve(pretrained)} does not exist")
-        if recipe.dataset.root is not None and not self.resolve(recipe.dataset.root).is_dir():
+        if recipe.dataset.root is not None and not self.dataset_root().is_dir():
             raise RecipeError(
-                f"{self.path}: dataset.root: folder {self.resolve(recipe.dataset.root)} does not exist "
-                "(expected a VOCdevkit folder holding VOC2012/; override with --set dataset.root=PATH)"
+                f"{self.path}: dataset.root: folder {self.dataset_root()} does not exist "
+                "(expected a VOCdevkit folder holding VOC2012/: `harness data fetch --prepare` makes one in the "
+                "data home; or override with --set dataset.root=PATH)"
             )

@@ -3,6 +3,7 @@
 written inside the CPU image (non-editable install, recipes inside the package) has them too."""
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -44,7 +45,7 @@ def installed(tmp_path_factory) -> tuple[Path, dict]:
     (wheel,) = (tmp / "dist").glob("pspnet_repro-*.whl")
     venv = tmp / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True)
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV", "PSPNET_DATA")}
     env["PATH"] = f"{venv / 'bin'}{os.pathsep}{env.get('PATH', '')}"
     subprocess.run([str(venv / "bin" / "pip"), "install", "-q", "--no-deps", "--force-reinstall", str(wheel)],
                    check=True, capture_output=True, text=True, env=env)
@@ -73,6 +74,10 @@ def test_the_wheel_works_outside_the_checkout(installed, tmp_path):
     by_path = harness_in(venv, env, tmp_path, "plan", str(recipes_dir / "full_8p.yaml"))
     assert by_path.returncode == 0, by_path.stderr
     assert "full_8p" in by_path.stdout
+    planned = harness_in(venv, env, tmp_path, "plan", "full_8p", "--json")
+    assert json.loads(planned.stdout)["dataset"] == str(tmp_path / "data" / "VOCdevkit")  # never inside the package
+    dry_run = harness_in(venv, env, tmp_path, "data", "fetch", "--prepare", "--dry-run")  # the shipped registry
+    assert dry_run.returncode == 0 and "VOCtrainval_11-May-2012.tar (2.0 GB" in dry_run.stdout, dry_run.stderr
 
     results = results_with_example_run(tmp_path)
     report = harness_in(venv, env, tmp_path, "report", "--results", str(results))

@@ -199,3 +199,23 @@ def test_set_overrides_and_types():
     assert loaded.recipe.model.overrides == {"model": {"decode_head": {"dropout_ratio": 0.2}}}
     with pytest.raises(RecipeError, match="train.iterations"):
         load_recipe(RECIPES / "smoke_cpu.yaml", ["train.iterations=many"])
+
+
+@pytest.mark.parametrize("path", [p for p in SHIPPED if load_recipe(p).recipe.dataset.synthetic is None],
+                         ids=lambda p: p.stem)
+def test_shipped_recipes_use_the_data_home_never_a_folder_in_the_package(path, tmp_path, monkeypatch):
+    monkeypatch.setenv("PSPNET_DATA", str(tmp_path / "my-data" / "VOCdevkit"))
+    assert load_recipe(path).dataset_root() == tmp_path / "my-data" / "VOCdevkit"
+    monkeypatch.delenv("PSPNET_DATA")
+    monkeypatch.chdir(tmp_path)
+    assert load_recipe(path).dataset_root() == tmp_path / "data" / "VOCdevkit"  # ./data/VOCdevkit
+
+
+def test_plan_shows_the_data_home(tmp_path):
+    import json
+    import os
+
+    env = {**os.environ, "PSPNET_DATA": str(tmp_path / "my-data" / "VOCdevkit")}
+    proc = run_cli("plan", str(RECIPES / "full_8p.yaml"), "--json", env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["dataset"] == str(tmp_path / "my-data" / "VOCdevkit")

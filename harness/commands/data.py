@@ -13,8 +13,23 @@ LISTED = 20  # problems shown one per line before the rest are only counted
 
 
 def _devkit_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--voc", type=Path, required=True, metavar="VOCDEVKIT",
-                        help="the VOCdevkit folder (holding VOC2012/)")
+    parser.add_argument("--voc", type=Path, default=None, metavar="VOCDEVKIT",
+                        help="the VOCdevkit folder (holding VOC2012/); default: the data home, $PSPNET_DATA "
+                             "or ./data/VOCdevkit")
+
+
+def _registry_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--registry", type=Path, default=None, metavar="FILE",
+                        help="the archive registry (URLs, md5s, sizes; default: the shipped one); recorded in "
+                             "the dataset manifest")
+
+
+def _devkit(args: argparse.Namespace) -> Path:
+    from harness.data.layout import data_home
+
+    if args.voc is None:
+        args.voc = data_home()
+    return args.voc
 
 
 def _workers_argument(parser: argparse.ArgumentParser) -> None:
@@ -32,6 +47,11 @@ def register_prepare(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--sbd", type=Path, default=None, metavar="PATH",
                    help="SBD's dataset folder (holding cls/, train.txt, val.txt), or the folder holding it "
                         "(default: VOCDEVKIT/VOCaug/dataset)")
+    p.add_argument("--archives", type=Path, nargs="+", default=None, metavar="PATH",
+                   help="prepare straight from VOCtrainval_11-May-2012.tar and benchmark.tgz (files, or the "
+                        "folder `data fetch` keeps them in), verified against the registry, without extracting "
+                        "them first")
+    _registry_argument(p)
     _workers_argument(p)
     p.add_argument("--force", action="store_true", help="reconvert every .mat, even finished ones")
     p.set_defaults(func=run_prepare)
@@ -82,8 +102,14 @@ def run_prepare(args: argparse.Namespace) -> int:
     from harness.data.layout import DataError
     from harness.data.prepare import prepare_dataset
 
+    _devkit(args)
     try:
-        report = prepare_dataset(args.voc, args.sbd, workers=args.workers, force=args.force)
+        if args.archives:
+            if args.sbd is not None:
+                raise DataError("--sbd and --archives: give one (SBD's folder, or the archives)")
+            report = _prepare_from_archives(args)
+        else:
+            report = prepare_dataset(args.voc, args.sbd, workers=args.workers, force=args.force)
     except DataError as exc:
         _error("prepare", str(exc))
         return EXIT_BAD_INPUT
@@ -102,9 +128,23 @@ def run_prepare(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _prepare_from_archives(args: argparse.Namespace):
+    from harness.data.fetch import archive_sources, verify_cached
+    from harness.data.from_archives import find_archives, prepare_from_archives
+    from harness.data.registry import load_registry
+
+    registry = load_registry(args.registry)
+    pair = find_archives(args.archives, {n: registry.archive(n).file for n in ("voc2012", "sbd")})
+    for name, path in (("voc2012", pair.voc), ("sbd", pair.sbd)):
+        verify_cached(registry.archive(name), path)
+    return prepare_from_archives(args.voc, pair, workers=args.workers, force=args.force,
+                                 sources=archive_sources(registry, {"voc2012": pair.voc, "sbd": pair.sbd}))
+
+
 def run_check(args: argparse.Namespace) -> int:
     from harness.data.check import check_dataset
 
+    _devkit(args)
     report = check_dataset(args.voc, expect=args.expect, quick=args.quick, workers=args.workers,
                            stream=sys.stderr)
     if not report.ok:
@@ -123,6 +163,7 @@ def run_fingerprint(args: argparse.Namespace) -> int:
     from harness.data.layout import DataError
     from harness.data.manifest import dataset_fingerprint
 
+    _devkit(args)
     try:
         print(dataset_fingerprint(args.voc))
     except DataError as exc:
@@ -131,4 +172,79 @@ def run_fingerprint(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-DATA_COMMANDS: tuple = (register_prepare, register_check, register_fingerprint)
+def register_fetch(subparsers) -> argparse.ArgumentParser:
+    from harness.data.registry import ARCHIVE_NAMES
+
+    p = subparsers.add_parser(
+        "fetch", help="download VOC2012 trainval and SBD (verified, resumable); with --prepare, build the dataset",
+        description="Downloads the registry's archives into the cache, each verified against its md5 before "
+                    "anything uses it; a cut download resumes (HTTP range + If-Range). Sources are tried in "
+                    "order: --mirror, then $PSPNET_MIRRORS (space-separated), then the registry's URLs; a mirror "
+                    "is a folder holding the archives by name (http(s) URL, file:// URL or local path). First "
+                    "prints what it will download and the disk needed. Exit 2: every source offered wrong "
+                    "bytes; exit 3: no source reachable, or the disk is (or gets) full.")
+    def archive_name(text: str) -> str:  # not choices=: argparse rejects an empty nargs="*" list with them
+        if text not in ARCHIVE_NAMES:
+            raise argparse.ArgumentTypeError(f"unknown archive {text!r}: expected one of {', '.join(ARCHIVE_NAMES)}")
+        return text
+
+    p.add_argument("archives", nargs="*", type=archive_name, metavar="ARCHIVE",
+                   help=f"which: {', '.join(ARCHIVE_NAMES)} (default: both)")
+    p.add_argument("--cache", type=Path, default=None, metavar="DIR",
+                   help="where the archives go (default: downloads/ beside the data home)")
+    p.add_argument("--mirror", action="append", default=[], metavar="URL|PATH",
+                   help="a folder holding the archives by their file names; repeatable, tried first, in order")
+    _registry_argument(p)
+    p.add_argument("--prepare", action="store_true",
+                   help="then prepare the dataset from the archives into --voc, check it and print its fingerprint")
+    _devkit_argument(p)
+    p.add_argument("--dry-run", action="store_true", help="print what would be downloaded and the disk needed; stop")
+    _workers_argument(p)
+    p.set_defaults(func=run_fetch)
+    return p
+
+
+def run_fetch(args: argparse.Namespace) -> int:
+    from harness.data.fetch import archive_sources, check_space, describe, env_mirrors, fetch_archives, plan_fetch
+    from harness.data.layout import download_cache
+    from harness.data.registry import ARCHIVE_NAMES, load_registry
+
+    registry = load_registry(args.registry)
+    names = list(dict.fromkeys(args.archives)) or list(ARCHIVE_NAMES)
+    if args.prepare and set(names) != set(ARCHIVE_NAMES):
+        _error("fetch", f"--prepare needs both archives ({', '.join(ARCHIVE_NAMES)})")
+        return EXIT_BAD_INPUT
+    cache = (args.cache or download_cache()).absolute()
+    devkit = _devkit(args).absolute() if args.prepare else None
+    plan = plan_fetch(registry, names, cache, prepare=args.prepare)
+    for line in describe(plan, registry, devkit):
+        print(f"fetch: {line}", flush=True)
+    if args.dry_run:
+        return EXIT_OK
+    check_space(plan)
+    paths = fetch_archives(registry, names, cache, args.mirror + env_mirrors())
+    if not args.prepare:
+        return EXIT_OK
+    return _prepare_and_check(args, devkit, paths, archive_sources(registry, paths))
+
+
+def _prepare_and_check(args: argparse.Namespace, devkit: Path, paths: dict, sources: dict) -> int:
+    from harness.data.check import check_dataset
+    from harness.data.from_archives import ArchivePair, prepare_from_archives
+    from harness.data.manifest import dataset_fingerprint
+
+    report = prepare_from_archives(devkit, ArchivePair(paths["voc2012"], paths["sbd"]), workers=args.workers,
+                                   sources=sources)
+    if not report.ok:
+        _list_problems("fetch", report.problems)
+        return EXIT_BAD_INPUT
+    check = check_dataset(devkit, quick=False, workers=args.workers, stream=sys.stderr)
+    if not check.ok:
+        _list_problems("fetch", check.problems)
+        return EXIT_BAD_INPUT
+    print(check.summary())
+    print(f"dataset {devkit} fingerprint {dataset_fingerprint(devkit)}")
+    return EXIT_OK
+
+
+DATA_COMMANDS: tuple = (register_fetch, register_prepare, register_check, register_fingerprint)

@@ -20,6 +20,21 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 PNG_END = b"\x00\x00\x00\x00IEND\xaeB`\x82"
 
 
+DATA_HOME_VARIABLE = "PSPNET_DATA"
+DEFAULT_DATA_HOME = "data/VOCdevkit"  # under the working directory: compose's PSPNET_DATA default too
+
+
+def data_home() -> Path:
+    """Where the dataset lives unless a command or recipe names a folder: ``$PSPNET_DATA``, else
+    ``./data/VOCdevkit``; absolute, so a message or a recorded run says exactly where."""
+    return Path(os.environ.get(DATA_HOME_VARIABLE) or DEFAULT_DATA_HOME).expanduser().absolute()
+
+
+def download_cache() -> Path:
+    """Where `harness data fetch` keeps the archives: ``downloads/`` beside the data home."""
+    return data_home().parent / "downloads"
+
+
 def cache_dir() -> Path:
     return Path(os.environ.get("PSPNET_CACHE") or Path.home() / ".cache" / "pspnet-repro")
 

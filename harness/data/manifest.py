@@ -27,7 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path
 
-from harness.fileio import write_text_atomic
+from harness.fileio import file_digest, write_text_atomic
 from harness.data.layout import (AUG_LABELS, IMAGES, LABELS, SPLITS, DataError, cache_dir, default_workers,
                                  read_ids, split_path)
 
@@ -66,13 +66,7 @@ def scan(devkit: Path) -> list[Stat]:
 
 
 def sha256_file(path: Path) -> str:
-    with open(path, "rb") as handle:
-        if hasattr(hashlib, "file_digest"):  # Python >= 3.11
-            return hashlib.file_digest(handle, "sha256").hexdigest()
-        digest = hashlib.sha256()
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-        return digest.hexdigest()
+    return file_digest(path, "sha256")
 
 
 def fingerprint_of(entries: list[dict]) -> str:
@@ -127,10 +121,22 @@ def _known_hashes(devkit: Path) -> dict[Stat, str]:
     return known
 
 
+def stored_sources(devkit: Path) -> dict | None:
+    """Where the dataset came from (registry and archives), as the last manifest recorded it."""
+    for location in manifest_locations(devkit):
+        sources = (_read_json(location) or {}).get("sources")
+        if isinstance(sources, dict):
+            return sources
+    return None
+
+
 def build_manifest(devkit: Path, *, rehash: bool = False, workers: int | None = None,
-                   known: dict[Stat, str] | None = None) -> dict:
-    """``known``: sha256 by (path, size, mtime_ns) the caller already has (prepare hashes what it writes)."""
+                   known: dict[Stat, str] | None = None, sources: dict | None = None) -> dict:
+    """``known``: sha256 by (path, size, mtime_ns) the caller already has (prepare hashes what it writes).
+    ``sources``: the registry and archives the dataset was prepared from; kept from the stored
+    manifest when not given (a later `data check` does not forget them)."""
     devkit = Path(devkit)
+    sources = sources if sources is not None else stored_sources(devkit)
     stats = scan(devkit)
     known = ({} if rehash else _known_hashes(devkit)) | (known or {})
     todo = [s for s in stats if s not in known]
@@ -146,6 +152,7 @@ def build_manifest(devkit: Path, *, rehash: bool = False, workers: int | None = 
         "splits": split_counts(devkit),
         "file_count": len(files),
         "total_bytes": sum(f["size"] for f in files),
+        **({"sources": sources} if sources else {}),
         "files": files,
     }
 
@@ -174,9 +181,10 @@ def dump_manifest(manifest: dict) -> str:
     return "{\n" + ",\n".join(head) + ',\n "files": [\n' + files + "\n ]\n}\n"
 
 
-def write_manifest(devkit: Path, *, rehash: bool = False, known: dict[Stat, str] | None = None) -> Path:
+def write_manifest(devkit: Path, *, rehash: bool = False, known: dict[Stat, str] | None = None,
+                   sources: dict | None = None) -> Path:
     """Recompute (re-hashing only changed files unless ``rehash``) and store; return where it went."""
-    return store_manifest(devkit, build_manifest(devkit, rehash=rehash, known=known))
+    return store_manifest(devkit, build_manifest(devkit, rehash=rehash, known=known, sources=sources))
 
 
 def dataset_fingerprint(devkit: Path) -> str:

@@ -37,11 +37,15 @@ class MatError(ValueError):
 
 def read_segmentation(path: Path | str) -> np.ndarray:
     """The HxW ``GTcls.Segmentation`` array, values checked to be class ids (0..20, or 255)."""
-    buf = _read_file(str(path))
+    return segmentation_from_bytes(_read_file(str(path)))
+
+
+def segmentation_from_bytes(buf: bytes) -> np.ndarray:
+    """``read_segmentation`` of a .mat file's bytes (a member streamed out of SBD's archive)."""
     raw = _fast_read(buf)
     if raw is None:
         _check_inflated_size(buf)  # scipy would inflate a bomb whole
-        raw = _scipy_read(path)
+        raw = _scipy_read(buf)
     if raw.size > MAX_LABEL_PIXELS:
         raise MatError(f"GTcls.Segmentation has {raw.size} pixels, more than the {MAX_LABEL_PIXELS} any label may have")
     _check_values(raw)
@@ -77,11 +81,13 @@ def _check_values(raw: np.ndarray) -> None:
         raise MatError(f"GTcls.Segmentation holds values outside 0..20 and 255: {shown}")
 
 
-def _scipy_read(path: Path) -> np.ndarray:
+def _scipy_read(buf: bytes) -> np.ndarray:
+    import io
+
     from scipy.io import loadmat
 
     try:
-        data = loadmat(str(path), variable_names=[VARIABLE])
+        data = loadmat(io.BytesIO(buf), variable_names=[VARIABLE])
     except Exception as exc:  # scipy raises many types for foreign bytes; all mean the same here
         detail = " ".join(str(exc).split()) or type(exc).__name__
         raise MatError(f"not a readable MATLAB file ({detail})") from None

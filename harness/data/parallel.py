@@ -108,3 +108,28 @@ def _serial(func, chunks, bar) -> Iterable:
         if bar:
             bar.update(len(results))
         yield from results
+
+
+def stream_map(func: Callable[[Sequence[T]], list[R]], chunks: Iterable[Sequence[T]], workers: int,
+               bar: ProgressBar | None = None) -> Iterator[R]:
+    """``parallel_map`` over chunks that are produced while it runs (read from an archive stream):
+    at most two chunks per worker are in flight, so memory stays bounded however long the stream."""
+    if workers <= 1:
+        yield from _serial(func, chunks, bar)
+        return
+    from collections import deque
+
+    with _pool_context().Pool(workers, initializer=_default_signals) as pool:
+        pending: deque = deque()
+        for part in chunks:
+            pending.append(pool.apply_async(func, (part,)))
+            while len(pending) >= 2 * workers or (pending and pending[0].ready()):
+                results = pending.popleft().get()
+                if bar:
+                    bar.update(len(results))
+                yield from results
+        while pending:
+            results = pending.popleft().get()
+            if bar:
+                bar.update(len(results))
+            yield from results

@@ -24,7 +24,9 @@ import sys
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import NamedTuple, TextIO
+from typing import Callable, NamedTuple, TextIO
+
+import numpy as np
 
 from harness.data.layout import (AUG_LABELS, DEFAULT_SBD, VOC, DataError, default_workers, png_complete,
                                  read_ids, split_path)
@@ -37,6 +39,7 @@ from harness.processes import pid_alive
 # zlib level 1: ~3x faster than PIL's default 6 (mmseg's); labels come out ~2-3x larger (a few KB).
 PNG_COMPRESS_LEVEL = 1
 TEMP = re.compile(r"^\..+\.png\.(\d+)\.tmp$")
+ANY_TEMP = re.compile(r"^\..+\.(\d+)\.tmp$")  # ``.<name>.<pid>.tmp`` of any file (prepare --archives)
 
 
 @dataclass
@@ -138,13 +141,18 @@ def convert_one(mat: str, out: str, force: bool = False) -> Result:
     """One .mat -> one PNG. The new PNG's sha256 rides along so the manifest need not re-read it."""
     if not force and is_finished(mat, out):
         return Result("skipped")
+    return convert_label(partial(read_segmentation, mat), mat, out)
+
+
+def convert_label(read: Callable[[], np.ndarray], where: str, out: str) -> Result:
+    """``read()`` the label (from a file or an archive member's bytes), encode it, write it atomically."""
     try:
-        data = encode_grey(read_segmentation(mat), PNG_COMPRESS_LEVEL)
+        data = encode_grey(read(), PNG_COMPRESS_LEVEL)
         st = write_atomic(data, out)
     except MatError as exc:
-        return Result("error", f"{mat}: {exc}")
+        return Result("error", f"{where}: {exc}")
     except OSError as exc:
-        return Result("error", f"{mat}: {exc.strerror or exc}")
+        return Result("error", f"{where}: {exc.strerror or exc}")
     name = os.path.basename(out)
     return Result("converted", stat=(name, st.st_size, st.st_mtime_ns), sha256=hashlib.sha256(data).hexdigest())
 
@@ -160,10 +168,10 @@ def conversion_jobs(sources: Sources) -> list[tuple[str, str]]:
     return [(os.path.join(cls_dir, n), os.path.join(out_dir, n[:-4] + ".png")) for n in names]
 
 
-def remove_stale_temps(out_dir: Path) -> None:
-    """Delete temp files left by prepare runs that died (their pid is gone); never a finished PNG."""
+def remove_stale_temps(out_dir: Path, pattern: re.Pattern = TEMP) -> None:
+    """Delete temp files left by prepare runs that died (their pid is gone); never a finished file."""
     for entry in os.scandir(out_dir):
-        match = TEMP.match(entry.name)
+        match = pattern.match(entry.name)
         if match and not pid_alive(int(match[1])):
             Path(entry.path).unlink(missing_ok=True)
 
@@ -211,12 +219,18 @@ def prepare_dataset(devkit: Path, sbd: Path | None = None, *, workers: int | Non
     if not report.ok:
         return report
 
-    splits = aug_splits(voc_train, voc_val, sbd_train, sbd_val)
+    finish(devkit, report, (voc_train, voc_val), (sbd_train, sbd_val), hashes, manifest=manifest)
+    return report
+
+
+def finish(devkit: Path, report: PrepareReport, voc: tuple[list[str], list[str]], sbd: tuple[list[str], list[str]],
+           hashes: dict, *, manifest: bool, sources: dict | None = None) -> None:
+    """The split lists, then (last, so it only ever describes a finished dataset) the manifest."""
+    splits = aug_splits(*voc, *sbd)
     for name, ids in splits.items():
         write_split(split_path(devkit, name), ids)
-    report.splits = {"train": len(voc_train), "val": len(voc_val), **{k: len(v) for k, v in splits.items()}}
+    report.splits = {"train": len(voc[0]), "val": len(voc[1]), **{k: len(v) for k, v in splits.items()}}
     if manifest:
         from harness.data.manifest import write_manifest
 
-        report.manifest = write_manifest(devkit, known=hashes)
-    return report
+        report.manifest = write_manifest(devkit, known=hashes, sources=sources)

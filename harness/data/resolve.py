@@ -36,7 +36,7 @@ def resolve_dataset(loaded: LoadedRecipe) -> Path:
     if dataset.synthetic is not None:
         spec = synth_spec(loaded)
         return write_synthetic_voc(synthetic_root(spec), spec)
-    devkit = loaded.resolve(dataset.root)
+    devkit = loaded.dataset_root()
     check_layout(devkit, f"{loaded.path}: dataset.root")
     return devkit
 
