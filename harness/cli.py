@@ -135,7 +135,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def _run_group(args: argparse.Namespace) -> int:
     """``--repeat N`` / ``--seeds``: one run per seed plus a group record (harness.groups)."""
-    from harness.groups import parse_seeds, run_group
+    from harness.groups import parse_seeds
+    from harness.repeat import run_group
     from harness.recipe import load_recipe
 
     if args.resume or args.check:
