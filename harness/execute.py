@@ -28,6 +28,7 @@ from harness.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_RUN_FAILED, BadInput,
 from harness.executors import get_executor
 from harness.executors.base import Executor, Outcome
 from harness.plan import CONFIGS_DIR, CONTAINER_USER, CPU_THREADS_VARIABLE, Plan, PlanInputs, build_plan
+from harness.ports import free_port
 from harness.preflight import run_preflight
 from harness.progress import Progress
 from harness.provenance import host_provenance
@@ -73,6 +74,8 @@ def plan_inputs(loaded: LoadedRecipe, run_dir: Path, dataset_dir: Path, *, resum
         rank_table_host_path=str(loaded.resolve(recipe.device.rank_table)) if recipe.device.rank_table else None,
         optional_host_paths=npu_backend.present_optional_paths() if recipe.device.kind == "npu" else (),
         cpu_threads=cpu_threads_setting(),
+        # Probed here, not in planning: two multi-rank runs on one host must not share a port.
+        master_port=free_port() if recipe.device.world_size > 1 and recipe.device.master_port is None else None,
     )
 
 
