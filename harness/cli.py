@@ -58,7 +58,8 @@ def default_executor(recipe) -> str:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    from harness.execute import describe_plan, plan_inputs, planned
+    from harness.execute import plan_inputs
+    from harness.executors.planned import describe_plan, planned
     from harness.executors import get_executor
     from harness.recipe import load_recipe
 

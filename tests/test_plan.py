@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from harness.execute import describe_plan, plan_inputs
+from harness.execute import plan_inputs
+from harness.executors.planned import describe_plan
 from harness.plan import PlanInputs, build_plan
 from harness.recipe import load_recipe
 from support import RECIPES, run_cli
