@@ -58,7 +58,8 @@ def default_executor(recipe) -> str:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    from harness.execute import describe_plan, plan_inputs, planned
+    from harness.execute import plan_inputs
+    from harness.executors.planned import describe_plan, planned
     from harness.executors import get_executor
     from harness.recipe import load_recipe
 
@@ -135,7 +136,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def _run_group(args: argparse.Namespace) -> int:
     """``--repeat N`` / ``--seeds``: one run per seed plus a group record (harness.groups)."""
-    from harness.groups import parse_seeds, run_group
+    from harness.groups import parse_seeds
+    from harness.repeat import run_group
     from harness.recipe import load_recipe
 
     if args.resume or args.check:

@@ -27,7 +27,9 @@ from harness.backends import npu as npu_backend
 from harness.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_RUN_FAILED, BadInput, EnvironmentNotReady
 from harness.executors import get_executor
 from harness.executors.base import Executor, Outcome
-from harness.plan import CONFIGS_DIR, CONTAINER_USER, CPU_THREADS_VARIABLE, Plan, PlanInputs, build_plan
+from harness.executors.planned import describe_plan, plan_record, planned  # describe_plan: for older importers
+from harness.plan import CONFIGS_DIR, CONTAINER_USER, CPU_THREADS_VARIABLE, Plan, PlanInputs
+from harness.ports import free_port
 from harness.preflight import run_preflight
 from harness.progress import Progress
 from harness.provenance import host_provenance
@@ -36,7 +38,6 @@ from harness.records import (
     DatasetRecord,
     ImageRecord,
     JobRecord,
-    PlanRecord,
     ProvenanceRecord,
     RecipeSourceRecord,
     RunStatus,
@@ -44,7 +45,6 @@ from harness.records import (
 from harness.result import build_result
 from harness.run_recipe import loaded_recipe_of
 from harness.runs import RunBusy, RunDir, RunLock, RunStore, RunStoreError, check_writable, utc_now
-from harness.worker.config import config_changes
 
 TRAINER_EXIT_WAIT_S = 15  # how long a resume waits for an old trainer to notice its harness died
 DISK_FULL_MARKERS = ("No space left on device", "ENOSPC")
@@ -73,6 +73,8 @@ def plan_inputs(loaded: LoadedRecipe, run_dir: Path, dataset_dir: Path, *, resum
         rank_table_host_path=str(loaded.resolve(recipe.device.rank_table)) if recipe.device.rank_table else None,
         optional_host_paths=npu_backend.present_optional_paths() if recipe.device.kind == "npu" else (),
         cpu_threads=cpu_threads_setting(),
+        # Probed here, not in planning: two multi-rank runs on one host must not share a port.
+        master_port=free_port() if recipe.device.world_size > 1 and recipe.device.master_port is None else None,
     )
 
 
@@ -102,34 +104,10 @@ def hand_over_run_dir(run: RunDir, plan: Plan) -> None:
         os.chown(path, uid, gid, follow_symlinks=False)
 
 
-def describe_plan(plan: Plan) -> dict:
-    data = plan.to_dict()
-    data["config_changes"] = config_changes(plan.job)
-    return data
-
-
 def copy_configs(loaded: LoadedRecipe, run: RunDir) -> None:
     """The config and the local files it inherits go into the run, so later edits to the
     checked-in files cannot change what this run trained (harness.configs says which files)."""
     copy_config_files(loaded.config_path, loaded.path.parent, run.path / CONFIGS_DIR)
-
-
-def plan_record(plan: Plan) -> PlanRecord:
-    return PlanRecord.model_validate(describe_plan(plan))
-
-
-def planned(loaded: LoadedRecipe, inputs: PlanInputs, executor: Executor) -> Plan:
-    """The plan for ``executor``: laid out for where it runs, named after it."""
-    plan = build_plan(loaded.recipe, inputs, executor.plan_layout)
-    plan = replace(plan, executor=executor.name, executor_options=executor_options(executor))
-    arrange = getattr(executor, "arrange", None)  # an executor's own launch layout (Slurm's rendezvous)
-    return arrange(plan) if arrange else plan
-
-
-def executor_options(executor: Executor) -> dict[str, str]:
-    """The options an executor was built with (``--partition`` ...): recorded in plan.json."""
-    options = getattr(executor, "options", None)
-    return dict(options()) if options else {}
 
 
 def dataset_folder(loaded: LoadedRecipe) -> Path:

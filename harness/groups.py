@@ -14,14 +14,11 @@ to agree closely would be judged more strictly than one that scatters); fps by t
 """
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass, field
-from pathlib import Path
 
-from harness.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_RUN_FAILED
-from harness.recipe import METRICS, Reference, load_recipe
+from harness.recipe import METRICS, Reference
 from harness.records import GroupMember, GroupRecord, RunResult
-from harness.runs import GroupDir, GroupStore, RunStoreError, utc_now
+from harness.runs import GroupStore, RunStoreError
 from harness.stats import GroupStats, describe
 from harness.verdict import Verdict, judge_accuracy, judge_speed
 
@@ -43,48 +40,6 @@ def parse_seeds(text: str | None, repeat: int | None) -> list[int]:
     if repeat is not None and repeat != len(seeds):
         raise RunStoreError(f"--repeat {repeat} with --seeds {text!r}: {len(seeds)} seeds given; give one or the other")
     return seeds
-
-
-@dataclass(frozen=True)
-class GroupOutcome:
-    group: GroupDir
-    record: GroupRecord
-    exit_code: int
-
-
-def run_group(recipe_path: Path, sets: list[str], seeds: list[int], *, results_dir: Path, executor: str,
-              quiet: bool = False, skip_data_check: bool = False) -> GroupOutcome:
-    """Run one member per seed, recording each as it ends. Every member's recipe is validated
-    before the group folder exists, so bad input leaves nothing behind."""
-    from harness.execute import run_recipe
-
-    loaded = [load_recipe(recipe_path, [*sets, f"train.seed={seed}"], for_run=True) for seed in seeds]
-    group = GroupStore(results_dir).create(loaded[0].recipe.name)
-    record = GroupRecord(group_id=group.group_id, recipe=loaded[0].recipe.name, recipe_path=str(loaded[0].path),
-                         sets=list(sets), seeds=seeds, members=[GroupMember(seed=s) for s in seeds], created=utc_now())
-    group.write(record)
-    print(f"harness: group {group.group_id}: {len(seeds)} run(s), seeds {','.join(map(str, seeds))}", file=sys.stderr)
-    for index, member in enumerate(record.members):
-        try:
-            outcome = run_recipe(loaded[index], results_dir=results_dir, executor=executor, quiet=quiet,
-                                 skip_data_check=skip_data_check)
-        except KeyboardInterrupt:  # before the member's folder existed
-            member.state, member.exit_code = "interrupted", EXIT_INTERRUPTED
-            break
-        member.run_id, member.state, member.exit_code = outcome.run.run_id, outcome.state, outcome.exit_code
-        member.reason = outcome.run.status().reason
-        group.write(record)
-        print(f"harness: group {group.group_id}: member {index + 1}/{len(seeds)} (seed {member.seed}) "
-              f"{outcome.state}", file=sys.stderr)
-        if outcome.state == "interrupted":
-            break
-    interrupted = any(m.state == "interrupted" for m in record.members)
-    record.state = "interrupted" if interrupted else "finished"
-    group.write(record)
-    if interrupted:
-        return GroupOutcome(group, record, EXIT_INTERRUPTED)
-    failed = any(m.state != "succeeded" for m in record.members)
-    return GroupOutcome(group, record, EXIT_RUN_FAILED if failed else EXIT_OK)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from harness import SOURCE_TREE
 from harness.errors import EnvironmentNotReady
 
 KINDS = ("cpu", "gpu", "npu")
@@ -29,7 +30,7 @@ REPOSITORY = "pspnet-repro"
 LOCAL_BASE = "pspnet-repro/base:bookworm"  # made by .ci/base-image.sh
 HOST_CERT_DIR = Path("/usr/local/share/ca-certificates")
 TORCH_VERSION = "2.13.0"
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = SOURCE_TREE
 
 # What the build context holds besides docker/<kind>/ (paths relative to the repo root).
 PROJECT_PATHS = ("pyproject.toml", "harness")  # the recipes ship inside harness/

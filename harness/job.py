@@ -9,7 +9,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.records import JobRecord
+from harness.fileio import write_text_atomic
+from harness.records import DamagedRecord, JobRecord, dump_record, parse_record
 
 JOB_FILE = JobRecord.FILE  # where the harness writes the job in a run folder
 
@@ -56,12 +57,14 @@ class Job:
         return cls(**data)
 
     def write(self, path: Path) -> None:
-        from harness.runs import write_job_file  # the run folder's records are written by runs.py only
-
-        write_job_file(path, self)
+        write_text_atomic(Path(path), dump_record(JobRecord.from_job(self)))
 
     @classmethod
     def read(cls, path: Path) -> "Job":
-        from harness.runs import read_job_file
-
-        return read_job_file(path)
+        """The job of a job.json (a run folder's, as the worker sees it); damage is one line."""
+        path = Path(path)
+        try:
+            text = path.read_text()
+        except OSError as exc:
+            raise DamagedRecord(f"{path}: unreadable ({exc.__class__.__name__})") from None
+        return cls.from_dict(parse_record(JobRecord, text, where=str(path)).model_dump(exclude={"schema_version"}))

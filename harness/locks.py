@@ -18,9 +18,10 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from harness import SOURCE_TREE
 from harness.errors import BadInput, EnvironmentNotReady
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = SOURCE_TREE
 PYTHON_VERSION = "3.11"
 INDEX_URL = "https://pypi.org/simple"
 

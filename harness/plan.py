@@ -1,10 +1,9 @@
 """Recipe -> plan: the launch command, environment, container spec and worker job. Pure: nothing
-here touches the disk, Docker or the network, so every shipped recipe's plan is testable here
-(the one fact probed when not given in ``PlanInputs`` is a free rendezvous port).
+here touches the disk, Docker or the network, so every shipped recipe's plan is testable here;
+the host's facts (a free rendezvous port included) come in ``PlanInputs``.
 """
 from __future__ import annotations
 
-import socket
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import PurePosixPath
 
@@ -22,6 +21,7 @@ CONTAINER_DATA_DIR = "/data/VOCdevkit"
 CONTAINER_INPUTS_DIR = "/workspace/inputs"
 CONTAINER_USER = "1000:1000"
 MASTER_ADDR = "127.0.0.1"
+DEFAULT_MASTER_PORT = 29500  # torchrun's; a plan for a real run gets a probed free port instead
 CONFIGS_DIR = "configs"
 WORK_DIR = "work_dir"
 
@@ -49,7 +49,8 @@ class PlanInputs:
     # The optional NPU driver pieces this host has (backends.npu.present_optional_paths()):
     # mounted when present, a warning when not.
     optional_host_paths: tuple[str, ...] = ()
-    # A free port on this host for multi-rank rendezvous; None: probe one (free_port) when planning.
+    # A free port on this host for multi-rank rendezvous (``harness.ports.free_port``, probed by
+    # ``execute.plan_inputs``); None: torchrun's default, DEFAULT_MASTER_PORT.
     master_port: int | None = None
     # PSPNET_CPU_THREADS: torch threads per CPU rank (OMP_NUM_THREADS); None: torch's default for
     # one rank (every core), 1 each for several.
@@ -108,15 +109,7 @@ def describe_nodes(plan: Plan) -> dict:
     }
 
 
-def free_port() -> int:
-    """A TCP port free on this host now. The seed's fixed 29688 made two multi-rank runs on one
-    host (GPU ids 0-3 and 4-7) collide; each run gets its own unless the recipe names one."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind((MASTER_ADDR, 0))
-        return probe.getsockname()[1]
-
-
-def worker_argv(python: str, job_path: str, world_size: int, master_port: int | None = None) -> tuple[str, ...]:
+def worker_argv(python: str, job_path: str, world_size: int, master_port: int = DEFAULT_MASTER_PORT) -> tuple[str, ...]:
     worker = ("-m", "harness.worker", "--job", job_path)
     if world_size == 1:
         return (python, *worker)
@@ -127,7 +120,7 @@ def worker_argv(python: str, job_path: str, world_size: int, master_port: int | 
         f"--nproc_per_node={world_size}",
         "--nnodes=1",
         f"--master_addr={MASTER_ADDR}",
-        f"--master_port={master_port or free_port()}",
+        f"--master_port={master_port}",
         *worker,
     )
 
@@ -283,7 +276,7 @@ def build_plan(recipe: Recipe, inputs: PlanInputs, executor: Executor) -> Plan:
     job = build_job(recipe, inputs, executor)
     job_path = str(PurePosixPath(_paths(inputs, executor)["run"]) / JOB_FILE)
     python = inputs.python if executor == "local" else "python"
-    master_port = None if device.world_size == 1 else (device.master_port or inputs.master_port or free_port())
+    master_port = None if device.world_size == 1 else (device.master_port or inputs.master_port or DEFAULT_MASTER_PORT)
     worker = ("-m", "harness.worker", "--job", job_path)
     environment = {
         "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1",

@@ -8,7 +8,9 @@ import sys
 from importlib import metadata
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from harness import SOURCE_TREE
+
+REPO = SOURCE_TREE
 PACKAGES = ("torch", "torch_npu", "mmcv", "mmcv-lite", "mmengine", "mmsegmentation", "numpy", "docker")
 ENV_PREFIXES = ("ASCEND_", "HCCL_", "TASK_QUEUE", "CUDA_VISIBLE", "NCCL_", "OMP_NUM_THREADS", "TORCH_")
 # What decides a number: the harness code, the recipes, the images' Dockerfiles, the pins. Not

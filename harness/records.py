@@ -99,11 +99,6 @@ class JobRecord(Record):
     overrides: dict[str, Any] = Field(default_factory=dict)
     resume: bool = False
 
-    def to_job(self):
-        from harness.job import Job
-
-        return Job.from_dict(self.model_dump(exclude={"schema_version"}))
-
     @classmethod
     def from_job(cls, job) -> "JobRecord":
         return cls.model_validate(job.to_dict())

@@ -452,20 +452,6 @@ class GroupStore:
         return [GroupDir(p) for p in sorted(self.groups_dir.iterdir()) if p.is_dir() and GROUP_ID_PATTERN.match(p.name)]
 
 
-def read_job_file(path: Path):
-    """The worker's ``Job`` from a job.json (a run folder's, as the worker sees it)."""
-    path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise DamagedRecord(f"{path}: unreadable ({exc.__class__.__name__})") from None
-    return parse_record(JobRecord, text, where=str(path)).to_job()  # type: ignore[attr-defined]
-
-
-def write_job_file(path: Path, job) -> None:
-    write_text_atomic(Path(path), dump_record(JobRecord.from_job(job)))
-
-
 def record_optim_wrapper(run_path: Path, requested: str, used: str) -> None:
     """Add the optimizer wrapper the Runner really built to ``worker_env.json``."""
     path = Path(run_path) / WorkerEnvRecord.FILE

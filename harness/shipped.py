@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-RECIPES_DIR = Path(__file__).resolve().parent / "recipes"
+from harness import PACKAGE_DIR
+
+RECIPES_DIR = PACKAGE_DIR / "recipes"
 
 
 def shipped_recipe(name: str) -> Path | None:

@@ -8,11 +8,13 @@ import json
 import os
 import sys
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 import yaml
 
-from harness.execute import describe_plan
+from harness.execute import plan_inputs
+from harness.executors.planned import describe_plan
 from harness.plan import PlanInputs, build_plan
 from harness.recipe import load_recipe
 from support import RECIPES, run_cli
@@ -203,9 +205,12 @@ def test_plan_depends_on_its_inputs_only(tmp_path, monkeypatch):
 
 def test_each_multi_rank_plan_gets_its_own_free_port():
     """Two 4-rank runs on one host (GPU ids 0-3 and 4-7) must not share a rendezvous port."""
-    probing = replace(INPUTS, master_port=None)  # as `harness run` plans: the port is probed
-    first = plan_for("gpu_full_8p", "docker", "device.count=4", "device.ids=0-3", inputs=probing)
-    second = plan_for("gpu_full_8p", "docker", "device.count=4", "device.ids=4-7", inputs=probing)
+    def as_run_plans(*sets: str):  # `harness run`: execute.plan_inputs probes the port, planning does not
+        loaded = load_recipe(RECIPES / "gpu_full_8p.yaml", list(sets))
+        return build_plan(loaded.recipe, plan_inputs(loaded, Path("/srv/results/runs/R"), Path("/srv/data")), "docker")
+
+    first = as_run_plans("device.count=4", "device.ids=0-3")
+    second = as_run_plans("device.count=4", "device.ids=4-7")
     assert first.master_port != second.master_port
     for plan in (first, second):
         assert 1024 <= plan.master_port <= 65535

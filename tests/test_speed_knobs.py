@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from harness.execute import describe_plan
+from harness.executors.planned import describe_plan
 from harness.plan import PlanInputs, build_plan
 from harness.recipe import load_recipe
 from support import RECIPES, run_cli, require_extra

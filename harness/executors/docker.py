@@ -16,6 +16,8 @@ from pathlib import Path
 
 from harness.errors import EnvironmentNotReady
 from harness.executors.base import LineSink, Outcome, PlanLayout
+from harness.executors.containers import (STOP_TIMEOUT_S, ContainerLog, PreflightError, catch_up, container_kwargs, discard,
+                                          follow)
 from harness.images import ImageError, missing_image_message
 from harness.lifeline import ENV_RUN_LOCK, ENV_TRAINER_LOCK
 from harness.spec import ContainerSpec
@@ -23,19 +25,10 @@ from harness.spec import ContainerSpec
 # The engine .ci/docker-up.sh starts; used when neither DOCKER_HOST nor the system socket is there.
 PROJECT_SOCKET = Path(os.environ.get("PSPNET_DOCKER_RUN", "/run/pspnet-repro-docker")) / "docker.sock"
 SYSTEM_SOCKET = Path("/var/run/docker.sock")
-STOP_TIMEOUT_S = 10
 
 
 class EngineUnavailable(EnvironmentNotReady):
     """No Docker engine answers; ``str()`` says how to start one (exit 3)."""
-
-
-class PreflightError(EnvironmentNotReady):
-    """A spec that cannot start; ``str()`` has one line per problem."""
-
-    def __init__(self, problems: list[str]):
-        super().__init__("\n".join(problems))
-        self.problems = problems
 
 
 @dataclass(frozen=True)
@@ -71,45 +64,6 @@ def connect(timeout: int = 120):
     except (docker.errors.DockerException, OSError) as exc:
         raise EngineUnavailable(f"Docker engine at {url} does not answer ({exc}); {hint}") from None
     return client
-
-
-# ---------------------------------------------------------------------------------------------
-# Spec -> docker-py arguments (pure)
-
-
-def container_kwargs(spec: ContainerSpec) -> dict:
-    """``client.containers.create`` arguments for ``spec``; None-valued options are left out."""
-    import docker.types
-
-    if spec.privileged or spec.cap_add:
-        # Never: not needed for NPUs/GPUs, and the project's engines refuse it anyway.
-        raise PreflightError(["containers never run privileged or with added capabilities"])
-    kwargs = {
-        "image": spec.image,
-        "command": list(spec.command),
-        "environment": {k: str(v) for k, v in spec.environment.items()},
-        "devices": [m.as_docker() for m in spec.devices],
-        # List form ("host:container:mode"), not a dict keyed by host path: the same host path may
-        # be bound at two places.
-        "volumes": [f"{b.host_path}:{b.container_path}:{'ro' if b.read_only else 'rw'}" for b in spec.binds],
-        "shm_size": spec.shm_size,
-        "working_dir": spec.working_dir,
-        "network_mode": spec.network_mode,
-        "hostname": spec.hostname,
-        "runtime": spec.runtime,
-        "user": spec.user,
-        "ipc_mode": spec.ipc_mode,
-        "privileged": False,
-        # tini as PID 1: forwards SIGTERM to the worker (a bare python PID 1 ignores it, so a stop
-        # would wait for SIGKILL) and reaps orphaned data-loader processes.
-        "init": True,
-        "detach": True,
-    }
-    if spec.gpu_device_ids:
-        kwargs["device_requests"] = [
-            docker.types.DeviceRequest(device_ids=list(spec.gpu_device_ids), capabilities=[["gpu"]])
-        ]
-    return {k: v for k, v in kwargs.items() if v is not None}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -153,59 +107,6 @@ def preflight(spec: ContainerSpec, client) -> None:
 # Running
 
 
-class _LineSink:
-    """Splits the container's byte stream into lines for the log file and the callback."""
-
-    def __init__(self, log_path: Path, on_line: Callable[[str], None] | None, *, also: Path | None = None):
-        from harness.output import LineWriter
-
-        self._log = LineWriter(log_path)
-        self._also = LineWriter(also) if also is not None else None  # node 0's lines, also to train.log
-        self._on_line = on_line
-        self._pending = b""
-        self.received = 0  # bytes seen so far: the log is a prefix of the engine's stored log
-
-    def feed(self, chunk: bytes) -> None:
-        self.received += len(chunk)
-        *lines, self._pending = (self._pending + chunk).split(b"\n")
-        for raw in lines:
-            self._emit(raw)
-
-    def _emit(self, raw: bytes) -> None:
-        # Line-buffered: a crash or Ctrl-C keeps everything seen so far; a full disk is noted.
-        text = raw.decode("utf-8", errors="replace") + "\n"
-        self._log.write(text)
-        if self._also is not None:
-            self._also.write(text)
-        if self._on_line:
-            self._on_line(raw.decode("utf-8", errors="replace").rstrip("\r"))
-
-    def close(self) -> None:
-        if self._pending:
-            self._emit(self._pending)
-            self._pending = b""
-        self._log.close()
-        if self._also is not None:
-            self._also.close()
-
-    @property
-    def disk_full(self) -> bool:
-        return self._log.disk_full or bool(self._also and self._also.disk_full)
-
-
-def _follow(container, sink: _LineSink) -> None:
-    for chunk in container.logs(stream=True, follow=True, stdout=True, stderr=True):
-        sink.feed(chunk)
-
-
-def _catch_up(container, sink: _LineSink) -> None:
-    # A follow stream can end before the engine has stored the last, unterminated line (a race
-    # seen with dockerd 20.10); what it missed is the stored log past what we received.
-    stored = container.logs(stdout=True, stderr=True)
-    if len(stored) > sink.received:
-        sink.feed(stored[sink.received:])
-
-
 def _outcome(container, status: dict) -> DockerOutcome:
     container.reload()
     state = container.attrs.get("State", {})
@@ -215,17 +116,6 @@ def _outcome(container, status: dict) -> DockerOutcome:
         container_id=container.id,
         oom_killed=bool(state.get("OOMKilled", False)),
     )
-
-
-def _discard(container, *, stop: bool) -> None:
-    import docker.errors
-
-    try:
-        if stop:
-            container.stop(timeout=STOP_TIMEOUT_S)
-        container.remove(force=True)
-    except docker.errors.NotFound:
-        pass
 
 
 def run_container(
@@ -246,20 +136,20 @@ def run_container(
     log_path = Path(log_path)
     log_path.parent.mkdir(parents=True, exist_ok=True)
     container = client.containers.create(**container_kwargs(spec))
-    sink = _LineSink(log_path, on_line)
+    sink = ContainerLog(log_path, on_line)
     interrupted = False
     try:
         container.start()
-        _follow(container, sink)
+        follow(container, sink)
         status = container.wait()
-        _catch_up(container, sink)
+        catch_up(container, sink)
         return _outcome(container, status)
     except KeyboardInterrupt:
         interrupted = True  # stop politely (SIGTERM, then SIGKILL after the timeout), then remove
         raise
     finally:
         sink.close()
-        _discard(container, stop=interrupted)
+        discard(container, stop=interrupted)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -278,7 +168,7 @@ class DockerExecutor:
         self._client = None
         self._container = None
         self._nodes = None  # docker_nodes.NodeGroup of a multi-node run
-        self._sink: _LineSink | None = None
+        self._sink: ContainerLog | None = None
         self._image: dict[str, Any] = {}
 
     def prepare(self, plan):
@@ -307,7 +197,7 @@ class DockerExecutor:
         if plan.nodes > 1:
             self._start_nodes(plan, run, on_line, lifeline={k: environment[k] for k in (ENV_RUN_LOCK, ENV_TRAINER_LOCK)})
             return
-        self._sink = _LineSink(run.log_file, on_line)
+        self._sink = ContainerLog(run.log_file, on_line)
         self._container = self._client.containers.create(**container_kwargs(spec))
         self._container.start()
 
@@ -323,9 +213,9 @@ class DockerExecutor:
         if self._nodes is not None:
             return self._nodes.wait()
         assert self._container is not None and self._sink is not None, "start() first"
-        _follow(self._container, self._sink)
+        follow(self._container, self._sink)
         status = self._container.wait()
-        _catch_up(self._container, self._sink)
+        catch_up(self._container, self._sink)
         done = _outcome(self._container, status)
         self._finish(stop=False)
         return Outcome(exit_code=done.exit_code, image_id=done.image_id, oom_killed=done.oom_killed,
@@ -340,7 +230,7 @@ class DockerExecutor:
             self._sink = None
         if self._container is not None:
             container, self._container = self._container, None
-            _discard(container, stop=stop)
+            discard(container, stop=stop)
 
     def stop(self) -> None:
         """Stop politely (SIGTERM, SIGKILL after the timeout), keep what it printed, remove it."""
@@ -349,7 +239,7 @@ class DockerExecutor:
         if self._container is not None and self._sink is not None:
             try:
                 self._container.stop(timeout=STOP_TIMEOUT_S)
-                _catch_up(self._container, self._sink)
+                catch_up(self._container, self._sink)
             except Exception:  # the engine may be gone too: removing is all that is left to try
                 pass
         self._finish(stop=True)

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.executors.base import LineSink, Outcome
-from harness.executors.docker import STOP_TIMEOUT_S, _catch_up, _discard, _follow, _LineSink, container_kwargs
+from harness.executors.containers import STOP_TIMEOUT_S, ContainerLog, catch_up, container_kwargs, discard, follow
 from harness.spec import ContainerSpec
 
 LABEL_RUN = "pspnet-repro.run"  # on the run's network and containers: what to clean up
@@ -37,7 +37,7 @@ class _Node:
     rank: int
     hostname: str
     container: Any
-    sink: _LineSink
+    sink: ContainerLog
     follower: threading.Thread | None = None
     finished: dict = field(default_factory=dict)  # State of the exited container
 
@@ -73,13 +73,13 @@ class NodeGroup:
             self._network_name, driver="bridge", labels={LABEL_RUN: self._run_id})
         for rank, (spec, log_path) in enumerate(zip(specs, log_paths)):
             # Node 0 also feeds train.log and the progress display; the others only their own log.
-            sink = _LineSink(log_path, on_line if rank == 0 else None, also=train_log if rank == 0 else None)
+            sink = ContainerLog(log_path, on_line if rank == 0 else None, also=train_log if rank == 0 else None)
             container = self._client.containers.create(
                 **node_create_kwargs(spec, run_id=self._run_id, rank=rank, client=self._client))
             self._nodes.append(_Node(rank, spec.hostname or f"node{rank}", container, sink))
         for node in self._nodes:  # node 0 first: it holds the rendezvous the others connect to
             node.container.start()
-            node.follower = threading.Thread(target=_follow, args=(node.container, node.sink),
+            node.follower = threading.Thread(target=follow, args=(node.container, node.sink),
                                              name=f"follow-{node.hostname}", daemon=True)
             node.follower.start()
 
@@ -88,7 +88,7 @@ class NodeGroup:
         import docker.errors
 
         for container in self._client.containers.list(all=True, filters={"label": f"{LABEL_RUN}={self._run_id}"}):
-            _discard(container, stop=False)
+            discard(container, stop=False)
         for network in self._client.networks.list(names=[self._network_name]):
             try:
                 network.remove()
@@ -147,7 +147,7 @@ class NodeGroup:
                 node.follower.join(FOLLOW_JOIN_S)
                 if not node.follower.is_alive():
                     try:
-                        _catch_up(node.container, node.sink)
+                        catch_up(node.container, node.sink)
                     except Exception:
                         pass
                 node.follower = None
@@ -173,7 +173,7 @@ class NodeGroup:
             node.sink.close()
             self._disk_full = self._disk_full or node.sink.disk_full
             try:
-                _discard(node.container, stop=False)
+                discard(node.container, stop=False)
             except docker.errors.APIError:
                 pass
         if self._network is not None:

@@ -20,29 +20,16 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from harness.event_stream import (  # shared with the writer (the worker's hook)
+    EVAL_ACCURACY, FILE_NAME, GLOBAL_BATCH_SIZE, MAX_ITERS, OPT_BASE_LR, PREFIX, RUN_START, RUN_STOP, SEED,
+    START_ITERATION, STATUS_ABORTED, STATUS_SUCCESS, TRAIN_SAMPLES, TRAIN_WINDOW, WORLD_SIZE)
+
 from .common import POSITION_KEYS, number, train_point
 from .errors import LogParseError
 from .model import Evaluation, FileRecords, Located
 from .reader import Lines
 
 NAME = "harness-events"
-FILE_NAME = "events.mllog"
-PREFIX = ":::MLLOG "
-
-# Event keys: the writer (worker hook) and this parser share these names.
-RUN_START = "run_start"
-RUN_STOP = "run_stop"
-WORLD_SIZE = "world_size"
-GLOBAL_BATCH_SIZE = "global_batch_size"
-OPT_BASE_LR = "opt_base_learning_rate"
-TRAIN_SAMPLES = "train_samples"
-SEED = "seed"
-MAX_ITERS = "max_iters"
-START_ITERATION = "start_iteration"
-TRAIN_WINDOW = "train_window"
-EVAL_ACCURACY = "eval_accuracy"
-STATUS_SUCCESS = "success"
-STATUS_ABORTED = "aborted"
 
 _REQUIRED = ("namespace", "time_ms", "event_type", "key", "value", "metadata")
 _SETTINGS = (WORLD_SIZE, GLOBAL_BATCH_SIZE, OPT_BASE_LR, TRAIN_SAMPLES, SEED, MAX_ITERS,

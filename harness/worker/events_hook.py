@@ -21,7 +21,7 @@ from mmengine.dist import is_main_process
 from mmengine.hooks import Hook
 from mmengine.registry import HOOKS
 
-from harness.logs import events as ev
+from harness import event_stream as ev
 
 HOOK_TYPE = "HarnessEventsHook"
 HOOK_MODULE = __name__

@@ -1,0 +1,36 @@
+"""The plan an executor will run, as ``harness plan`` prints it and ``plan.json`` records it: laid
+out for where the executor runs, with its options and the config changes the worker will make.
+Used by the run engine and by bundle verification alike."""
+from __future__ import annotations
+
+from dataclasses import replace
+
+from harness.executors.base import Executor
+from harness.plan import Plan, PlanInputs, build_plan
+from harness.recipe import LoadedRecipe
+from harness.records import PlanRecord
+from harness.worker.config import config_changes
+
+
+def describe_plan(plan: Plan) -> dict:
+    data = plan.to_dict()
+    data["config_changes"] = config_changes(plan.job)
+    return data
+
+
+def plan_record(plan: Plan) -> PlanRecord:
+    return PlanRecord.model_validate(describe_plan(plan))
+
+
+def planned(loaded: LoadedRecipe, inputs: PlanInputs, executor: Executor) -> Plan:
+    """The plan for ``executor``: laid out for where it runs, named after it."""
+    plan = build_plan(loaded.recipe, inputs, executor.plan_layout)
+    plan = replace(plan, executor=executor.name, executor_options=executor_options(executor))
+    arrange = getattr(executor, "arrange", None)  # an executor's own launch layout (Slurm's rendezvous)
+    return arrange(plan) if arrange else plan
+
+
+def executor_options(executor: Executor) -> dict[str, str]:
+    """The options an executor was built with (``--partition`` ...): recorded in plan.json."""
+    options = getattr(executor, "options", None)
+    return dict(options()) if options else {}
