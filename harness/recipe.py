@@ -5,6 +5,7 @@ names the file, the field and what was expected.
 """
 from __future__ import annotations
 
+import os
 import re
 import sys
 import warnings
@@ -185,6 +186,14 @@ class Synthetic(_Strict):
 # dataset.root's value for "wherever this machine keeps the dataset": the shipped recipes use it,
 # so no recipe points into the installed package's own folder.
 DATA_HOME = "@data-home"
+DATA_HOME_VARIABLE = "PSPNET_DATA"  # where @data-home points
+DEFAULT_DATA_HOME = "data/VOCdevkit"  # under the working directory: compose's PSPNET_DATA default too
+
+
+def data_home() -> Path:
+    """Where the dataset lives unless a command or recipe names a folder: ``$PSPNET_DATA``, else
+    ``./data/VOCdevkit``; absolute, so a message or a recorded run says exactly where."""
+    return Path(os.environ.get(DATA_HOME_VARIABLE) or DEFAULT_DATA_HOME).expanduser().absolute()
 
 
 class Dataset(_Strict):
@@ -391,8 +400,6 @@ class LoadedRecipe:
 
     def dataset_root(self) -> Path | None:
         """The VOCdevkit ``dataset.root`` names (the data home for ``@data-home``); None when synthetic."""
-        from harness.data.layout import data_home
-
         root = self.recipe.dataset.root
         if root is None:
             return None

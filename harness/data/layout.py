@@ -5,6 +5,7 @@ import os
 from pathlib import Path
 
 from harness.errors import BadInput
+from harness.recipe import data_home  # the recipe's @data-home: where the dataset lives by default
 
 VOC = "VOC2012"
 IMAGES = f"{VOC}/JPEGImages"
@@ -18,16 +19,6 @@ REAL_COUNTS = {"train": 1464, "val": 1449, "trainaug": 10582, "aug": 10582 - 146
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 PNG_END = b"\x00\x00\x00\x00IEND\xaeB`\x82"
-
-
-DATA_HOME_VARIABLE = "PSPNET_DATA"
-DEFAULT_DATA_HOME = "data/VOCdevkit"  # under the working directory: compose's PSPNET_DATA default too
-
-
-def data_home() -> Path:
-    """Where the dataset lives unless a command or recipe names a folder: ``$PSPNET_DATA``, else
-    ``./data/VOCdevkit``; absolute, so a message or a recorded run says exactly where."""
-    return Path(os.environ.get(DATA_HOME_VARIABLE) or DEFAULT_DATA_HOME).expanduser().absolute()
 
 
 def download_cache() -> Path:
