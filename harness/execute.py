@@ -29,6 +29,7 @@ from harness.executors import get_executor
 from harness.executors.base import Executor, Outcome
 from harness.plan import CONFIGS_DIR, CONTAINER_USER, CPU_THREADS_VARIABLE, Plan, PlanInputs, build_plan
 from harness.preflight import run_preflight
+from harness.tracking.backends import check_tracking
 from harness.progress import Progress
 from harness.provenance import host_provenance
 from harness.recipe import LoadedRecipe
@@ -120,6 +121,9 @@ def plan_record(plan: Plan) -> PlanRecord:
 
 def planned(loaded: LoadedRecipe, inputs: PlanInputs, executor: Executor) -> Plan:
     """The plan for ``executor``: laid out for where it runs, named after it."""
+    in_container = executor.plan_layout != "local"
+    worker_here = not in_container and executor_options(executor).get("container", "none") == "none"
+    check_tracking(loaded.recipe, str(loaded.path), worker_here=worker_here, in_container=in_container)
     plan = build_plan(loaded.recipe, inputs, executor.plan_layout)
     plan = replace(plan, executor=executor.name, executor_options=executor_options(executor))
     arrange = getattr(executor, "arrange", None)  # an executor's own launch layout (Slurm's rendezvous)

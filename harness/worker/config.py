@@ -86,6 +86,18 @@ def apply_speed_knobs(cfg: MutableMapping, job: Job) -> list[str]:
     return notes
 
 
+def apply_tracking(cfg: MutableMapping, job: Job) -> list[str]:
+    """The recipe's tracking backends after the config's own (mmseg's LocalVisBackend writes the
+    vis_data/scalars.json the harness parses, so it stays); returns notes."""
+    if not job.tracking:
+        return []
+    from harness.tracking.backends import vis_backends
+
+    visualizer = cfg.setdefault("visualizer", {"type": "SegLocalVisualizer", "name": "visualizer"})
+    visualizer["vis_backends"] = [*(visualizer.get("vis_backends") or []), *vis_backends(job.tracking)]
+    return [f"streams to {', '.join(job.tracking['backends'])}"]
+
+
 # Top-level keys the harness itself sets (``adapt``), so overrides may name them even where the
 # stock config has none.
 HARNESS_SET_KEYS = frozenset({"randomness", "work_dir", "launcher", "resume", "load_from", "data_root"})
@@ -181,6 +193,7 @@ def adapt(cfg: MutableMapping, job: Job) -> list[str]:
         cfg, world_size=job.world_size, norm=job.train.norm, amp=job.train.amp
     )
     notes += apply_speed_knobs(cfg, job)
+    notes += apply_tracking(cfg, job)
     for key, value in flatten_overrides(job.overrides).items():
         set_dotted(cfg, key, value)
     cfg["work_dir"] = job.work_dir
@@ -233,6 +246,7 @@ def _skeleton() -> dict:
         "default_hooks": {"logger": {"interval": STOCK}, "checkpoint": {"interval": STOCK}},
         "optim_wrapper": {"type": "OptimWrapper", "optimizer": {"type": "SGD", "lr": STOCK}},
         "env_cfg": {"cudnn_benchmark": STOCK, "dist_cfg": {"backend": STOCK}},
+        "visualizer": {"type": "SegLocalVisualizer", "vis_backends": [{"type": "LocalVisBackend"}], "name": "visualizer"},
     }
 
 
