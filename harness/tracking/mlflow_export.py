@@ -17,6 +17,7 @@ only the metric steps it does not hold yet.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import tempfile
 import time
@@ -38,7 +39,8 @@ BATCH = 100  # MLflow accepts at most 100 params or tags per log_batch call
 METRIC_BATCH = 1000
 ARTIFACT_FOLDER = "harness"
 # MLflow retries an unreachable server for minutes by default; a command line should say so sooner.
-HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_TIMEOUT": "30"}
+HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+                 "MLFLOW_HTTP_REQUEST_TIMEOUT": "30"}
 MLFLOW_STATUS = {"succeeded": "FINISHED", "failed": "FAILED", "interrupted": "KILLED"}
 
 
@@ -171,6 +173,8 @@ class MlflowExporter:
         for name, value in HTTP_DEFAULTS.items():
             os.environ.setdefault(name, value)
         mlflow, self.Metric, self.Param, self.RunTag, self.MlflowException = _mlflow()
+        # MLflow's INFO lines (creating a SQLite store's tables) would interleave with the harness's own
+        logging.getLogger("mlflow").setLevel(logging.WARNING)
         self.uri = tracking_uri
         self.experiment = experiment
         self.client = mlflow.MlflowClient(tracking_uri=tracking_uri)
@@ -196,7 +200,8 @@ class MlflowExporter:
         try:
             return self._export(run)
         except self.MlflowException as exc:
-            raise EnvironmentNotReady(f"{self.uri}: the MLflow store refused run {run.run_id}: {_first_line(exc)}") from None
+            # an unreachable server arrives here too, wrapped by MLflow's REST client
+            raise EnvironmentNotReady(f"{self.uri}: the MLflow store failed on run {run.run_id}: {_first_line(exc)}") from None
         except OSError as exc:  # requests' connection errors are OSErrors too
             raise EnvironmentNotReady(f"{self.uri}: cannot reach the MLflow store ({_first_line(exc)})") from None
 
