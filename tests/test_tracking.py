@@ -54,7 +54,7 @@ def test_plan_streams_to_the_backends_after_mmsegs_local_one():
     changes = plan["config_changes"]
     assert "visualizer.vis_backends.0.type" not in changes  # LocalVisBackend stays as it was
     assert changes["visualizer.vis_backends.1.type"] == "TensorboardVisBackend"
-    assert changes["visualizer.vis_backends.2.type"] == "MLflowVisBackend"
+    assert changes["visualizer.vis_backends.2.type"] == "GuardedMLflowVisBackend"
     assert changes["visualizer.vis_backends.2.tags.harness.run_id"] == "<run-id>"
     assert changes["visualizer.vis_backends.2.artifact_location"] == "/tmp/mlartifacts"  # beside the store
 
@@ -71,7 +71,8 @@ def test_the_worker_config_keeps_local_vis_and_adds_the_backends(tmp_path):
     job = replace(job, config=str(loaded.config_path))  # the recipe's own config, not the run folder's copy
     cfg, notes = build_config(job)
     backends = cfg["visualizer"]["vis_backends"]
-    assert [b["type"] for b in backends] == ["LocalVisBackend", "TensorboardVisBackend", "MLflowVisBackend"]
+    assert [b["type"] for b in backends] == ["LocalVisBackend", "TensorboardVisBackend", "GuardedMLflowVisBackend"]
+    assert "harness.worker.vis_backends" in cfg["custom_imports"]["imports"]
     assert backends[2]["exp_name"] == "cpu-runs" and backends[2]["tracking_uri"] == f"sqlite:///{tmp_path}/m.db"
     assert backends[2]["tags"] == {"harness.run_id": "RUN-1", "harness.recipe": "smoke_cpu"}
     assert "streams to tensorboard, mlflow" in notes
@@ -219,10 +220,29 @@ def test_export_refuses_bad_input_and_an_unreachable_store_in_one_line(stored_ru
                        cwd=tmp_path, timeout=300)
         lines = proc.stderr.strip().splitlines()
         assert proc.returncode == code and len(lines) == 1 and expected in lines[0], proc.stderr
+    assert not (tmp_path / "mlflow.db").exists()
+
+
+def test_an_ingested_run_exports_and_a_run_that_cannot_leaves_nothing_sent(stored_run, tmp_path):
+    """A run ingested from logs made elsewhere (no plan.json) exports; a command with one run that
+    cannot be exported (no result.json) sends none of its runs."""
+    pytest.importorskip("mlflow", reason="the tracking extra is not installed")
+    results, run_id = stored_run
+    ingested = run_cli("ingest", str(REPO / "tests" / "fixtures" / "logs" / "own_smoke_cpu_1p"), "--results", str(results))
+    assert ingested.returncode == 0, ingested.stderr
+    [other] = [p.name for p in (results / "runs").iterdir() if p.name != run_id]
     (results / "runs" / run_id / "result.json").unlink()
-    proc = run_cli("export", "mlflow", run_id, "--results", str(results), "--tracking-uri", uri, cwd=tmp_path)
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    proc = run_cli("export", "mlflow", other, run_id, "--results", str(results), "--tracking-uri", uri, cwd=tmp_path)
     assert proc.returncode == 2 and proc.stderr.strip().endswith(f"run {run_id}: no result.json yet (still running, "
                                                                  "or never parsed); nothing to export"), proc.stderr
+    assert mlflow_runs(uri)[1] == []
+    proc = run_cli("export", "mlflow", other, "--results", str(results), "--tracking-uri", uri, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    client, [run] = mlflow_runs(uri)
+    assert run.data.tags["harness.run_id"] == other and "plan.executor" not in run.data.params
+    assert run.data.params["provenance.ingested_from"].endswith("own_smoke_cpu_1p")
+    assert run.data.metrics["best.mIoU"] == pytest.approx(68.62)
 
 
 def test_export_without_the_extra_names_it(stored_run, tmp_path):
@@ -250,3 +270,34 @@ def test_the_images_carry_the_tracking_extra():
         for lock in locks.lock_paths(kind, REPO):
             versions = locks.locked_versions(lock)
             assert {name: versions.get(name) for name in pins} == pins, lock
+
+
+def test_a_tracking_server_that_fails_stops_the_stream_not_the_training(tmp_path, monkeypatch):
+    """The worker's MLflow backend (mmengine's, guarded): an unreachable server is one warning in
+    the training log, then silence; a reachable store gets the scalars and the config."""
+    pytest.importorskip("mmseg", reason="the training stack is not installed")
+    pytest.importorskip("mlflow", reason="the tracking extra is not installed")
+    from mmengine.config import Config
+    from mmengine.logging import MMLogger
+
+    from harness.worker.vis_backends import GuardedMLflowVisBackend
+
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    log = tmp_path / "train.log"
+    MMLogger.get_instance("tracking-test", log_file=str(log))
+    down = GuardedMLflowVisBackend(save_dir=str(tmp_path / "vis"), tracking_uri=f"http://127.0.0.1:{free_port()}")
+    down.add_scalars({"loss": 1.0}, step=1)  # raised from inside the logger hook before
+    down.add_scalars({"loss": 0.9}, step=2)
+    down.close()
+    warnings = [line for line in log.read_text().splitlines() if "MLflow streaming stopped" in line]
+    assert down.stopped and len(warnings) == 1 and "the training goes on" in warnings[0]
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    up = GuardedMLflowVisBackend(save_dir=str(tmp_path / "vis"), tracking_uri=uri, exp_name="guarded",
+                                 tags={"harness.run_id": "RUN-1"}, artifact_location=str(tmp_path / "artifacts"))
+    up.add_config(Config(dict(work_dir=str(tmp_path / "vis"), train_cfg=dict(max_iters=20))))
+    up.add_scalars({"loss": 1.0}, step=5)
+    up.close()
+    client, [run] = mlflow_runs(uri)
+    assert not up.stopped and run.info.status == "FINISHED" and run.data.params["train_cfg.max_iters"] == "20"
+    assert history(client, run, "loss") == [(5, 1.0)]

@@ -23,7 +23,9 @@ ARTIFACTS_FOLDER = "mlartifacts"  # next to a SQLite store's file, as `mlflow se
 # alembic, which mlflow-skinny leaves out.
 BACKEND_MODULES = {"tensorboard": ("tensorboard",), "mlflow": ("mlflow",)}
 STORE_MODULES = {"sqlite": ("sqlalchemy", "alembic")}
-VIS_BACKEND_TYPES = {"tensorboard": "TensorboardVisBackend", "mlflow": "MLflowVisBackend"}
+# mlflow: mmengine's MLflowVisBackend, whose failures stop the stream rather than the training
+VIS_BACKEND_TYPES = {"tensorboard": "TensorboardVisBackend", "mlflow": "GuardedMLflowVisBackend"}
+HARNESS_VIS_BACKENDS_MODULE = "harness.worker.vis_backends"  # registers GuardedMLflowVisBackend
 
 
 def uri_scheme(uri: str) -> str:

@@ -29,7 +29,7 @@ import yaml
 
 from harness.bundles.pack import BundleSource, write_bundle
 from harness.errors import BadInput, EnvironmentNotReady
-from harness.records import RunResult
+from harness.records import PlanRecord, RunResult, RunStatus
 from harness.runs import RunDir
 from harness.tracking.backends import EXTRA_HINT, RECIPE_TAG, RUN_ID_TAG, artifact_location
 
@@ -103,9 +103,10 @@ def run_params(run: RunDir) -> dict[str, str]:
     recipe.pop("published", None)  # context rows, not settings of this run
     recipe.pop("description", None)
     params = _flatten(recipe, "recipe")
-    plan = run.plan()
-    params.update(_flatten({"executor": plan.executor, "backend": plan.backend, "dist_backend": plan.dist_backend,
-                            "world_size": plan.world_size, "device_ids": plan.device_ids}, "plan"))
+    plan = run.read(PlanRecord)  # an ingested run (logs made elsewhere) has none
+    if plan is not None:
+        params.update(_flatten({"executor": plan.executor, "backend": plan.backend, "dist_backend": plan.dist_backend,
+                                "world_size": plan.world_size, "device_ids": plan.device_ids}, "plan"))
     provenance = run.provenance()
     if provenance is not None:
         image = provenance.image
@@ -114,6 +115,7 @@ def run_params(run: RunDir) -> dict[str, str]:
             "harness_dirty": provenance.harness_dirty, "python": provenance.python, "platform": provenance.platform,
             "machine": provenance.machine, "packages": provenance.packages,
             "image": {"tag": image.tag, "id": image.image_id} if image else None,
+            "ingested_from": provenance.ingested_from,
         }, "provenance"))
     worker = run.worker_env()
     if worker is not None:
@@ -166,6 +168,30 @@ def _millis(stamp: str | None) -> int | None:
         return None
 
 
+@dataclass
+class ExportContent:
+    """What an export sends for one run, all read (and the bundle written) before MLflow is touched."""
+
+    status: RunStatus
+    result: RunResult
+    params: dict[str, str]
+    tags: dict[str, str]
+    points: dict[str, list[tuple[int, float]]]
+    bundle: Path
+
+    @classmethod
+    def of(cls, run: RunDir, folder: Path) -> "ExportContent":
+        problem = run.damage()
+        if problem:
+            raise ExportError(f"run {run.run_id} cannot be exported: {problem}")
+        result = run.result()
+        if result is None:
+            raise ExportError(f"run {run.run_id}: no result.json yet (still running, or never parsed); nothing to export")
+        bundle = folder / f"{run.run_id}.tar.gz"
+        write_bundle(BundleSource(runs=[run]), bundle)
+        return cls(run.status(), result, run_params(run), run_tags(run, result), run_metrics(result), bundle)
+
+
 class MlflowExporter:
     """One tracking store; ``export`` sends one harness run."""
 
@@ -196,47 +222,39 @@ class MlflowExporter:
                                         order_by=["attributes.start_time ASC"], max_results=1)
         return found[0] if found else None
 
-    def export(self, run: RunDir) -> ExportOutcome:
+    def export(self, run: RunDir, content: "ExportContent") -> ExportOutcome:
         try:
-            return self._export(run)
+            return self._send(run, content)
         except self.MlflowException as exc:
             # an unreachable server arrives here too, wrapped by MLflow's REST client
             raise EnvironmentNotReady(f"{self.uri}: the MLflow store failed on run {run.run_id}: {_first_line(exc)}") from None
         except OSError as exc:  # requests' connection errors are OSErrors too
             raise EnvironmentNotReady(f"{self.uri}: cannot reach the MLflow store ({_first_line(exc)})") from None
 
-    def _export(self, run: RunDir) -> ExportOutcome:
-        problem = run.damage()
-        if problem:
-            raise ExportError(f"run {run.run_id} cannot be exported: {problem}")
-        result = run.result()
-        if result is None:
-            raise ExportError(f"run {run.run_id}: no result.json yet (still running, or never parsed); nothing to export")
-        status = run.status()
+    def _send(self, run: RunDir, content: "ExportContent") -> ExportOutcome:
         existing = self._find(run.run_id)
-        experiment = self.experiment or result.recipe
+        experiment = self.experiment or content.result.recipe
         if existing is None:
-            mlflow_run = self.client.create_run(self._experiment_id(experiment), start_time=_millis(status.started),
+            mlflow_run = self.client.create_run(self._experiment_id(experiment), start_time=_millis(content.status.started),
                                                 tags={RUN_ID_TAG: run.run_id}, run_name=run.run_id)
         else:
             mlflow_run = existing
             experiment = self.client.get_experiment(existing.info.experiment_id).name
         mlflow_id = mlflow_run.info.run_id
         held = mlflow_run.data.params
-        params = run_params(run)
-        new_params = [self.Param(key, value) for key, value in sorted(params.items()) if key not in held]
+        new_params = [self.Param(key, value) for key, value in sorted(content.params.items()) if key not in held]
         for start in range(0, len(new_params), BATCH):
             self.client.log_batch(mlflow_id, params=new_params[start:start + BATCH])
-        tags = [self.RunTag(key, value) for key, value in sorted(run_tags(run, result).items())]
+        tags = [self.RunTag(key, value) for key, value in sorted(content.tags.items())]
         for start in range(0, len(tags), BATCH):
             self.client.log_batch(mlflow_id, tags=tags[start:start + BATCH])
-        logged, present = self._log_new_points(mlflow_id, run_metrics(result))
-        self._log_bundle(mlflow_id, run)
+        logged, present = self._log_new_points(mlflow_id, content.points)
+        self.client.log_artifact(mlflow_id, str(content.bundle), ARTIFACT_FOLDER)
         state = MLFLOW_STATUS.get(run.effective_state())
         if state is not None:
-            self.client.set_terminated(mlflow_id, status=state, end_time=_millis(status.finished))
+            self.client.set_terminated(mlflow_id, status=state, end_time=_millis(content.status.finished))
         return ExportOutcome(run.run_id, mlflow_id, experiment, existing is None, len(new_params),
-                             len(set(params) & set(held)), logged, present)
+                             len(set(content.params) & set(held)), logged, present)
 
     def _log_new_points(self, mlflow_id: str, points: dict[str, list[tuple[int, float]]]) -> tuple[int, int]:
         now = int(time.time() * 1000)
@@ -253,12 +271,6 @@ class MlflowExporter:
             self.client.log_batch(mlflow_id, metrics=new[start:start + METRIC_BATCH])
         return len(new), present
 
-    def _log_bundle(self, mlflow_id: str, run: RunDir) -> None:
-        with tempfile.TemporaryDirectory(prefix="harness-export-") as folder:
-            bundle = Path(folder) / f"{run.run_id}.tar.gz"
-            write_bundle(BundleSource(runs=[run]), bundle)
-            self.client.log_artifact(mlflow_id, str(bundle), ARTIFACT_FOLDER)
-
 
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
@@ -267,4 +279,8 @@ def _first_line(exc: BaseException) -> str:
 
 def export_runs(runs: list[RunDir], tracking_uri: str, experiment: str | None = None) -> list[ExportOutcome]:
     exporter = MlflowExporter(tracking_uri, experiment)
-    return [exporter.export(run) for run in runs]
+    with tempfile.TemporaryDirectory(prefix="harness-export-") as folder:
+        # Every run is read (and bundled) before MLflow is touched: a run that cannot be exported
+        # leaves no half-made MLflow run behind, and no earlier run of the same command sent.
+        contents = [ExportContent.of(run, Path(folder)) for run in runs]
+        return [exporter.export(run, content) for run, content in zip(runs, contents)]

@@ -78,12 +78,17 @@ def apply_speed_knobs(cfg: MutableMapping, job: Job) -> list[str]:
     if train.channels_last:
         hooks = [hook for hook in (cfg.get("custom_hooks") or []) if hook.get("type") != CHANNELS_LAST_HOOK]
         cfg["custom_hooks"] = [*hooks, {"type": CHANNELS_LAST_HOOK}]
-        imports = dict(cfg.get("custom_imports") or {})
-        modules = list(imports.get("imports") or [])
-        cfg["custom_imports"] = {**imports, "imports": [*modules, HOOKS_MODULE] if HOOKS_MODULE not in modules else modules,
-                                 "allow_failed_imports": False}
+        add_custom_import(cfg, HOOKS_MODULE)
         notes.append("channels_last model")
     return notes
+
+
+def add_custom_import(cfg: MutableMapping, module: str) -> None:
+    """A harness module that registers what the config names (a hook, a vis backend)."""
+    imports = dict(cfg.get("custom_imports") or {})
+    modules = list(imports.get("imports") or [])
+    cfg["custom_imports"] = {**imports, "imports": [*modules, module] if module not in modules else modules,
+                             "allow_failed_imports": False}
 
 
 def apply_tracking(cfg: MutableMapping, job: Job) -> list[str]:
@@ -91,10 +96,12 @@ def apply_tracking(cfg: MutableMapping, job: Job) -> list[str]:
     vis_data/scalars.json the harness parses, so it stays); returns notes."""
     if not job.tracking:
         return []
-    from harness.tracking.backends import vis_backends
+    from harness.tracking.backends import HARNESS_VIS_BACKENDS_MODULE, vis_backends
 
     visualizer = cfg.setdefault("visualizer", {"type": "SegLocalVisualizer", "name": "visualizer"})
     visualizer["vis_backends"] = [*(visualizer.get("vis_backends") or []), *vis_backends(job.tracking)]
+    if "mlflow" in job.tracking["backends"]:
+        add_custom_import(cfg, HARNESS_VIS_BACKENDS_MODULE)
     return [f"streams to {', '.join(job.tracking['backends'])}"]
 
 
