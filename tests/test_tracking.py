@@ -147,6 +147,7 @@ def test_export_of_a_stored_run_twice_gives_one_mlflow_run_without_duplicates(st
 
     assert run.info.status == "FINISHED" and run.info.run_name == run_id
     assert run.data.tags["harness.run_id"] == run_id and run.data.tags["harness.state"] == "succeeded"
+    assert run.data.tags["harness.device"] == "CPU-1p" and run.data.tags["harness.recipe"] == "smoke_cpu"
     assert run.data.tags["harness.verdict.mIoU"] == result.verdict("mIoU").status
     params = run.data.params
     assert params["recipe.train.iterations"] == "400" and params["plan.executor"] == "local"

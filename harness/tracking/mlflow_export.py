@@ -150,7 +150,7 @@ def run_metrics(result: RunResult) -> dict[str, list[tuple[int, float]]]:
 
 def run_tags(run: RunDir, result: RunResult) -> dict[str, str]:
     tags = {RUN_ID_TAG: run.run_id, RECIPE_TAG: result.recipe, "harness.state": run.effective_state(),
-            "harness.mode": result.mode, "harness.device": f"{result.device.kind}x{result.device.count}",
+            "harness.mode": result.mode, "harness.device": f"{result.device.kind.upper()}-{result.device.count}p",
             "harness.compared": result.compared, "harness.partial": str(result.partial).lower()}
     for verdict in result.verdicts:
         tags[f"harness.verdict.{_key(verdict.metric)}"] = verdict.status
