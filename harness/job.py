@@ -46,6 +46,8 @@ class Job:
     checkpoint: str | None = None
     overrides: dict[str, Any] = field(default_factory=dict)
     resume: bool = False
+    # harness.tracking.backends.job_tracking: the vis backends to stream to (None: mmseg's local one only)
+    tracking: dict[str, Any] | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -13,6 +13,7 @@ from harness.launch import NODE_HOSTNAME, SCHEDULERS, NodeLaunch, build_node_lau
 from harness.ranktable import CONTAINER_RANK_TABLE
 from harness.recipe import Recipe
 from harness.spec import BindMount, ContainerSpec, LaunchSpec
+from harness.tracking.backends import job_tracking
 
 Executor = str  # an executor name; the layout of its paths is PlanLayout ("local" or "docker")
 
@@ -180,6 +181,7 @@ def build_job(recipe: Recipe, inputs: PlanInputs, executor: Executor) -> Job:
         checkpoint=paths["checkpoint"],
         overrides=dict(recipe.model.overrides),
         resume=inputs.resume,
+        tracking=job_tracking(recipe, PurePosixPath(inputs.run_dir).name),
     )
 
 

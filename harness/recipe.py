@@ -246,6 +246,43 @@ class Eval(_Strict):
     checkpoint: str = Field(description="checkpoint to evaluate (path, relative to the recipe file)")
 
 
+TrackingBackend = Literal["tensorboard", "mlflow"]
+# MLflow stores that are a path on the worker's machine, and how an absolute one starts after "scheme:".
+LOCAL_STORE_PREFIXES = {"sqlite": "////", "file": "///"}
+
+
+class Tracking(_Strict):
+    """Experiment tracking: mmengine vis backends that stream the curves live (harness.tracking)."""
+
+    backends: list[TrackingBackend] = Field(
+        min_length=1, description="where the worker streams scalars besides its own vis_data: tensorboard, mlflow"
+    )
+    mlflow_uri: str | None = Field(
+        default=None, description="with mlflow: the tracking URI, e.g. http://127.0.0.1:5000 or sqlite:////abs/mlflow.db"
+    )
+    experiment: str | None = Field(default=None, max_length=200, description="MLflow experiment name; default: the recipe's name")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "Tracking":
+        if len(set(self.backends)) != len(self.backends):
+            raise ValueError(f"backends {self.backends} names a backend twice")
+        if "mlflow" in self.backends and not self.mlflow_uri:
+            raise ValueError("mlflow_uri is required with backend mlflow (e.g. http://127.0.0.1:5000 or "
+                             "sqlite:////abs/path/mlflow.db)")
+        if self.mlflow_uri is not None:
+            if "mlflow" not in self.backends:
+                raise ValueError("mlflow_uri goes with backend mlflow")
+            scheme, sep, rest = self.mlflow_uri.partition(":")
+            if not sep or not re.fullmatch(r"[a-z][a-z0-9+.-]*", scheme):
+                raise ValueError(f"mlflow_uri {self.mlflow_uri!r}: expected a URI with a scheme (http://, https://, sqlite:///)")
+            prefix = LOCAL_STORE_PREFIXES.get(scheme)
+            if prefix and not rest.startswith(prefix):
+                # relative to whichever folder the worker runs in: never where the user looks
+                raise ValueError(f"mlflow_uri {self.mlflow_uri!r}: a {scheme} store needs an absolute path "
+                                 f"({scheme}:{prefix}abs/path)")
+        return self
+
+
 class Recipe(_Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
     description: str = ""
@@ -258,6 +295,7 @@ class Recipe(_Strict):
     reference: Reference
     published: list[PublishedRow] = Field(default_factory=list, description="further published rows shown for context, not judged")
     eval: Eval | None = None
+    tracking: Tracking | None = Field(default=None, description="stream the run's curves to TensorBoard and/or MLflow")
     timeout_minutes: float | None = Field(default=None, gt=0)
 
     @model_validator(mode="after")

@@ -98,6 +98,7 @@ class JobRecord(Record):
     checkpoint: str | None = None
     overrides: dict[str, Any] = Field(default_factory=dict)
     resume: bool = False
+    tracking: dict[str, Any] | None = None  # the recipe's tracking section as the worker applies it
 
     @classmethod
     def from_job(cls, job) -> "JobRecord":

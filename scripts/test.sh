@@ -8,7 +8,7 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-python -m pip install -q -e ".[train,test,k8s]"
+python -m pip install -q -e ".[train,test,k8s,tracking]"
 
 started_engine=0
 started_slurm=0

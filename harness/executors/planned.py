@@ -9,6 +9,7 @@ from harness.executors.base import Executor
 from harness.plan import Plan, PlanInputs, build_plan
 from harness.recipe import LoadedRecipe
 from harness.records import PlanRecord
+from harness.tracking.backends import check_tracking
 from harness.worker.config import config_changes
 
 
@@ -24,6 +25,9 @@ def plan_record(plan: Plan) -> PlanRecord:
 
 def planned(loaded: LoadedRecipe, inputs: PlanInputs, executor: Executor) -> Plan:
     """The plan for ``executor``: laid out for where it runs, named after it."""
+    in_container = executor.plan_layout != "local"
+    worker_here = not in_container and executor_options(executor).get("container", "none") == "none"
+    check_tracking(loaded.recipe, str(loaded.path), worker_here=worker_here, in_container=in_container)
     plan = build_plan(loaded.recipe, inputs, executor.plan_layout)
     plan = replace(plan, executor=executor.name, executor_options=executor_options(executor))
     arrange = getattr(executor, "arrange", None)  # an executor's own launch layout (Slurm's rendezvous)

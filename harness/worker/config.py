@@ -78,12 +78,31 @@ def apply_speed_knobs(cfg: MutableMapping, job: Job) -> list[str]:
     if train.channels_last:
         hooks = [hook for hook in (cfg.get("custom_hooks") or []) if hook.get("type") != CHANNELS_LAST_HOOK]
         cfg["custom_hooks"] = [*hooks, {"type": CHANNELS_LAST_HOOK}]
-        imports = dict(cfg.get("custom_imports") or {})
-        modules = list(imports.get("imports") or [])
-        cfg["custom_imports"] = {**imports, "imports": [*modules, HOOKS_MODULE] if HOOKS_MODULE not in modules else modules,
-                                 "allow_failed_imports": False}
+        add_custom_import(cfg, HOOKS_MODULE)
         notes.append("channels_last model")
     return notes
+
+
+def add_custom_import(cfg: MutableMapping, module: str) -> None:
+    """A harness module that registers what the config names (a hook, a vis backend)."""
+    imports = dict(cfg.get("custom_imports") or {})
+    modules = list(imports.get("imports") or [])
+    cfg["custom_imports"] = {**imports, "imports": [*modules, module] if module not in modules else modules,
+                             "allow_failed_imports": False}
+
+
+def apply_tracking(cfg: MutableMapping, job: Job) -> list[str]:
+    """The recipe's tracking backends after the config's own (mmseg's LocalVisBackend writes the
+    vis_data/scalars.json the harness parses, so it stays); returns notes."""
+    if not job.tracking:
+        return []
+    from harness.tracking.backends import HARNESS_VIS_BACKENDS_MODULE, vis_backends
+
+    visualizer = cfg.setdefault("visualizer", {"type": "SegLocalVisualizer", "name": "visualizer"})
+    visualizer["vis_backends"] = [*(visualizer.get("vis_backends") or []), *vis_backends(job.tracking)]
+    if "mlflow" in job.tracking["backends"]:
+        add_custom_import(cfg, HARNESS_VIS_BACKENDS_MODULE)
+    return [f"streams to {', '.join(job.tracking['backends'])}"]
 
 
 # Top-level keys the harness itself sets (``adapt``), so overrides may name them even where the
@@ -181,6 +200,7 @@ def adapt(cfg: MutableMapping, job: Job) -> list[str]:
         cfg, world_size=job.world_size, norm=job.train.norm, amp=job.train.amp
     )
     notes += apply_speed_knobs(cfg, job)
+    notes += apply_tracking(cfg, job)
     for key, value in flatten_overrides(job.overrides).items():
         set_dotted(cfg, key, value)
     cfg["work_dir"] = job.work_dir
@@ -233,6 +253,7 @@ def _skeleton() -> dict:
         "default_hooks": {"logger": {"interval": STOCK}, "checkpoint": {"interval": STOCK}},
         "optim_wrapper": {"type": "OptimWrapper", "optimizer": {"type": "SGD", "lr": STOCK}},
         "env_cfg": {"cudnn_benchmark": STOCK, "dist_cfg": {"backend": STOCK}},
+        "visualizer": {"type": "SegLocalVisualizer", "vis_backends": [{"type": "LocalVisBackend"}], "name": "visualizer"},
     }
 
 
