@@ -25,7 +25,7 @@ from harness.configs import copy_config_files
 from harness.data.resolve import resolve_dataset, verify_dataset
 from harness.backends import npu as npu_backend
 from harness.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_RUN_FAILED, BadInput, EnvironmentNotReady
-from harness.executors import get_executor
+from harness.executors import build_executor, get_executor
 from harness.executors.base import Executor, Outcome
 from harness.plan import CONFIGS_DIR, CONTAINER_USER, CPU_THREADS_VARIABLE, Plan, PlanInputs, build_plan
 from harness.preflight import run_preflight
@@ -412,7 +412,7 @@ def resume_run(run_id: str, *, results_dir: Path, quiet: bool = False, force: bo
         recorded_plan, recorded_job = run.plan(), run.job()
         _wait_for_old_trainer(run)
         run_preflight(loaded.recipe, results_dir)
-        executor = get_executor(recorded_plan.executor)(**recorded_plan.executor_options)
+        executor = build_executor(recorded_plan.executor, recorded_plan.executor_options, str(run.plan_file))
         dataset_dir = dataset_folder(loaded)
         recorded = run.dataset()
         dataset = verify_dataset(dataset_dir, f"{loaded.path}: dataset",

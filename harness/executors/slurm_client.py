@@ -10,7 +10,7 @@ import re
 import shutil
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,11 +48,11 @@ def _run(argv: list[str]) -> subprocess.CompletedProcess:
         raise EnvironmentNotReady(f"`{' '.join(argv)}` did not answer in {COMMAND_TIMEOUT_S} s: is slurmctld up?") from None
 
 
-def submit(script: Path) -> str:
-    """``sbatch --parsable SCRIPT`` -> the job id. A rejected job (unknown partition, more nodes
-    than the partition has, a bad gres) is bad input; a controller that does not answer is not."""
+def submit(script: Path, arguments: Sequence[str] = ()) -> str:
+    """``sbatch --parsable ARGUMENTS SCRIPT`` -> the job id. A rejected job (unknown partition, more
+    nodes than the partition has, a bad gres) is bad input; a controller that does not answer is not."""
     require_slurm()
-    done = _run(["sbatch", "--parsable", str(script)])
+    done = _run(["sbatch", "--parsable", *arguments, str(script)])
     if done.returncode != 0:
         message = " ".join(done.stderr.split()) or f"exit code {done.returncode}"
         if "Unable to contact" in message or "Connection refused" in message:
