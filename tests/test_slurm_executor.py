@@ -337,3 +337,11 @@ def test_a_results_path_with_spaces_quotes_newline_and_percent_works(tmp_path, s
     assert (run / f"slurm-{status(run)['slurm_job_id']}.out").is_file()
     assert json.loads((run / "result.json").read_text())["iterations"] == 20
     assert not [p for p in tmp_path.rglob("pwned")], "a command from the path ran"
+    # S6's route: an option edited into plan.json is checked again when --resume rebuilds the executor
+    plan = json.loads((run / "plan.json").read_text())
+    plan["executor_options"]["gres"] = "none\ntouch pwned"
+    (run / "plan.json").write_text(json.dumps(plan))
+    before = (run / "status.json").read_text()
+    code, out = finished(harness("run", "--resume", run.name, "--force", results=results, cwd=tmp_path))
+    assert code == 2 and "--gres 'none\\ntouch pwned': expected" in out and "Traceback" not in out, out
+    assert (run / "status.json").read_text() == before and not [p for p in tmp_path.rglob("pwned")]
