@@ -176,3 +176,30 @@ def test_compare_of_an_unknown_side_is_one_line_exit_2(tmp_path, side, expected)
     proc = run_cli("compare", runs["a0"].run_id, side, "--results", str(tmp_path))
     assert proc.returncode == 2 and expected in proc.stderr and "Traceback" not in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
+
+
+# -- repeat counts and seeds are bounded, ASCII digits only (issue 17: M9, L2) ---------------------
+
+
+@pytest.mark.parametrize("args, field", [
+    (["--repeat", "1001"], "--repeat"), (["--repeat", "100000"], "--repeat"), (["--repeat", "\u0663"], "--repeat"),
+    (["--seeds", "-1"], "--seeds"), (["--seeds", "99999999999999999999999"], "--seeds"),
+    (["--seeds", "0,4294967296"], "--seeds"), (["--seeds", "\u0660,\u0661"], "--seeds"), (["--seeds", "+1,2"], "--seeds"),
+    (["--set", "train.seed=-1"], "train.seed"), (["--set", "train.seed=4294967296"], "train.seed"),
+    (["--set", "train.seed=\u0663"], "train.seed"),
+])
+def test_repeat_and_seeds_out_of_range_are_one_line_exit_2_before_any_work(tmp_path, capsys, args, field):
+    from harness.cli import main
+
+    try:
+        code = main(["run", str(REPO / "recipes" / "smoke_cpu.yaml"), "--results", str(tmp_path / "results"), *args])
+    except SystemExit as exit_:  # argparse's own refusal
+        code = exit_.code
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and field in err and "Traceback" not in err, err
+    assert not (tmp_path / "results").exists()
+
+
+def test_the_largest_seed_and_repeat_are_accepted():
+    assert parse_seeds("0,4294967295", None) == [0, 4294967295]
+    assert len(parse_seeds(None, 1000)) == 1000
