@@ -178,6 +178,17 @@ def test_compare_of_an_unknown_side_is_one_line_exit_2(tmp_path, side, expected)
     assert len(proc.stderr.strip().splitlines()) == 1
 
 
+def test_compare_output_that_is_a_file_is_one_line_exit_2_and_the_file_is_kept(tmp_path):
+    """M12: -o names a folder; an existing file there is bad input, checked before anything is drawn."""
+    runs, _ = fixture_store(tmp_path)
+    existing = tmp_path / "taken"
+    existing.write_text("mine\n")
+    proc = run_cli("compare", runs["a0"].run_id, runs["b0"].run_id, "--results", str(tmp_path), "-o", str(existing))
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert proc.stderr.strip().splitlines() == [f"harness: error: -o {existing}: expected a folder, found a file"]
+    assert existing.read_text() == "mine\n" and proc.stdout == ""
+
+
 # -- repeat counts and seeds are bounded, ASCII digits only (issue 17: M9, L2) ---------------------
 
 
