@@ -2,7 +2,11 @@
 a real two-node cluster (``.ci/slurm-up.sh``)."""
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -182,3 +186,63 @@ def test_a_hostile_path_stays_inside_its_quotes(tmp_path):
     inner = words.stdout.split("<-c>\n<", 1)[1].rsplit(">", 1)[0]
     assert f"--volume={HOSTILE_DIR}:{HOSTILE_DIR}:rw" in shlex_words(inner)
     assert "--name=pspnet-r1-node$SLURM_NODEID" in inner  # the one expression, expanded on the node
+
+
+# -- a controller outage is waited out (issue 17: M6) -------------------------------------------------
+
+
+def test_backoff_doubles_to_a_cap_and_gives_up_after_the_limit():
+    now = [0.0]
+    backoff = slurm_client.Backoff(limit_s=120, first_s=1, cap_s=15, clock=lambda: now[0])
+    delays = []
+    while (delay := backoff.failed()) is not None:
+        delays.append(delay)
+        now[0] += delay + 0.5  # each try itself takes a moment
+    assert delays[:6] == [1, 2, 4, 8, 15, 15] and set(delays[4:-1]) == {15} and 0 < delays[-1] <= 15
+    assert 110 <= now[0] <= 140, now[0]  # gave up about 120 s after the first failure, not before
+    backoff.answered()
+    assert backoff.failed() == 1  # a new outage starts over
+
+
+STATE_DIR = Path(os.environ.get("PSPNET_SLURM_STATE", "/run/pspnet-repro-slurm"))
+
+
+def controller_up() -> bool:
+    done = subprocess.run(["scontrol", "ping"], capture_output=True, text=True)
+    return "is UP" in done.stdout
+
+
+def stop_controller_for(seconds: float) -> None:
+    """slurmctld stopped (SIGTERM: it saves its state) and started again, as an operator restarts it."""
+    pid = int((STATE_DIR / "slurmctld.pid").read_text())
+    os.kill(pid, signal.SIGTERM)
+    try:
+        deadline = time.monotonic() + 30
+        while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        time.sleep(seconds)
+    finally:
+        subprocess.run(["/usr/sbin/slurmctld"], check=True)
+        deadline = time.monotonic() + 60
+        while not controller_up() and time.monotonic() < deadline:
+            time.sleep(0.5)
+
+
+@pytest.mark.slurm
+def test_following_a_job_survives_a_controller_restart(tmp_path, slurm_cluster):
+    """The controller is away for 20 s while the job runs: the job is followed to its real end."""
+    (tmp_path / "sleep.sbatch").write_text("#!/bin/bash\n#SBATCH --nodes=1\nsrun sleep 35\necho done\n")
+    job_id = slurm_client.submit(tmp_path / "sleep.sbatch", [f"--output={tmp_path}/slurm-%j.out"])
+    deadline = time.monotonic() + 30
+    while slurm_client.job_info(job_id).state != "RUNNING" and time.monotonic() < deadline:
+        time.sleep(0.2)
+    outage = threading.Thread(target=stop_controller_for, args=(20,))
+    outage.start()
+    try:
+        info = slurm_client.follow(job_id, slurm_client.LogFollower(_sources(tmp_path), tmp_path / "train.log", None, ""),
+                                   poll_s=0.5)
+    finally:
+        outage.join()
+    assert controller_up()
+    assert info.state == "COMPLETED", info
+    assert "done" in (tmp_path / "train.log").read_text()

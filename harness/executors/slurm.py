@@ -23,7 +23,8 @@ from typing import Any, ClassVar
 from harness.errors import BadInput, EnvironmentNotReady
 from harness.executors import register
 from harness.executors.base import LineSink, Outcome, PlanLayout
-from harness.executors.slurm_client import JobInfo, LogFollower, cancel, follow, job_info, require_slurm, submit
+from harness.executors.slurm_client import (ControllerUnreachable, JobInfo, LogFollower, cancel, follow, job_info,
+                                           require_slurm, submit)
 from harness.launch import NodeLaunch, node_launches, scheduler_rendezvous
 from harness.lifeline import ENV_RUN_LOCK, ENV_TRAINER_LOCK
 from harness.slurm import (CONTAINER_MODES, NODE_LOG_DIR, SBATCH_FILE, SlurmJobSpec, gres_word, partition_word,
@@ -205,14 +206,19 @@ class SlurmExecutor:
         """Cancel the job and wait until Slurm says it has ended (idempotent)."""
         if self._job_id is None or (self._final is not None and run_state_of(self._final.state) is not None):
             return
-        cancel(self._job_id)
-        deadline = time.monotonic() + STOP_WAIT_S
-        while time.monotonic() < deadline:
-            info = job_info(self._job_id)
-            if info is None or run_state_of(info.state) is not None:
-                self._final = info or self._final
-                break
-            time.sleep(POLL_S)
+        try:
+            cancel(self._job_id)
+            deadline = time.monotonic() + STOP_WAIT_S
+            while time.monotonic() < deadline:
+                info = job_info(self._job_id)
+                if info is None or run_state_of(info.state) is not None:
+                    self._final = info or self._final
+                    break
+                time.sleep(POLL_S)
+        except ControllerUnreachable:
+            # Nobody can cancel it now; its workers do (the lifeline) once this harness has gone
+            # and the controller is back.
+            pass
         if self._follower is not None:
             self._follower.poll(final=True)  # what the nodes printed while stopping belongs in the log
 
