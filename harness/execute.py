@@ -16,6 +16,7 @@ import signal
 import socket
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -372,13 +373,17 @@ def start_run(run: RunDir, lock: RunLock, loaded: LoadedRecipe, plan: Plan, exec
 
 def run_recipe(
     loaded: LoadedRecipe, *, results_dir: Path, executor: str, quiet: bool = False, skip_data_check: bool = False,
-    executor_options: dict[str, str] | None = None,
+    executor_options: dict[str, str] | None = None, on_created: Callable[[RunDir], None] | None = None,
 ) -> RunOutcome:
+    """``on_created``: told the run as soon as its folder exists (a group records it there, so a
+    killed harness leaves the group naming the run it was in)."""
     check_writable(results_dir)
     run_preflight(loaded.recipe, results_dir)
     chosen = get_executor(executor)(**(executor_options or {}))
     store = RunStore(results_dir)
     run, lock, plan = prepare_run(loaded, store, chosen, skip_data_check=skip_data_check)
+    if on_created is not None:
+        on_created(run)
     return start_run(run, lock, loaded, plan, chosen, quiet=quiet)
 
 
