@@ -238,7 +238,11 @@ def execute_with_limits(executor: Executor, plan: Plan, run: RunDir, progress: P
         outcome = Outcome(exit_code=-1, error=_one_line(exc), details={"disk_full": disk_full})
     finally:
         if outcome is None or outcome.interrupted or outcome.timed_out or outcome.error:
-            executor.stop()
+            try:
+                executor.stop()
+            except Exception as exc:  # stopping failed too (the engine is gone): the run is still recorded
+                if outcome is not None:
+                    outcome = replace(outcome, error=outcome.error or _one_line(exc))
         if timeout_s:
             signal.signal(signal.SIGALRM, previous)
         progress.close()

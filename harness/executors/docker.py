@@ -30,6 +30,26 @@ class EngineUnavailable(EnvironmentNotReady):
     """No Docker engine answers; ``str()`` says how to start one (exit 3)."""
 
 
+class EngineLost(RuntimeError):
+    """The engine stopped answering while a run was on it (dockerd stopped or restarted): the run
+    is failed with this one line as its reason; what the engine left is removed by the next attempt."""
+
+
+def engine_errors() -> tuple[type[BaseException], ...]:
+    """What docker-py raises when the engine is gone or shutting down: its own errors (a 500 while
+    it stops), and the HTTP client's (the socket closed)."""
+    import docker.errors
+    import requests.exceptions
+
+    return (docker.errors.DockerException, requests.exceptions.RequestException, ConnectionError)
+
+
+def lost(exc: BaseException) -> EngineLost:
+    detail = " ".join(str(exc).split())[:200]
+    return EngineLost(f"the Docker engine at {engine_url()} stopped answering during the run "
+                      f"({exc.__class__.__name__}: {detail})")
+
+
 class PreflightError(EnvironmentNotReady):
     """A spec that cannot start; ``str()`` has one line per problem."""
 
@@ -194,8 +214,13 @@ class _LineSink:
 
 
 def _follow(container, sink: _LineSink) -> None:
-    for chunk in container.logs(stream=True, follow=True, stdout=True, stderr=True):
-        sink.feed(chunk)
+    """Until the container's output ends. A stream cut by an engine that stops ends the follow
+    quietly (it also runs in a thread per node): the caller's next engine call says what happened."""
+    try:
+        for chunk in container.logs(stream=True, follow=True, stdout=True, stderr=True):
+            sink.feed(chunk)
+    except engine_errors():
+        pass
 
 
 def _catch_up(container, sink: _LineSink) -> None:
@@ -218,13 +243,12 @@ def _outcome(container, status: dict) -> DockerOutcome:
 
 
 def _discard(container, *, stop: bool) -> None:
-    import docker.errors
-
+    """Stop (if asked) and remove; an engine that is gone leaves it for the run's next attempt."""
     try:
         if stop:
             container.stop(timeout=STOP_TIMEOUT_S)
         container.remove(force=True)
-    except docker.errors.NotFound:
+    except engine_errors():  # NotFound (gone already) is one of them
         pass
 
 
@@ -323,10 +347,13 @@ class DockerExecutor:
         if self._nodes is not None:
             return self._nodes.wait()
         assert self._container is not None and self._sink is not None, "start() first"
-        _follow(self._container, self._sink)
-        status = self._container.wait()
-        _catch_up(self._container, self._sink)
-        done = _outcome(self._container, status)
+        try:
+            _follow(self._container, self._sink)
+            status = self._container.wait()
+            _catch_up(self._container, self._sink)
+            done = _outcome(self._container, status)
+        except engine_errors() as exc:
+            raise lost(exc) from None
         self._finish(stop=False)
         return Outcome(exit_code=done.exit_code, image_id=done.image_id, oom_killed=done.oom_killed,
                        details={"container_id": done.container_id, "disk_full": self._disk_full})

@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from harness.executors.base import LineSink, Outcome
-from harness.executors.docker import STOP_TIMEOUT_S, _catch_up, _discard, _follow, _LineSink, container_kwargs
+from harness.executors.docker import (STOP_TIMEOUT_S, _catch_up, _discard, _follow, _LineSink, container_kwargs,
+                                      engine_errors, lost)
 from harness.spec import ContainerSpec
 
 LABEL_RUN = "pspnet-repro.run"  # on the run's network and containers: what to clean up
@@ -98,7 +99,14 @@ class NodeGroup:
     # --- wait ----------------------------------------------------------------------------------
 
     def wait(self) -> Outcome:
-        """Until every node exited 0, or one failed: then the others are stopped."""
+        """Until every node exited 0, or one failed: then the others are stopped. An engine that
+        stops answering raises EngineLost (the run fails naming it; stop() removes what it can)."""
+        try:
+            return self._wait()
+        except engine_errors() as exc:
+            raise lost(exc) from None
+
+    def _wait(self) -> Outcome:
         failed: list[_Node] = []
         while True:
             running = [node for node in self._nodes if not node.finished]
@@ -165,22 +173,18 @@ class NodeGroup:
         self.remove()
 
     def remove(self) -> None:
-        """Idempotent: close the logs, remove the containers, then the network."""
-        import docker.errors
-
+        """Idempotent: close the logs, remove the containers, then the network. An engine that is
+        gone (or answers 500 while it stops) leaves them to the run's next attempt (remove_leftovers)."""
         nodes, self._nodes = self._nodes, []
         for node in nodes:
             node.sink.close()
             self._disk_full = self._disk_full or node.sink.disk_full
-            try:
-                _discard(node.container, stop=False)
-            except docker.errors.APIError:
-                pass
+            _discard(node.container, stop=False)
         if self._network is not None:
             network, self._network = self._network, None
             try:
                 network.remove()
-            except docker.errors.NotFound:
+            except engine_errors():
                 pass
 
     def describe_nodes(self) -> list[dict]:
