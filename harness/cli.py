@@ -51,6 +51,15 @@ def _recipe_arguments(parser: argparse.ArgumentParser, optional: bool = False) -
     )
 
 
+def repeat_count(text: str) -> int:
+    """--repeat N: ASCII digits, 1..1000 (harness.groups.MAX_REPEAT), refused by argparse in one line."""
+    from harness.groups import MAX_REPEAT
+
+    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= MAX_REPEAT:
+        raise argparse.ArgumentTypeError(f"{text[:40]!r}: expected a whole number from 1 to {MAX_REPEAT}")
+    return int(text)
+
+
 def default_executor(recipe) -> str:
     # The one-node CPU smoke recipes run anywhere without Docker; device recipes need their image,
     # and several nodes need an executor that starts every node.
@@ -323,10 +332,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--check", action="store_true",
                      help="first run `harness check RECIPE --crop 128 --batch 2` (real model, on the CPU); stop if it fails")
     run.add_argument("--no-report", action="store_true", help="do not rewrite results/README.md afterwards")
-    run.add_argument("--repeat", type=int, metavar="N",
+    run.add_argument("--repeat", type=repeat_count, metavar="N",
                      help="run a group: N runs differing only in train.seed (seeds 0..N-1), one run folder each, "
-                          "plus results/groups/<group-id>/group.json; a failed member is recorded and the group goes on")
-    run.add_argument("--seeds", metavar="S,S,...", help="the group's seeds, e.g. 0,1,2 (implies --repeat)")
+                          "plus results/groups/<group-id>/group.json; a failed member is recorded and the group goes on; "
+                          "N at most 1000")
+    run.add_argument("--seeds", metavar="S,S,...",
+                     help="the group's seeds, e.g. 0,1,2 (implies --repeat); each from 0 to 4294967295")
     slurm = run.add_argument_group(
         "Slurm (--executor slurm)",
         "submit the run as one batch job (job.sbatch in the run folder), one torchrun per node, and follow it; the "

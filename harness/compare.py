@@ -23,6 +23,7 @@ from harness.errors import BadInput
 from harness.groups import NUMBERS, member_values
 from harness.recipe import Recipe
 from harness.records import DamagedRecord, RunResult
+from harness.group_repair import repaired
 from harness.runs import GROUP_ID_PATTERN, RUN_ID_PATTERN, GroupStore, RunDir, RunStore
 from harness.stats import DEFAULT_ALPHA, describe, welch_t_test
 
@@ -104,7 +105,7 @@ def resolve_side(results_dir, name: str) -> Side:
     if RUN_ID_PATTERN.match(name):
         runs, kind = [store.get(name)], "run"
     elif GROUP_ID_PATTERN.match(name):
-        record = GroupStore(results_dir).get(name).read()
+        record = repaired(GroupStore(results_dir).get(name), results_dir)
         runs, kind = [store.get(m.run_id) for m in record.finished_members()], "group"
     else:
         runs, kind = [], "label"

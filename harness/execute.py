@@ -16,6 +16,7 @@ import signal
 import socket
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -25,7 +26,7 @@ from harness.configs import copy_config_files
 from harness.data.resolve import resolve_dataset, verify_dataset
 from harness.backends import npu as npu_backend
 from harness.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_RUN_FAILED, BadInput, EnvironmentNotReady
-from harness.executors import get_executor
+from harness.executors import build_executor, get_executor
 from harness.executors.base import Executor, Outcome
 from harness.executors.planned import describe_plan, plan_record, planned  # describe_plan: for older importers
 from harness.plan import CONFIGS_DIR, CONTAINER_USER, CPU_THREADS_VARIABLE, Plan, PlanInputs
@@ -215,7 +216,11 @@ def execute_with_limits(executor: Executor, plan: Plan, run: RunDir, progress: P
         outcome = Outcome(exit_code=-1, error=_one_line(exc), details={"disk_full": disk_full})
     finally:
         if outcome is None or outcome.interrupted or outcome.timed_out or outcome.error:
-            executor.stop()
+            try:
+                executor.stop()
+            except Exception as exc:  # stopping failed too (the engine is gone): the run is still recorded
+                if outcome is not None:
+                    outcome = replace(outcome, error=outcome.error or _one_line(exc))
         if timeout_s:
             signal.signal(signal.SIGALRM, previous)
         progress.close()
@@ -350,13 +355,17 @@ def start_run(run: RunDir, lock: RunLock, loaded: LoadedRecipe, plan: Plan, exec
 
 def run_recipe(
     loaded: LoadedRecipe, *, results_dir: Path, executor: str, quiet: bool = False, skip_data_check: bool = False,
-    executor_options: dict[str, str] | None = None,
+    executor_options: dict[str, str] | None = None, on_created: Callable[[RunDir], None] | None = None,
 ) -> RunOutcome:
+    """``on_created``: told the run as soon as its folder exists (a group records it there, so a
+    killed harness leaves the group naming the run it was in)."""
     check_writable(results_dir)
     run_preflight(loaded.recipe, results_dir)
     chosen = get_executor(executor)(**(executor_options or {}))
     store = RunStore(results_dir)
     run, lock, plan = prepare_run(loaded, store, chosen, skip_data_check=skip_data_check)
+    if on_created is not None:
+        on_created(run)
     return start_run(run, lock, loaded, plan, chosen, quiet=quiet)
 
 
@@ -390,7 +399,7 @@ def resume_run(run_id: str, *, results_dir: Path, quiet: bool = False, force: bo
         recorded_plan, recorded_job = run.plan(), run.job()
         _wait_for_old_trainer(run)
         run_preflight(loaded.recipe, results_dir)
-        executor = get_executor(recorded_plan.executor)(**recorded_plan.executor_options)
+        executor = build_executor(recorded_plan.executor, recorded_plan.executor_options, str(run.plan_file))
         dataset_dir = dataset_folder(loaded)
         recorded = run.dataset()
         dataset = verify_dataset(dataset_dir, f"{loaded.path}: dataset",

@@ -16,25 +16,30 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from harness.recipe import METRICS, Reference
+from harness.recipe import MAX_SEED, METRICS, Reference
 from harness.records import GroupMember, GroupRecord, RunResult
-from harness.runs import GroupStore, RunStoreError
+from harness.runs import RunStoreError
 from harness.stats import GroupStats, describe
 from harness.verdict import Verdict, judge_accuracy, judge_speed
 
 NUMBERS = ("fps", *METRICS)
+MAX_REPEAT = 1000  # runs in one group: far above any study, small enough to validate at once
 
 
 def parse_seeds(text: str | None, repeat: int | None) -> list[int]:
-    """``--seeds 0,1,2`` and/or ``--repeat N`` -> the seeds (default 0..N-1); bad input is one line."""
-    if repeat is not None and repeat < 1:
-        raise RunStoreError(f"--repeat {repeat}: expected a whole number >= 1")
+    """``--seeds 0,1,2`` and/or ``--repeat N`` -> the seeds (default 0..N-1); bad input is one line.
+    Both are bounded before anything else happens (``--repeat 100000`` once validated for minutes)."""
+    if repeat is not None and not 1 <= repeat <= MAX_REPEAT:
+        raise RunStoreError(f"--repeat {repeat}: expected a whole number from 1 to {MAX_REPEAT}")
     if text is None:
         return list(range(repeat or 1))
-    try:
-        seeds = [int(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise RunStoreError(f"--seeds {text!r}: expected whole numbers separated by commas, e.g. 0,1,2") from None
+    parts = [part.strip() for part in text.split(",") if part.strip()]
+    # ASCII digits only: int() also reads '٣' and '+3', which a recipe or a log would not.
+    if len(parts) > MAX_REPEAT or not all(part.isascii() and part.isdigit() for part in parts) \
+            or any(int(part) > MAX_SEED for part in parts):
+        raise RunStoreError(f"--seeds {text[:80]!r}: expected at most {MAX_REPEAT} whole numbers from 0 to {MAX_SEED} "
+                            "(ASCII digits) separated by commas, e.g. 0,1,2")
+    seeds = [int(part) for part in parts]
     if not seeds or len(set(seeds)) != len(seeds):
         raise RunStoreError(f"--seeds {text!r}: expected distinct seeds, e.g. 0,1,2")
     if repeat is not None and repeat != len(seeds):

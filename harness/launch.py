@@ -14,6 +14,7 @@ The operators' ``WORLD_SIZE`` is never used: PyTorchJob means processes, other o
 """
 from __future__ import annotations
 
+import re
 import shlex
 from dataclasses import asdict, dataclass, field
 
@@ -121,7 +122,7 @@ class NodeLaunch:
 
     def command_line(self) -> str:
         """torchrun as one sh command line (expressions expand, everything else is literal)."""
-        return " ".join(_shell_word(arg) for arg in self.argv)
+        return " ".join(shell_word(arg) for arg in self.argv)
 
     def script(self) -> str:
         """A POSIX sh script: the setup lines, then ``exec`` torchrun."""
@@ -133,11 +134,27 @@ class NodeLaunch:
         return data
 
 
-def _shell_word(arg: str) -> str:
-    # Expressions stay expandable inside double quotes; everything else is quoted literally.
-    if "$" in arg:
-        return '"' + arg.replace("\\", "\\\\").replace('"', '\\"').replace("`", "\\`") + '"'
-    return shlex.quote(arg)
+# The only expressions a launch may hold: the schedulers' variables above. Any other '$' (a path
+# with '$(...)' in it) is literal text, never run.
+SCHEDULER_VARIABLES = ("MASTER_ADDR", "MASTER_PORT", "SLURM_NODEID", "RANK", "VC_TASK_INDEX")
+_EXPRESSION = re.compile(r"\$(?:%s)(?![A-Za-z0-9_])" % "|".join(SCHEDULER_VARIABLES))
+
+
+def shell_word(arg: str) -> str:
+    """``arg`` as one sh word: the scheduler variables in it expand (inside double quotes), every
+    other character is literal; an argument without them is single-quoted."""
+    if not _EXPRESSION.search(arg):
+        return shlex.quote(arg)
+    pieces, start = [], 0
+    for match in _EXPRESSION.finditer(arg):
+        pieces += [_double_quoted_literal(arg[start:match.start()]), match.group(0)]
+        start = match.end()
+    return '"' + "".join(pieces) + _double_quoted_literal(arg[start:]) + '"'
+
+
+def _double_quoted_literal(text: str) -> str:
+    # Inside "...", only \ " ` and $ are special (history expansion is off in scripts).
+    return re.sub(r'([\\"`$])', r"\\\1", text)
 
 
 def torchrun_argv(

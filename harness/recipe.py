@@ -35,6 +35,7 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
+MAX_SEED = 2**32 - 1
 MAX_DEVICE_ID = 1023  # far above any host's accelerator count; "0-99999999999" once filled memory
 MAX_RECIPE_BYTES = 1 << 20  # recipes are a few kilobytes
 MAX_YAML_VALUES = 100_000  # values after alias expansion ("billion laughs" stays small on disk)
@@ -161,7 +162,8 @@ class Train(_Strict):
     lr: float | None = Field(default=None, gt=0)
     norm: Literal["BN", "SyncBN"] = "BN"
     amp: bool = False
-    seed: int | None = 0
+    # 0..2^32-1: what numpy's and torch's seeding accept; a seed outside it failed in the worker.
+    seed: int | None = Field(default=0, ge=0, le=MAX_SEED)
     # Speed knobs (the "fast" GPU variant is these set on a stock recipe, not a config fork).
     amp_dtype: Literal["float16", "bfloat16"] | None = Field(
         default=None, description="with amp: the autocast dtype; null keeps the backend's (float16)"

@@ -22,18 +22,30 @@ class GroupOutcome:
 
 def run_group(recipe_path: Path, sets: list[str], seeds: list[int], *, results_dir: Path, executor: str,
               quiet: bool = False, skip_data_check: bool = False) -> GroupOutcome:
-    """Run one member per seed, recording each as it ends. Every member's recipe is validated
-    before the group folder exists, so bad input leaves nothing behind."""
+    """Run one member per seed, recording each as it starts and ends. Every member's recipe is
+    validated before the group folder exists, so bad input leaves nothing behind."""
     loaded = [load_recipe(recipe_path, [*sets, f"train.seed={seed}"], for_run=True) for seed in seeds]
     group = GroupStore(results_dir).create(loaded[0].recipe.name)
+    with group.lock():  # held while the group runs: nobody holding it means its harness is gone
+        return _run_members(group, loaded, recipe_path, sets, seeds, results_dir=results_dir, executor=executor,
+                            quiet=quiet, skip_data_check=skip_data_check)
+
+
+def _run_members(group: GroupDir, loaded: list, recipe_path: Path, sets: list[str], seeds: list[int], *,
+                 results_dir: Path, executor: str, quiet: bool, skip_data_check: bool) -> GroupOutcome:
     record = GroupRecord(group_id=group.group_id, recipe=loaded[0].recipe.name, recipe_path=str(loaded[0].path),
                          sets=list(sets), seeds=seeds, members=[GroupMember(seed=s) for s in seeds], created=utc_now())
     group.write(record)
     print(f"harness: group {group.group_id}: {len(seeds)} run(s), seeds {','.join(map(str, seeds))}", file=sys.stderr)
     for index, member in enumerate(record.members):
+
+        def started(run, member=member) -> None:
+            member.run_id, member.state = run.run_id, "running"
+            group.write(record)
+
         try:
             outcome = run_recipe(loaded[index], results_dir=results_dir, executor=executor, quiet=quiet,
-                                 skip_data_check=skip_data_check)
+                                 skip_data_check=skip_data_check, on_created=started)
         except KeyboardInterrupt:  # before the member's folder existed
             member.state, member.exit_code = "interrupted", EXIT_INTERRUPTED
             break

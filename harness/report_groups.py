@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from harness.group_repair import repaired
 from harness.groups import NUMBERS, GroupSummary, summarize
 from harness.records import DamagedRecord
 from harness.runs import GroupStore
@@ -29,7 +30,7 @@ def collect_groups(results_dir: Path, rows: list) -> tuple[list[GroupSummary], l
     summaries, problems = [], []
     for group in GroupStore(results_dir).all():
         try:
-            record = group.read()
+            record = repaired(group, results_dir)
         except DamagedRecord as exc:
             problems.append(str(exc))
             continue

@@ -396,6 +396,13 @@ class GroupDir:
     def record_file(self) -> Path:
         return self.path / GroupRecord.FILE
 
+    lock_file = property(lambda self: self.path / LOCK_FILE)
+
+    def lock(self) -> RunLock:
+        """Held by the harness running the group (RunBusy while another holds it); a group that
+        says 'running' while nobody holds it was left by a killed harness (harness.group_repair)."""
+        return RunLock(self.lock_file).acquire(f"group {self.group_id}")
+
     def read(self) -> GroupRecord:
         try:
             text = self.record_file.read_text()

@@ -6,6 +6,12 @@ node's ranks, as mmsegmentation's ``tools/slurm_train.sh`` does with one task pe
 torchrun doing the per-node fan-out (the same launch as the local and Docker executors).
 Node names need not resolve (several ``slurmd`` on one host, or a cluster without DNS for its
 node names), so the master address is the first node's ``NodeAddr`` from ``scontrol show node``.
+
+No value from outside ends a line or a quote: ``#SBATCH`` lines hold only words the executor has
+checked (``harness.words``) and the run id; paths (the results folder may hold spaces, quotes,
+``$(...)``, even a newline) are ``sbatch``'s own arguments (``sbatch_arguments``), and every word
+of the script body is quoted (``shlex``; the scheduler's variables by ``harness.launch.shell_word``).
+A '%' in a path is doubled where Slurm reads file-name patterns (``--output``): '%%' is a '%'.
 """
 from __future__ import annotations
 
@@ -14,7 +20,8 @@ import shlex
 from dataclasses import dataclass
 from typing import Literal
 
-from harness.launch import NodeLaunch
+from harness.launch import NodeLaunch, shell_word
+from harness.words import GRES, SLURM_NAMES, checked
 
 ContainerMode = Literal["none", "pyxis", "docker"]
 CONTAINER_MODES: tuple[str, ...] = ("none", "pyxis", "docker")
@@ -83,7 +90,7 @@ def node_command(spec: SlurmJobSpec) -> str:
         workdir = [f"--workdir={spec.container_workdir}"] if spec.container_workdir else []
         docker = ["docker", "run", "--rm", "--init", "--network=host", "--ipc=host", *env, *mounts, *workdir,
                   f"--name={spec.job_name}-node$SLURM_NODEID", spec.image]
-        return " ".join([*(shlex.quote(w) if "$" not in w else f'"{w}"' for w in docker), command])
+        return " ".join([*(shell_word(w) for w in docker), command])
     return command  # pyxis: srun itself runs the task inside the image
 
 
@@ -95,7 +102,7 @@ def srun_options(spec: SlurmJobSpec) -> list[str]:
         "--kill-on-bad-exit=1",
         # A resumed run's nodes continue their logs, as train.log does (the follower skips what is there).
         "--open-mode=append",
-        f"--output={spec.run_dir}/{NODE_LOG_DIR}/node-%n.log",
+        f"--output={slurm_pattern_literal(spec.run_dir)}/{NODE_LOG_DIR}/node-%n.log",
     ]
     if spec.container == "pyxis":
         mounts = ",".join(f"{h}:{c}:{'ro' if ro else 'rw'}" for h, c, ro in spec.container_mounts)
@@ -107,32 +114,53 @@ def srun_options(spec: SlurmJobSpec) -> list[str]:
     return options
 
 
+def partition_word(value: str) -> str:
+    return checked(value, SLURM_NAMES, "--partition", "a Slurm partition name or a comma-separated list of them "
+                                                      "(letters, digits, _ . -)")
+
+
+def gres_word(value: str) -> str:
+    return checked(value, GRES, "--gres", "generic resources as name[:type][:count], comma-separated, e.g. gpu:8 "
+                                          "or npu:8 (letters, digits, _ . -)")
+
+
+def slurm_pattern_literal(path: str) -> str:
+    """``path`` where Slurm expands file-name patterns (%j, %n...): each '%' taken literally."""
+    return path.replace("%", "%%")
+
+
+def sbatch_arguments(spec: SlurmJobSpec) -> list[str]:
+    """The paths of the job, given to ``sbatch`` as arguments (never script text): the batch log
+    ``slurm-<job id>.out`` and the working directory, both the run folder."""
+    return [f"--chdir={spec.run_dir}", f"--output={slurm_pattern_literal(spec.run_dir)}/slurm-%j.out"]
+
+
 def render_sbatch(spec: SlurmJobSpec) -> str:
-    """The batch script written into the run folder and submitted as it is."""
+    """The batch script written into the run folder and submitted as it is, with
+    ``sbatch_arguments``. Directives hold checked words only (see the module's docstring)."""
     directives = [
         f"--job-name={spec.job_name}",
         f"--nodes={spec.nodes}",
         "--ntasks-per-node=1",
-        f"--output={spec.run_dir}/slurm-%j.out",
-        f"--chdir={spec.run_dir}",
     ]
     if spec.partition:
-        directives.append(f"--partition={spec.partition}")
+        directives.append(f"--partition={partition_word(spec.partition)}")
     if spec.gres:
-        directives.append(f"--gres={spec.gres}")
+        directives.append(f"--gres={gres_word(spec.gres)}")
     if spec.time_limit_minutes:
         directives.append(f"--time={spec.time_limit_minutes}")
     port = re.search(r"--master_port=(\S+)", " ".join(spec.launch.argv))
     lines = ["#!/bin/bash", *(f"#SBATCH {d}" for d in directives), "",
-             "# Written by pspnet-repro's Slurm executor; submitted as it is.",
+             "# Written by pspnet-repro's Slurm executor; submitted as it is, with sbatch --chdir=RUN_FOLDER",
+             "# --output=RUN_FOLDER/slurm-%j.out (the folder of this file).",
              "set -euo pipefail",
              *spec.launch.setup,
-             f"MASTER_PORT={port.group(1) if port else ''}",
+             f"MASTER_PORT={shlex.quote(port.group(1)) if port else ''}",
              "export MASTER_ADDR MASTER_PORT"]
     for key, value in sorted(spec.launch.environment.items()):
         lines.append(f"export {key}={shlex.quote(value)}")
     lines += [f"mkdir -p {shlex.quote(spec.run_dir)}/{NODE_LOG_DIR}",
-              'echo "pspnet-repro: job $SLURM_JOB_ID on $SLURM_JOB_NODELIST, master $MASTER_ADDR:$MASTER_PORT"',
+              'echo "pspnet-repro: job $SLURM_JOB_ID on $SLURM_JOB_NODELIST, master ${MASTER_ADDR-}:$MASTER_PORT"',
               f"srun {' '.join(shlex.quote(o) for o in srun_options(spec))} \\",
               f"  bash -c {shlex.quote('exec ' + node_command(spec))}", ""]
     return "\n".join(lines)

@@ -151,3 +151,44 @@ def test_leftovers_of_an_earlier_attempt_are_removed_before_a_start(cpu_image, c
     assert sorted(leftovers(client, run_id)) == sorted([container.name, network.name])
     NodeGroup(client, run_id, network.name).remove_leftovers()
     assert leftovers(client, run_id) == []
+
+
+def stop_engine() -> None:
+    """dockerd stopped as an operator or a package upgrade stops it (SIGTERM); the test starts it
+    again with .ci/docker-up.sh for the tests that follow (same data root: the images stay)."""
+    import os
+    import time
+    from pathlib import Path
+
+    pidfile = Path(os.environ.get("PSPNET_DOCKER_RUN", "/run/pspnet-repro-docker")) / "dockerd.pid"
+    pid = int(pidfile.read_text())
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 60
+    while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+
+
+def test_the_engine_stopped_mid_run_fails_the_run_naming_the_engine(tmp_path, cpu_image, client, docker_env):
+    """M11: dockerd gets SIGTERM while both nodes train: the run ends failed (exit 1), its status
+    written, the reason naming the engine; no traceback. The engine is started again afterwards."""
+    results = tmp_path / "results"
+    harness = start_harness(results, cpu_image, docker_env)
+    try:
+        run = the_run(results)
+        wait_for(lambda: both_nodes_training(run), what="both nodes training")
+        stop_engine()
+        _, stderr = harness.communicate(timeout=180)
+    finally:
+        if harness.poll() is None:
+            harness.kill()
+        subprocess.run(["bash", str(REPO / ".ci" / "docker-up.sh")], check=True, capture_output=True, timeout=300)
+    try:
+        assert harness.returncode == 1, stderr
+        assert "Traceback" not in stderr, stderr
+        status = run.status()
+        assert status.state == "failed" and "Docker engine" in status.reason, status
+        assert status.finished is not None
+    finally:
+        from harness.executors.docker_nodes import NodeGroup
+
+        NodeGroup(dx.connect(), run.run_id, f"pspnet-{run.run_id}").remove_leftovers()

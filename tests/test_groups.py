@@ -8,6 +8,7 @@ from pathlib import Path
 
 import jsonschema
 import pytest
+import yaml
 
 from harness.groups import parse_seeds
 from harness.records import GroupMember, GroupRecord, Metrics
@@ -176,3 +177,88 @@ def test_compare_of_an_unknown_side_is_one_line_exit_2(tmp_path, side, expected)
     proc = run_cli("compare", runs["a0"].run_id, side, "--results", str(tmp_path))
     assert proc.returncode == 2 and expected in proc.stderr and "Traceback" not in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_compare_output_that_is_a_file_is_one_line_exit_2_and_the_file_is_kept(tmp_path):
+    """M12: -o names a folder; an existing file there is bad input, checked before anything is drawn."""
+    runs, _ = fixture_store(tmp_path)
+    existing = tmp_path / "taken"
+    existing.write_text("mine\n")
+    proc = run_cli("compare", runs["a0"].run_id, runs["b0"].run_id, "--results", str(tmp_path), "-o", str(existing))
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert proc.stderr.strip().splitlines() == [f"harness: error: -o {existing}: expected a folder, found a file"]
+    assert existing.read_text() == "mine\n" and proc.stdout == ""
+
+
+# -- repeat counts and seeds are bounded, ASCII digits only (issue 17: M9, L2) ---------------------
+
+
+@pytest.mark.parametrize("args, field", [
+    (["--repeat", "1001"], "--repeat"), (["--repeat", "100000"], "--repeat"), (["--repeat", "\u0663"], "--repeat"),
+    (["--seeds", "-1"], "--seeds"), (["--seeds", "99999999999999999999999"], "--seeds"),
+    (["--seeds", "0,4294967296"], "--seeds"), (["--seeds", "\u0660,\u0661"], "--seeds"), (["--seeds", "+1,2"], "--seeds"),
+    (["--set", "train.seed=-1"], "train.seed"), (["--set", "train.seed=4294967296"], "train.seed"),
+    (["--set", "train.seed=\u0663"], "train.seed"),
+])
+def test_repeat_and_seeds_out_of_range_are_one_line_exit_2_before_any_work(tmp_path, capsys, args, field):
+    from harness.cli import main
+
+    try:
+        code = main(["run", str(REPO / "recipes" / "smoke_cpu.yaml"), "--results", str(tmp_path / "results"), *args])
+    except SystemExit as exit_:  # argparse's own refusal
+        code = exit_.code
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and field in err and "Traceback" not in err, err
+    assert not (tmp_path / "results").exists()
+
+
+def test_the_largest_seed_and_repeat_are_accepted():
+    assert parse_seeds("0,4294967295", None) == [0, 4294967295]
+    assert len(parse_seeds(None, 1000)) == 1000
+
+
+# -- a group whose harness was killed is repaired on the next command (issue 17: M8) ---------------
+
+
+def killed_group(tmp_path: Path) -> tuple[dict[str, RunDir], str]:
+    """What SIGKILL of `run --repeat 3` during seed 1 left (as an earlier release recorded it): seed 0
+    succeeded, seed 1's run exists and says running (nobody holds its lock), the group says running,
+    seed 1 pending with no run id, seed 2 never started."""
+    runs = dict(zip(("s0", "s1"), example_store(tmp_path, "s0", "s1")))
+    runs["s1"].set_status("running", exit_code=None, reason=None, finished=None)
+    recipe = yaml.safe_load(runs["s1"].recipe_file.read_text())
+    recipe["train"]["seed"] = 1  # as `--set train.seed=1` records it
+    runs["s1"].recipe_file.write_text(yaml.safe_dump(recipe))
+    group = GroupStore(tmp_path).create("smoke_cpu")
+    group.write(GroupRecord(group_id=group.group_id, recipe="smoke_cpu", seeds=[0, 1, 2], created="2026-11-25T21:07:00Z",
+                            members=[GroupMember(seed=0, run_id=runs["s0"].run_id, state="succeeded", exit_code=0),
+                                     GroupMember(seed=1), GroupMember(seed=2)]))
+    return runs, group.group_id
+
+
+def test_a_group_left_running_by_a_killed_harness_is_repaired_and_named(tmp_path):
+    runs, group_id = killed_group(tmp_path)
+    proc = run_cli("report", "--results", str(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    record = GroupStore(tmp_path).get(group_id).read()
+    assert record.state == "interrupted"
+    seed0, seed1, seed2 = record.members
+    assert (seed0.state, seed0.run_id) == ("succeeded", runs["s0"].run_id)
+    assert (seed1.state, seed1.run_id) == ("interrupted", runs["s1"].run_id)
+    assert "stale" in seed1.reason and "killed" in seed1.reason
+    assert (seed2.state, seed2.run_id) == ("pending", None) and "never started" in seed2.reason
+    assert f"group {group_id}: its harness stopped while running it" in proc.stderr
+    assert f"seed 1 interrupted (run {runs['s1'].run_id} is stale)" in proc.stderr and "seed 2 never started" in proc.stderr
+    report = (tmp_path / "README.md").read_text()
+    assert "1 of 3 finished; judged on those (seed 1: interrupted" in report
+    again = run_cli("report", "--results", str(tmp_path))  # repaired once: nothing more to say
+    assert again.returncode == 0 and "its harness stopped" not in again.stderr
+
+
+def test_a_group_whose_harness_is_alive_is_left_alone(tmp_path):
+    runs, group_id = killed_group(tmp_path)
+    group = GroupStore(tmp_path).get(group_id)
+    with group.lock():  # the group's harness, still running it
+        proc = run_cli("report", "--results", str(tmp_path))
+        assert proc.returncode == 0, proc.stderr
+        assert group.read().state == "running" and group.read().members[1].state == "pending"

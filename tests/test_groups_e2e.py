@@ -48,6 +48,9 @@ def test_group_of_three_with_a_killed_member_then_compare(tmp_path, cache_env):
         store = RunStore(results)
         wait_for(lambda: len(store.all()) >= 2 and store.all()[1].trainer_alive() and worker_pids(store.all()[1].path),
                  timeout=600, what="member 2's worker")
+        # the group names member 2's run while it trains (a SIGKILL now leaves it findable: M8)
+        running = GroupStore(results).all()[0].read().members[1]
+        assert (running.run_id, running.state) == (store.all()[1].run_id, "running")
         for pid in worker_pids(store.all()[1].path):
             os.kill(pid, signal.SIGKILL)
         out, err = proc.communicate(timeout=900)

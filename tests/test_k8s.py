@@ -210,6 +210,12 @@ def test_cli_writes_valid_manifests(tmp_path, schemas, flavor):
     (["--flavor", "ascendjob", str(RECIPES / "gpu_full_8p.yaml")], "Ascend NPUs"),
     (["--flavor", "volcano", "--results-pvc", "Bad_Name", str(RECIPES / "full_8p.yaml")], "--results-pvc 'Bad_Name'"),
     (["--flavor", "volcano", "--nodes", "0", str(RECIPES / "full_8p.yaml")], "must be >= 1"),
+    # issue 17, L3: what would be written into a manifest as it is
+    (["--flavor", "volcano", "--queue", "Bad Queue;$(x)", str(RECIPES / "full_8p.yaml")], "--queue 'Bad Queue;$(x)'"),
+    (["--flavor", "volcano", "--dataset-subpath", "../../etc", str(RECIPES / "full_8p.yaml")], "--dataset-subpath '../../etc'"),
+    (["--flavor", "volcano", "--dataset-subpath", "/etc", str(RECIPES / "full_8p.yaml")], "--dataset-subpath '/etc'"),
+    (["--flavor", "volcano", "--image", "registry.example/pspnet:\u00e9", str(RECIPES / "full_8p.yaml")], "--image"),
+    (["--flavor", "volcano", "--image", "registry.example/pspnet:1\nx", str(RECIPES / "full_8p.yaml")], "--image"),
 ])
 def test_cli_bad_input_is_one_line_and_writes_nothing(tmp_path, args, message):
     base = ["--dataset-pvc", "voc", "-o", str(tmp_path / "out")]
@@ -217,7 +223,26 @@ def test_cli_bad_input_is_one_line_and_writes_nothing(tmp_path, args, message):
         base += ["--results-pvc", "runs"]
     proc = run_cli("k8s", *args, *base)
     assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr
+    assert proc.stderr.count("\n") == 1, proc.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_a_dataset_subpath_inside_the_pvc_is_kept(schemas):
+    loaded = load_recipe(RECIPES / "full_8p.yaml", ["device.nodes=2"])
+    bundle = build_bundle(loaded, K8sOptions("volcano", "training", "registry.example/pspnet:1", "voc-data", "runs",
+                                             dataset_subpath="datasets/VOC 2012/VOCdevkit", queue="research-a"))
+    assert "subPath: datasets/VOC 2012/VOCdevkit" in bundle.to_yaml()
+
+
+def test_an_output_that_is_a_file_is_one_line_exit_2_and_the_file_is_kept(tmp_path):
+    """M12: -o names a folder; an existing file there is bad input, never overwritten."""
+    existing = tmp_path / "taken"
+    existing.write_text("mine\n")
+    proc = run_cli("k8s", str(RECIPES / "full_8p.yaml"), "--flavor", "volcano", "--dataset-pvc", "voc",
+                   "--results-pvc", "runs", "-o", str(existing))
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr and proc.stderr.count("\n") == 1, proc.stderr
+    assert f"-o {existing}: expected a folder" in proc.stderr
+    assert existing.read_text() == "mine\n"
 
 
 def test_other_commands_do_not_import_the_kubernetes_client():

@@ -282,3 +282,66 @@ def test_plan_for_slurm_shows_the_launch_the_job_runs(tmp_path):
     for argv in [plan["launch"]["argv"], *(launch["argv"] for launch in plan["nodes"]["launches"])]:
         assert "--node_rank=$SLURM_NODEID" in argv and "--master_addr=$MASTER_ADDR" in argv, argv
     assert "scontrol show node" in plan["nodes"]["launches"][0]["setup"][0]
+
+
+# -- every option is checked where the executor is built, so --resume re-checks it (issue 17) ------
+
+
+@pytest.mark.parametrize("options, field", [
+    ({"gres": "none\ntouch pwned"}, "--gres"), ({"gres": "gpu:8 --wrap=x"}, "--gres"),
+    ({"partition": "debug\ntouch pwned"}, "--partition"), ({"partition": "Bad Queue;$(x)"}, "--partition"),
+    ({"container": "pyxis", "image": "img:1\ntouch pwned"}, "image"),
+    ({"container": "docker", "image": "imäge:1"}, "image"),
+])
+def test_the_constructor_refuses_what_cannot_be_a_slurm_word(options, field):
+    with pytest.raises(BadInput) as caught:
+        SlurmExecutor(**options)
+    message = str(caught.value)
+    assert message.startswith(field) and "\n" not in message, message
+
+
+def test_real_slurm_words_are_accepted():
+    for gres in ("gpu:8", "npu:8", "gpu:a100:2", "gpu:1,mps:100", "none"):
+        assert SlurmExecutor(gres=gres).gres == gres
+    assert SlurmExecutor(partition="debug,gpu-long").partition == "debug,gpu-long"
+    assert SlurmExecutor(container="pyxis", image="nvcr.io#nvidia/pytorch:24.01-py3").image
+
+
+def test_injected_gres_is_refused_before_anything_is_written(tmp_path):
+    code, out = finished(harness("run", str(Path.cwd() / "recipes/smoke_cpu.yaml"), "--executor", "slurm",
+                                 "--gres", "none\ntouch pwned",
+                                 results=tmp_path / "results", cwd=tmp_path))
+    assert code == 2 and out.count("\n") == 1 and "--gres" in out and "Traceback" not in out, out
+    assert not (tmp_path / "results").exists() and not (tmp_path / "pwned").exists()
+
+
+def test_unknown_recorded_option_is_one_line_of_bad_input():
+    from harness.executors import build_executor
+
+    with pytest.raises(BadInput) as caught:
+        build_executor("slurm", {"gress": "gpu:8"}, "plan.json")
+    assert "plan.json: executor_options: unknown option 'gress'" in str(caught.value)
+
+
+@pytest.mark.slurm
+@pytest.mark.slow
+def test_a_results_path_with_spaces_quotes_newline_and_percent_works(tmp_path, slurm_cluster):
+    """S4/M7: the results folder's path is never script text: the run succeeds in that folder and
+    nothing in the path runs; '%j' in it stays literal (the batch log lands in the run folder)."""
+    results = tmp_path / "it's a \"results\" $(touch pwned) `touch pwned` %j\ntouch pwned #"
+    code, out = finished(harness("run", str(Path.cwd() / "recipes/smoke_cpu.yaml"), "--executor", "slurm", "--quiet",
+                                 "--no-report", *SHORT, results=results, cwd=tmp_path), 400)
+    assert code == 0, out
+    run = only_run(results)
+    assert status(run)["state"] == "succeeded", status(run)
+    assert (run / f"slurm-{status(run)['slurm_job_id']}.out").is_file()
+    assert json.loads((run / "result.json").read_text())["iterations"] == 20
+    assert not [p for p in tmp_path.rglob("pwned")], "a command from the path ran"
+    # S6's route: an option edited into plan.json is checked again when --resume rebuilds the executor
+    plan = json.loads((run / "plan.json").read_text())
+    plan["executor_options"]["gres"] = "none\ntouch pwned"
+    (run / "plan.json").write_text(json.dumps(plan))
+    before = (run / "status.json").read_text()
+    code, out = finished(harness("run", "--resume", run.name, "--force", results=results, cwd=tmp_path))
+    assert code == 2 and "--gres 'none\\ntouch pwned': expected" in out and "Traceback" not in out, out
+    assert (run / "status.json").read_text() == before and not [p for p in tmp_path.rglob("pwned")]

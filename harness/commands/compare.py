@@ -6,6 +6,7 @@ import json
 import sys
 from pathlib import Path
 
+from harness.commands.arguments import output_folder
 from harness.stats import DEFAULT_ALPHA
 
 
@@ -23,7 +24,8 @@ def register(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true",
                    help="print JSON (schema: docs/schemas/compare.schema.json) instead of markdown")
     p.add_argument("-o", "--output", type=Path, metavar="DIR",
-                   help="also write compare.md and throughput.png (both sides on one plot) into DIR")
+                   help="also write compare.md and throughput.png (both sides on one plot) into DIR (made if missing; "
+                        "a file there is refused, exit 2)")
     p.add_argument("--plot", type=Path, metavar="FILE", help="write the throughput-over-time plot to FILE (PNG)")
     p.set_defaults(func=run)
     return p
@@ -34,6 +36,8 @@ def run(args: argparse.Namespace) -> int:
     from harness.fileio import write_text_atomic
     from harness.group_plots import plot_compare_throughput
 
+    if args.output is not None:
+        output_folder(args.output)
     a, b = resolve_side(args.results, args.a), resolve_side(args.results, args.b)
     report = compare_sides(a, b, DEFAULT_ALPHA)
     text = "\n".join(render_markdown(report))

@@ -11,7 +11,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from harness.commands.arguments import positive_int
+from harness.commands.arguments import output_folder, positive_int
 from harness.k8s import FLAVORS, GANGS
 
 
@@ -46,7 +46,7 @@ def register(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--gang", choices=GANGS,
                    help="trainjob: gang-schedule the nodes' pods (volcano: the runtime's podGroupPolicy.volcano, "
                         "schedulerName volcano, --queue)")
-    p.add_argument("-o", "--output", type=Path, metavar="DIR", help="folder for manifests.yaml (default: k8s/<job-name>)")
+    p.add_argument("-o", "--output", type=Path, metavar="DIR", help="folder for manifests.yaml (default: k8s/<job-name>; a file there is refused, exit 2)")
     p.set_defaults(func=run)
     return p
 
@@ -56,6 +56,8 @@ def run(args: argparse.Namespace) -> int:
     from harness.fileio import write_text_atomic
     from harness.recipe import load_recipe
 
+    if args.output is not None:
+        output_folder(args.output)
     sets = list(args.sets) + ([f"device.nodes={args.nodes}"] if args.nodes else [])
     loaded = load_recipe(args.recipe, sets)
     try:

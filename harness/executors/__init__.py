@@ -32,3 +32,20 @@ def get_executor(name: str) -> type:
     if name not in _REGISTRY:
         raise BadInput(f"executor {name!r}: expected one of {', '.join(executor_names())}")
     return _REGISTRY[name]
+
+
+def build_executor(name: str, options: dict[str, str], where: str):
+    """The executor ``name`` built with ``options`` recorded in ``where`` (plan.json of a run or a
+    bundle): the constructor checks each option as a fresh command line does; an option it does not
+    take is one line of bad input, not a TypeError."""
+    import inspect
+
+    cls = get_executor(name)
+    accepted = inspect.signature(cls).parameters
+    unknown = sorted(set(options) - set(accepted))
+    if unknown:
+        raise BadInput(f"{where}: executor_options: unknown option {unknown[0]!r} for the {name} executor "
+                       f"(expected: {', '.join(accepted) or 'none'})")
+    if not all(isinstance(value, str) for value in options.values()):
+        raise BadInput(f"{where}: executor_options: every option's value must be text")
+    return cls(**options)

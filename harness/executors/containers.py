@@ -4,6 +4,7 @@ Both executors import this module; neither imports the other's helpers.
 """
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -11,6 +12,41 @@ from harness.errors import EnvironmentNotReady
 from harness.spec import ContainerSpec
 
 STOP_TIMEOUT_S = 10
+
+
+# The engine .ci/docker-up.sh starts; used when neither DOCKER_HOST nor the system socket is there.
+PROJECT_SOCKET = Path(os.environ.get("PSPNET_DOCKER_RUN", "/run/pspnet-repro-docker")) / "docker.sock"
+SYSTEM_SOCKET = Path("/var/run/docker.sock")
+
+
+def engine_url() -> str | None:
+    """Where to find the engine: DOCKER_HOST, the system socket, then the project's own."""
+    if os.environ.get("DOCKER_HOST"):
+        return os.environ["DOCKER_HOST"]
+    for sock in (SYSTEM_SOCKET, PROJECT_SOCKET):
+        if sock.exists():
+            return f"unix://{sock}"
+    return None
+
+
+class EngineLost(RuntimeError):
+    """The engine stopped answering while a run was on it (dockerd stopped or restarted): the run
+    is failed with this one line as its reason; what the engine left is removed by the next attempt."""
+
+
+def engine_errors() -> tuple[type[BaseException], ...]:
+    """What docker-py raises when the engine is gone or shutting down: its own errors (a 500 while
+    it stops), and the HTTP client's (the socket closed)."""
+    import docker.errors
+    import requests.exceptions
+
+    return (docker.errors.DockerException, requests.exceptions.RequestException, ConnectionError)
+
+
+def lost(exc: BaseException) -> EngineLost:
+    detail = " ".join(str(exc).split())[:200]
+    return EngineLost(f"the Docker engine at {engine_url()} stopped answering during the run "
+                      f"({exc.__class__.__name__}: {detail})")
 
 
 class PreflightError(EnvironmentNotReady):
@@ -101,8 +137,13 @@ class ContainerLog:
 
 
 def follow(container, sink: ContainerLog) -> None:
-    for chunk in container.logs(stream=True, follow=True, stdout=True, stderr=True):
-        sink.feed(chunk)
+    """Until the container's output ends. A stream cut by an engine that stops ends the follow
+    quietly (it also runs in a thread per node): the caller's next engine call says what happened."""
+    try:
+        for chunk in container.logs(stream=True, follow=True, stdout=True, stderr=True):
+            sink.feed(chunk)
+    except engine_errors():
+        pass
 
 
 def catch_up(container, sink: ContainerLog) -> None:
@@ -114,11 +155,10 @@ def catch_up(container, sink: ContainerLog) -> None:
 
 
 def discard(container, *, stop: bool) -> None:
-    import docker.errors
-
+    """Stop (if asked) and remove; an engine that is gone leaves it for the run's next attempt."""
     try:
         if stop:
             container.stop(timeout=STOP_TIMEOUT_S)
         container.remove(force=True)
-    except docker.errors.NotFound:
+    except engine_errors():  # NotFound (gone already) is one of them
         pass

@@ -16,16 +16,11 @@ from pathlib import Path
 
 from harness.errors import EnvironmentNotReady
 from harness.executors.base import LineSink, Outcome, PlanLayout
-from harness.executors.containers import (STOP_TIMEOUT_S, ContainerLog, PreflightError, catch_up, container_kwargs, discard,
-                                          follow)
+from harness.executors.containers import (STOP_TIMEOUT_S, ContainerLog, PreflightError,
+                                          catch_up, container_kwargs, discard, engine_errors, engine_url, follow, lost)
 from harness.images import ImageError, missing_image_message
 from harness.lifeline import ENV_RUN_LOCK, ENV_TRAINER_LOCK
 from harness.spec import ContainerSpec
-
-# The engine .ci/docker-up.sh starts; used when neither DOCKER_HOST nor the system socket is there.
-PROJECT_SOCKET = Path(os.environ.get("PSPNET_DOCKER_RUN", "/run/pspnet-repro-docker")) / "docker.sock"
-SYSTEM_SOCKET = Path("/var/run/docker.sock")
-
 
 class EngineUnavailable(EnvironmentNotReady):
     """No Docker engine answers; ``str()`` says how to start one (exit 3)."""
@@ -37,16 +32,6 @@ class DockerOutcome:
     image_id: str
     container_id: str
     oom_killed: bool
-
-
-def engine_url() -> str | None:
-    """Where to find the engine: DOCKER_HOST, the system socket, then the project's own."""
-    if os.environ.get("DOCKER_HOST"):
-        return os.environ["DOCKER_HOST"]
-    for sock in (SYSTEM_SOCKET, PROJECT_SOCKET):
-        if sock.exists():
-            return f"unix://{sock}"
-    return None
 
 
 def connect(timeout: int = 120):
@@ -213,10 +198,13 @@ class DockerExecutor:
         if self._nodes is not None:
             return self._nodes.wait()
         assert self._container is not None and self._sink is not None, "start() first"
-        follow(self._container, self._sink)
-        status = self._container.wait()
-        catch_up(self._container, self._sink)
-        done = _outcome(self._container, status)
+        try:
+            follow(self._container, self._sink)
+            status = self._container.wait()
+            catch_up(self._container, self._sink)
+            done = _outcome(self._container, status)
+        except engine_errors() as exc:
+            raise lost(exc) from None
         self._finish(stop=False)
         return Outcome(exit_code=done.exit_code, image_id=done.image_id, oom_killed=done.oom_killed,
                        details={"container_id": done.container_id, "disk_full": self._disk_full})

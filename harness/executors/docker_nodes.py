@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from harness.executors.base import LineSink, Outcome
-from harness.executors.containers import STOP_TIMEOUT_S, ContainerLog, catch_up, container_kwargs, discard, follow
+from harness.executors.containers import (STOP_TIMEOUT_S, ContainerLog, EngineLost, catch_up, container_kwargs, discard,
+                                          engine_errors, engine_url, follow, lost)
 from harness.spec import ContainerSpec
 
 LABEL_RUN = "pspnet-repro.run"  # on the run's network and containers: what to clean up
@@ -92,13 +93,21 @@ class NodeGroup:
         for network in self._client.networks.list(names=[self._network_name]):
             try:
                 network.remove()
-            except docker.errors.NotFound:
-                pass
+            except engine_errors() as exc:
+                if not isinstance(exc, docker.errors.NotFound):
+                    self._engine_error = f"{exc.__class__.__name__}: {' '.join(str(exc).split())[:200]}"
 
     # --- wait ----------------------------------------------------------------------------------
 
     def wait(self) -> Outcome:
-        """Until every node exited 0, or one failed: then the others are stopped."""
+        """Until every node exited 0, or one failed: then the others are stopped. An engine that
+        stops answering raises EngineLost (the run fails naming it; stop() removes what it can)."""
+        try:
+            return self._wait()
+        except engine_errors() as exc:
+            raise lost(exc) from None
+
+    def _wait(self) -> Outcome:
         failed: list[_Node] = []
         while True:
             running = [node for node in self._nodes if not node.finished]
@@ -125,7 +134,22 @@ class NodeGroup:
             details={"disk_full": self.disk_full, "network": self._network_name, "nodes": self.describe_nodes()},
         )
         self.remove()
+        if first is not None:
+            self._fail_if_engine_stopping(first)
         return outcome
+
+    def _fail_if_engine_stopping(self, first: _Node) -> None:
+        """A stopping engine stops every container first (SIGTERM, exit 143) and answers for a
+        while longer: a node that 'failed' then was stopped by the engine, which the run's reason
+        must say (not 'node0 failed'). The engine is stopping when it no longer answers a ping or
+        refuses to remove what the run made."""
+        try:
+            self._client.ping()
+        except engine_errors() as exc:
+            raise lost(exc) from None
+        if self._engine_error is not None:
+            raise EngineLost(f"the Docker engine at {engine_url()} stopped during the run ({first.hostname} exited "
+                             f"{first.finished.get('ExitCode')}; then {self._engine_error})")
 
     # --- stop ----------------------------------------------------------------------------------
 
@@ -164,24 +188,25 @@ class NodeGroup:
         self._drain()
         self.remove()
 
+    _engine_error: str | None = None  # what the engine said when it would not remove the network
+
     def remove(self) -> None:
-        """Idempotent: close the logs, remove the containers, then the network."""
+        """Idempotent: close the logs, remove the containers, then the network. An engine that is
+        gone (or answers 500 while it stops) leaves them to the run's next attempt (remove_leftovers)."""
         import docker.errors
 
         nodes, self._nodes = self._nodes, []
         for node in nodes:
             node.sink.close()
             self._disk_full = self._disk_full or node.sink.disk_full
-            try:
-                discard(node.container, stop=False)
-            except docker.errors.APIError:
-                pass
+            discard(node.container, stop=False)
         if self._network is not None:
             network, self._network = self._network, None
             try:
                 network.remove()
-            except docker.errors.NotFound:
-                pass
+            except engine_errors() as exc:
+                if not isinstance(exc, docker.errors.NotFound):
+                    self._engine_error = f"{exc.__class__.__name__}: {' '.join(str(exc).split())[:200]}"
 
     def describe_nodes(self) -> list[dict]:
         return [

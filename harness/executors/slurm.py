@@ -23,10 +23,13 @@ from typing import Any, ClassVar
 from harness.errors import BadInput, EnvironmentNotReady
 from harness.executors import register
 from harness.executors.base import LineSink, Outcome, PlanLayout
-from harness.executors.slurm_client import JobInfo, LogFollower, cancel, follow, job_info, require_slurm, submit
+from harness.executors.slurm_client import (ControllerUnreachable, JobInfo, LogFollower, cancel, follow, job_info,
+                                           require_slurm, submit)
 from harness.launch import NodeLaunch, node_launches, scheduler_rendezvous
 from harness.lifeline import ENV_RUN_LOCK, ENV_TRAINER_LOCK
-from harness.slurm import CONTAINER_MODES, NODE_LOG_DIR, SBATCH_FILE, SlurmJobSpec, render_sbatch, run_state_of
+from harness.slurm import (CONTAINER_MODES, NODE_LOG_DIR, SBATCH_FILE, SlurmJobSpec, gres_word, partition_word,
+                           render_sbatch, run_state_of, sbatch_arguments)
+from harness.words import image_reference
 from harness.spec import LaunchSpec
 
 POLL_S = 1.0
@@ -72,10 +75,18 @@ class SlurmExecutor:
 
     def __init__(self, partition: str | None = None, container: str = "none", gres: str | None = None,
                  image: str | None = None) -> None:
+        # Every option is checked here, where the executor is built: a fresh command line, a
+        # --resume (options recorded in plan.json) and a bundle's re-derived plan alike.
         if container not in CONTAINER_MODES:
             raise BadInput(f"--slurm-container {container!r}: expected one of {', '.join(CONTAINER_MODES)}")
         if container != "none" and not image:
             raise BadInput(f"--slurm-container {container}: the recipe names no image to run")
+        if partition is not None:
+            partition_word(partition)
+        if gres is not None:
+            gres_word(gres)
+        if image is not None:
+            image_reference(image)
         self.partition, self.container, self.gres, self.image = partition, container, gres, image
         self._job_id: str | None = None
         self._script: Path | None = None
@@ -171,7 +182,7 @@ class SlurmExecutor:
         self._script, self._run_dir, self._final = run_dir / SBATCH_FILE, run_dir, None
         self._follower = LogFollower(self._log_sources, Path(run.log_file), on_line, PROGRESS_LOG)
         self._follower.skip_existing()  # an earlier attempt's node logs are in train.log already
-        self._job_id = submit(self._script)
+        self._job_id = submit(self._script, sbatch_arguments(spec))
         run.set_status("running", slurm_job_id=self._job_id)
         print(f"harness: Slurm job {self._job_id} submitted ({self._script})", file=sys.stderr, flush=True)
 
@@ -195,14 +206,19 @@ class SlurmExecutor:
         """Cancel the job and wait until Slurm says it has ended (idempotent)."""
         if self._job_id is None or (self._final is not None and run_state_of(self._final.state) is not None):
             return
-        cancel(self._job_id)
-        deadline = time.monotonic() + STOP_WAIT_S
-        while time.monotonic() < deadline:
-            info = job_info(self._job_id)
-            if info is None or run_state_of(info.state) is not None:
-                self._final = info or self._final
-                break
-            time.sleep(POLL_S)
+        try:
+            cancel(self._job_id)
+            deadline = time.monotonic() + STOP_WAIT_S
+            while time.monotonic() < deadline:
+                info = job_info(self._job_id)
+                if info is None or run_state_of(info.state) is not None:
+                    self._final = info or self._final
+                    break
+                time.sleep(POLL_S)
+        except ControllerUnreachable:
+            # Nobody can cancel it now; its workers do (the lifeline) once this harness has gone
+            # and the controller is back.
+            pass
         if self._follower is not None:
             self._follower.poll(final=True)  # what the nodes printed while stopping belongs in the log
 

@@ -5,6 +5,7 @@ import re
 from dataclasses import dataclass
 
 from harness.errors import BadInput
+from harness.words import image_reference
 
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 
@@ -35,8 +36,11 @@ class K8sOptions:
             value = getattr(self, name)
             if len(value) > 63 or not _DNS_LABEL.match(value):
                 raise BadInput(f"--{name.replace('_', '-')} {value!r}: expected a Kubernetes name (lowercase letters, digits, '-')")
-        if not self.image or any(c.isspace() for c in self.image):
-            raise BadInput(f"--image {self.image!r}: expected an image reference")
+        image_reference(self.image, "--image")
+        if len(self.queue) > 63 or not _DNS_LABEL.match(self.queue):
+            raise BadInput(f"--queue {self.queue!r}: expected a Volcano queue name (lowercase letters, digits, '-')")
+        if self.dataset_subpath is not None:
+            check_subpath(self.dataset_subpath)
         if (self.runtime or self.gang) and self.flavor != "trainjob":
             option = "--runtime" if self.runtime else "--gang"
             raise BadInput(f"{option}: only for --flavor trainjob (volcano and ascendjob always gang-schedule)")
@@ -57,6 +61,16 @@ def runtime_reference(runtime: str) -> tuple[str, str]:
     if prefix.lower() in ("", "clustertrainingruntime"):
         return "ClusterTrainingRuntime", name
     return prefix, runtime  # an unknown kind: the name check refuses the whole value
+
+
+def check_subpath(path: str) -> None:
+    """A subPath inside the PVC: relative, no '..', printable ASCII (Kubernetes refuses the first two
+    only when the pod starts; a manifest is checked before it is written)."""
+    parts = path.split("/")
+    if not path or path.startswith("/") or ".." in parts or not path.isascii() or not path.isprintable():
+        raise BadInput(f"--dataset-subpath {path!r}: expected a relative path inside the dataset PVC "
+                       "(no leading '/', no '..', printable ASCII)")
+
 
 
 def job_name(recipe_name: str, suffix: str) -> str:
