@@ -136,7 +136,8 @@ class NodeLaunch:
 
 # The only expressions a launch may hold: the schedulers' variables above. Any other '$' (a path
 # with '$(...)' in it) is literal text, never run.
-SCHEDULER_VARIABLES = ("MASTER_ADDR", "MASTER_PORT", "SLURM_NODEID", "RANK", "VC_TASK_INDEX")
+SCHEDULER_VARIABLES = ("MASTER_ADDR", "MASTER_PORT", "SLURM_NODEID", "RANK", "VC_TASK_INDEX",
+                       "PET_MASTER_ADDR", "PET_MASTER_PORT", "PET_NODE_RANK")
 _EXPRESSION = re.compile(r"\$(?:%s)(?![A-Za-z0-9_])" % "|".join(SCHEDULER_VARIABLES))
 
 

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from harness.errors import RecipeError
-from harness.launch import SCHEDULERS, node_launches, scheduler_rendezvous
+from harness.launch import SCHEDULER_VARIABLES, SCHEDULERS, node_launches, scheduler_rendezvous
 from harness.plan import PlanInputs, build_plan
 from harness.ranktable import CONTAINER_RANK_TABLE, RankTable
 from harness.recipe import load_recipe
@@ -217,3 +217,15 @@ def test_fps_counts_every_rank_of_every_node(tmp_path):
 def test_the_device_column_counts_every_rank_and_names_the_nodes(recipe, sets, label):
     # the seed's table says NPU-8p for one server of 8; a run over nodes must not read as one node's share
     assert load_recipe(RECIPES / f"{recipe}.yaml", sets).recipe.device.label == label
+
+
+@pytest.mark.parametrize("scheduler", SCHEDULERS)
+def test_every_schedulers_rendezvous_variables_expand_in_the_launch(scheduler):
+    """A scheduler added to the table must also list its variables as expandable: otherwise its
+    launch quotes '$PET_NODE_RANK' literally and every node claims the same rank."""
+    import re
+
+    rendezvous = scheduler_rendezvous(scheduler, 29500)
+    for value in (rendezvous.master_addr, rendezvous.master_port, rendezvous.node_rank or ""):
+        for name in re.findall(r"\$([A-Za-z_][A-Za-z0-9_]*)", value):
+            assert name in SCHEDULER_VARIABLES, f"{scheduler}: ${name} would be quoted literally"
