@@ -117,10 +117,10 @@ def cmd_run(args: argparse.Namespace) -> int:
                 "`harness k8s` (see `harness plan` for every node's launch)"
             )
         if args.check:
-            from harness.checking import QUICK_BATCH, QUICK_CROP, check_recipe
+            from harness.checking import check_recipe
 
-            report = check_recipe(loaded, crop=QUICK_CROP, batch=QUICK_BATCH)
-            print(f"harness: check passed ({report.seconds:.0f} s on the CPU, crop {QUICK_CROP}, batch {QUICK_BATCH})",
+            report = check_recipe(loaded)  # the quick default size
+            print(f"harness: check passed ({report.seconds:.0f} s on the CPU, crop {report.crop[1]}, batch {report.batch})",
                   file=sys.stderr)
         outcome = run_recipe(
             loaded, results_dir=args.results, executor=executor, quiet=args.quiet, skip_data_check=args.skip_data_check,
