@@ -23,8 +23,12 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from typing import TYPE_CHECKING
+
 from harness.errors import BadInput
-from harness.recipe import LoadedRecipe
+
+if TYPE_CHECKING:  # the CLI imports this module's defaults at start; the recipe models load when used
+    from harness.recipe import LoadedRecipe
 
 CHECK_ITERATIONS = 2
 PIPELINE_SAMPLES = 8  # train samples drawn to decide whether the crop fits any image

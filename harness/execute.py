@@ -294,7 +294,18 @@ def finish(run: RunDir, loaded: LoadedRecipe, plan: Plan, outcome: Outcome) -> R
     elif result_error:
         details["reason"] = f"result not written: {result_error}"
     _record_status(run, state, **details)
+    _draw_plots(run)
     return RunOutcome(run=run, state=state, exit_code=code)
+
+
+def _draw_plots(run: RunDir) -> None:
+    """The command that records a run draws its plots (the report never does); a run is
+    recorded whether or not they could be drawn."""
+    from harness.plotting import draw_runs_quietly
+
+    problem = draw_runs_quietly([run])
+    if problem:
+        print(f"harness: run {run.run_id}: {problem}", file=sys.stderr)
 
 
 def _record_status(run: RunDir, state: str, **details) -> None:

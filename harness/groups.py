@@ -81,6 +81,11 @@ def run_group(recipe_path: Path, sets: list[str], seeds: list[int], *, results_d
     interrupted = any(m.state == "interrupted" for m in record.members)
     record.state = "interrupted" if interrupted else "finished"
     group.write(record)
+    from harness.plotting import draw_group_quietly
+
+    problem = draw_group_quietly(results_dir, group)  # the group is recorded here, so drawn here
+    if problem:
+        print(f"harness: group {group.group_id}: {problem}", file=sys.stderr)
     if interrupted:
         return GroupOutcome(group, record, EXIT_INTERRUPTED)
     failed = any(m.state != "succeeded" for m in record.members)

@@ -32,6 +32,8 @@ def test_events_agree_with_text_log_and_scalars(tmp_path, cache_env):
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     [run] = RunStore(results).all()
+    # `run` draws the plots of the run it records (even with --no-report: the report never draws)
+    assert sorted(p.name for p in (run.path / "plots").glob("*.png")) == ["loss.png", "miou.png", "throughput.png"]
     [attempt] = [p for p in run.work_dir.iterdir() if p.is_dir()]
     stream = attempt / FILE_NAME
     [text_log] = list(attempt.glob("*.log"))
