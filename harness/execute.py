@@ -16,6 +16,7 @@ import signal
 import socket
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -73,7 +74,15 @@ def plan_inputs(loaded: LoadedRecipe, run_dir: Path, dataset_dir: Path, *, resum
         rank_table_host_path=str(loaded.resolve(recipe.device.rank_table)) if recipe.device.rank_table else None,
         optional_host_paths=npu_backend.present_optional_paths() if recipe.device.kind == "npu" else (),
         cpu_threads=cpu_threads_setting(),
+        user_thread_settings=user_thread_settings(os.environ),
     )
+
+
+def user_thread_settings(environ: Mapping[str, str]) -> tuple[str, ...]:
+    """The thread variables the caller set (non-empty), sorted: with any of them, CPU ranks get
+    the caller's choice and not the harness's default (backends.cpu.THREAD_DEFAULTS)."""
+    return tuple(sorted(name for name, value in environ.items()
+                        if value.strip() and (name == CPU_THREADS_VARIABLE or name.startswith(("OMP_", "GOMP_")))))
 
 
 def cpu_threads_setting() -> int | None:

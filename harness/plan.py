@@ -8,6 +8,7 @@ import socket
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import PurePosixPath
 
+from harness.backends import cpu as cpu_backend
 from harness.backends import get_backend
 from harness.job import JOB_FILE, Job, TrainSettings
 from harness.launch import NODE_HOSTNAME, SCHEDULERS, NodeLaunch, build_node_launches, harness_rendezvous, scheduler_rendezvous
@@ -54,6 +55,9 @@ class PlanInputs:
     # PSPNET_CPU_THREADS: torch threads per CPU rank (OMP_NUM_THREADS); None: torch's default for
     # one rank (every core), 1 each for several.
     cpu_threads: int | None = None
+    # The thread variables (PSPNET_CPU_THREADS, OMP_*, GOMP_*) the caller set: then CPU ranks get
+    # theirs, not backends.cpu.THREAD_DEFAULTS.
+    user_thread_settings: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -294,6 +298,8 @@ def build_plan(recipe: Recipe, inputs: PlanInputs, executor: Executor) -> Plan:
         # Two CPU trainings that each spin a thread per core slow each other down about tenfold
         # (OpenMP busy-waits); sharing a host, each should get its own share of the cores.
         environment["OMP_NUM_THREADS"] = str(inputs.cpu_threads)
+    if recipe.device.kind == "cpu" and not inputs.cpu_threads and not inputs.user_thread_settings:
+        environment.update(cpu_backend.THREAD_DEFAULTS)
     node_environment = tuple(device.hccl.environment(node) if device.hccl else {} for node in range(device.nodes))
     launches: tuple[NodeLaunch, ...] = ()
     if device.nodes > 1:

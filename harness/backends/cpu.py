@@ -8,6 +8,13 @@ from harness.backends.base import ContainerDevices, replace_norm, set_dist_backe
 NAME = "cpu"
 DIST_BACKEND = "gloo"
 TORCHRUN_ENV: dict[str, str] = {"OMP_NUM_THREADS": "1"}
+# A CPU rank's OpenMP threads (torch's CPU wheel ships GNU libgomp) by default spin 300,000 times
+# at every barrier before sleeping: milliseconds per wait. Beside one busy process the thread a
+# barrier waits for is descheduled while the others spin out their time slices: 40x slower (issue
+# 17). A bounded spin keeps the solo speed of spinning (short waits end inside the spin) and gives
+# the core up quickly under load; measured by bench/bench_cpu_threads.py (README: "CPU threads").
+# Set only when the caller chose none of PSPNET_CPU_THREADS, OMP_* or GOMP_* themselves.
+THREAD_DEFAULTS: dict[str, str] = {"GOMP_SPINCOUNT": "10000"}
 
 
 def environment(world_size: int) -> dict[str, str]:
