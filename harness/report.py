@@ -30,6 +30,7 @@ class RunRow:
     status: RunStatus | None = None
     problem: str | None = None  # one line: why this run is listed as damaged
     provenance: ProvenanceRecord | None = None
+    plots: list[Path] = field(default_factory=list)  # the run's plot files, drawn when it was recorded
 
 
 @dataclass
@@ -61,7 +62,8 @@ def collect_run(run: RunDir, recipes: dict[str, Recipe] | None = None) -> RunRow
     if result is None and state not in ("running", "created"):
         plan = records.plan or run.read(PlanRecord)
         result = build_result(run, recipe, plan.world_size if plan else recipe.device.world_size)
-    return RunRow(run, state, recipe, result, status, provenance=records.provenance)
+    return RunRow(run, state, recipe, result, status, provenance=records.provenance,
+                  plots=sorted(run.plots_dir.glob("*.png")))
 
 
 def reference_rows(recipes: list[Recipe]) -> list[PublishedRow]:
@@ -194,10 +196,9 @@ def _dataset_cell(result: RunResult) -> str:
 
 
 def _plot_links(row: RunRow) -> str:
-    plots = sorted(row.run.plots_dir.glob("*.png"))
-    if not plots and plots_expected(row):
+    if not row.plots and plots_expected(row):
         return f"missing (`harness plots {row.run.run_id}`)"
-    return " ".join(f"[{p.stem}](runs/{row.run.run_id}/plots/{p.name})" for p in plots) or "--"
+    return " ".join(f"[{p.stem}](runs/{row.run.run_id}/plots/{p.name})" for p in row.plots) or "--"
 
 
 def plots_expected(row: RunRow) -> bool:
@@ -206,7 +207,7 @@ def plots_expected(row: RunRow) -> bool:
 
 
 def runs_without_plots(report: Report) -> list[RunRow]:
-    return [row for row in report.rows if plots_expected(row) and not any(row.run.plots_dir.glob("*.png"))]
+    return [row for row in report.rows if plots_expected(row) and not row.plots]
 
 
 def missing_plots_note(report: Report) -> list[str]:
