@@ -75,7 +75,43 @@ def plan_inputs(loaded: LoadedRecipe, run_dir: Path, dataset_dir: Path, *, resum
         optional_host_paths=npu_backend.present_optional_paths() if recipe.device.kind == "npu" else (),
         cpu_threads=cpu_threads_setting(),
         user_thread_settings=user_thread_settings(os.environ),
+        free_cpus=free_cpus() if _threads_are_ours(recipe) else None,
     )
+
+
+def _threads_are_ours(recipe) -> bool:
+    """A single CPU rank whose caller chose no thread settings (then the harness chooses)."""
+    return recipe.device.kind == "cpu" and recipe.device.world_size == 1 and not user_thread_settings(os.environ)
+
+
+PROC_STAT = Path("/proc/stat")
+LOAD_SAMPLE_S = 0.25
+
+
+def free_cpus(sample_s: float = LOAD_SAMPLE_S) -> int | None:
+    """How many of this host's cores were idle over ``sample_s`` at the start of a run, when
+    fewer than all (at least 1); None when all were idle or /proc/stat cannot be read."""
+    try:
+        before = PROC_STAT.read_text().splitlines()[0]
+        time.sleep(sample_s)
+        after = PROC_STAT.read_text().splitlines()[0]
+    except (OSError, IndexError):
+        return None
+    return free_cpus_between(before, after, usable=os.cpu_count() or 1)
+
+
+def free_cpus_between(before: str, after: str, usable: int) -> int | None:
+    """The idle cores between two reads of /proc/stat's first line (``cpu user nice system idle
+    iowait ...`` in jiffies, summed over ``usable`` cores)."""
+    try:
+        first, second = ([int(v) for v in line.split()[1:]] for line in (before, after))
+    except ValueError:
+        return None
+    if len(first) < 5 or len(second) < 5 or sum(second) <= sum(first):
+        return None
+    idle = (second[3] + second[4]) - (first[3] + first[4])
+    free = round(usable * idle / (sum(second) - sum(first)))
+    return None if free >= usable else max(1, free)
 
 
 def user_thread_settings(environ: Mapping[str, str]) -> tuple[str, ...]:
