@@ -92,8 +92,8 @@ def shipped_recipes(recipes_dir: Path) -> list[Recipe]:
 def collect(results_dir: Path, recipes_dir: Path = DEFAULT_RECIPES_DIR) -> Report:
     from harness.report_groups import collect_groups, plots_missing
 
-    recipes: dict[str, Recipe] = {}
-    rows = [collect_run(run, recipes) for run in RunStore(results_dir).all()]
+    parsed: dict[str, Recipe] = {}
+    rows = [collect_run(run, parsed) for run in RunStore(results_dir).all()]
     recipes = shipped_recipes(recipes_dir) + [row.recipe for row in rows if row.recipe]
     groups, problems = collect_groups(results_dir, rows)
     without = {g.group_id for g in groups if plots_missing(Path(results_dir), g)}
