@@ -66,7 +66,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     executor = _chosen_executor(args, loaded)
     dataset = loaded.recipe.dataset
     dataset_dir = loaded.resolve(dataset.root) if dataset.root else Path("<synthetic cache>")
-    inputs = plan_inputs(loaded, Path("results/runs/<run-id>").resolve(), dataset_dir)
+    inputs = plan_inputs(loaded, Path("results/runs/<run-id>").resolve(), dataset_dir, sample_load=True)
     plan = planned(loaded, inputs, get_executor(executor)())
     described = {"recipe": str(loaded.path), **describe_plan(plan)}
     if args.json:

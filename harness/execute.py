@@ -59,7 +59,10 @@ class RunOutcome:
     exit_code: int
 
 
-def plan_inputs(loaded: LoadedRecipe, run_dir: Path, dataset_dir: Path, *, resume: bool = False) -> PlanInputs:
+def plan_inputs(loaded: LoadedRecipe, run_dir: Path, dataset_dir: Path, *, resume: bool = False,
+                sample_load: bool = False) -> PlanInputs:
+    """``sample_load``: measure which cores are idle now (``free_cpus``, 0.25 s) for a plan that
+    will run now (or be shown as such)."""
     recipe = loaded.recipe
     pretrained = recipe.model.pretrained
     return PlanInputs(
@@ -75,8 +78,15 @@ def plan_inputs(loaded: LoadedRecipe, run_dir: Path, dataset_dir: Path, *, resum
         optional_host_paths=npu_backend.present_optional_paths() if recipe.device.kind == "npu" else (),
         cpu_threads=cpu_threads_setting(),
         user_thread_settings=user_thread_settings(os.environ),
-        free_cpus=free_cpus() if _threads_are_ours(recipe) else None,
+        free_cpus=free_cpus() if sample_load and _threads_are_ours(recipe) else None,
     )
+
+
+def _say_threads_chosen(plan: Plan, inputs: PlanInputs) -> None:
+    threads = plan.launch.environment.get("OMP_NUM_THREADS")
+    if inputs.free_cpus and threads == str(inputs.free_cpus) and not inputs.cpu_threads:
+        print(f"harness: only {inputs.free_cpus} of {os.cpu_count()} cores were idle at the start: "
+              f"{threads} torch thread(s) (PSPNET_CPU_THREADS=N chooses)", file=sys.stderr)
 
 
 def _threads_are_ours(recipe) -> bool:
@@ -200,8 +210,9 @@ def prepare_run(loaded: LoadedRecipe, store: RunStore, executor: Executor, *,
     lock = run.lock()
     run.set_status("created", executor=executor.name, recipe=loaded.recipe.name)
     run.write(DatasetRecord.model_validate(dataset))
-    plan = executor.prepare(planned(loaded, plan_inputs(loaded, run.path.resolve(), dataset_dir), executor)) or \
-        planned(loaded, plan_inputs(loaded, run.path.resolve(), dataset_dir), executor)
+    inputs = plan_inputs(loaded, run.path.resolve(), dataset_dir, sample_load=True)
+    plan = executor.prepare(planned(loaded, inputs, executor)) or planned(loaded, inputs, executor)
+    _say_threads_chosen(plan, inputs)
     copy_configs(loaded, run)
     run.write_text("recipe.yaml", yaml.safe_dump(loaded.data, sort_keys=False))
     run.write(RecipeSourceRecord(path=str(loaded.path)))
@@ -478,9 +489,10 @@ def resume_run(run_id: str, *, results_dir: Path, quiet: bool = False, force: bo
                 f"run {run_id}: the dataset changed since the run started (fingerprint {recorded.fingerprint[:12]} -> "
                 f"{dataset['fingerprint'][:12]}); resuming would mix two datasets in one result"
             )
-        inputs = replace(plan_inputs(loaded, run.path.resolve(), dataset_dir, resume=True),
+        inputs = replace(plan_inputs(loaded, run.path.resolve(), dataset_dir, resume=True, sample_load=True),
                          config_name=Path(recorded_job.config).name)
         plan = executor.prepare(planned(loaded, inputs, executor)) or planned(loaded, inputs, executor)
+        _say_threads_chosen(plan, inputs)
     except BaseException:
         lock.release()
         raise
