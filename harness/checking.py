@@ -18,18 +18,22 @@ import resource
 import tempfile
 import time
 import uuid
-from collections.abc import MutableMapping
+from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from harness.errors import BadInput
-from harness.recipe import LoadedRecipe
+
+if TYPE_CHECKING:  # the CLI imports this module's defaults at start; the recipe models load when used
+    from harness.recipe import LoadedRecipe
 
 CHECK_ITERATIONS = 2
 PIPELINE_SAMPLES = 8  # train samples drawn to decide whether the crop fits any image
-# What ``harness run --check`` uses: the recipe's model at a crop and batch a CPU does in seconds.
-QUICK_CROP = 128
+# The default of ``harness check`` and ``harness run --check``: the recipe's model at a crop and
+# batch a CPU does in seconds and a laptop holds (R50-D8 at the recipes' 512x512 crop and batch 16
+# needs ~21 GB and ~5 min; ``--full-size`` runs that, after saying how much memory it needs).
+QUICK_CROP = 64
 QUICK_BATCH = 2
 # The synthetic stand-in, when the recipe's dataset is not on this machine: few, VOC-shaped images.
 STAND_IN_COUNTS = dict(n_train=4, n_aug=4, n_val=2)
@@ -216,16 +220,17 @@ def _stand_in_dataset(crop: tuple[int, int]) -> Path:
     return write_synthetic_voc(cache_dir() / f"check-voc-{width}x{height}", spec)
 
 
-def _dataset_for(loaded: LoadedRecipe, crop: tuple[int, int]) -> tuple[Path, str]:
+def _dataset_for(loaded: LoadedRecipe, crop: tuple[int, int]) -> tuple[Path, str, bool]:
+    """The dataset's folder, what it is in words, and whether it is a stand-in made for ``crop``."""
     from harness.data.resolve import resolve_dataset
 
     dataset = loaded.recipe.dataset
     if dataset.synthetic is not None:
-        return resolve_dataset(loaded), "the recipe's synthetic set"
+        return resolve_dataset(loaded), "the recipe's synthetic set", False
     root = loaded.dataset_root()
     if (root / "VOC2012" / "JPEGImages").is_dir():
-        return root, f"{root}"
-    return _stand_in_dataset(crop), f"synthetic stand-in at {crop[1]}x{crop[0]} ({root} is not here)"
+        return root, f"{root}", False
+    return _stand_in_dataset(crop), f"synthetic stand-in at {crop[1]}x{crop[0]} ({root} is not here)", True
 
 
 def _job_for(loaded: LoadedRecipe, dataset_dir: Path, work_dir: str):
@@ -277,16 +282,29 @@ def _unformatted(cfg):
     return plain
 
 
-def check_recipe(loaded: LoadedRecipe, *, crop: int | None = None, batch: int | None = None) -> CheckReport:
+def check_recipe(loaded: LoadedRecipe, *, crop: int | None = None, batch: int | None = None,
+                 full_size: bool = False, announce: Callable[[str], None] | None = None) -> CheckReport:
+    """``crop``/``batch`` None: ``QUICK_CROP``/``QUICK_BATCH`` where the recipe's are larger, or the
+    recipe's own with ``full_size``; then ``announce`` is first told the memory it will need."""
     import warnings
 
     # mmcv-lite/mmseg deprecation chatter would bury the summary and the one error line.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return _check_recipe(loaded, crop=crop, batch=batch)
+        return _check_recipe(loaded, crop=crop, batch=batch, full_size=full_size, announce=announce)
 
 
-def _check_recipe(loaded: LoadedRecipe, *, crop: int | None, batch: int | None) -> CheckReport:
+def quick_size(recipe_crop: tuple[int, int], recipe_batch: int, crop: int | None, batch: int | None) -> tuple[int | None, int | None]:
+    """The check's default crop and batch: the quick ones, never larger than the recipe's."""
+    if crop is None and QUICK_CROP < max(recipe_crop):
+        crop = QUICK_CROP
+    if batch is None and QUICK_BATCH < recipe_batch:
+        batch = QUICK_BATCH
+    return crop, batch
+
+
+def _check_recipe(loaded: LoadedRecipe, *, crop: int | None, batch: int | None, full_size: bool,
+                  announce: Callable[[str], None] | None) -> CheckReport:
     started = time.perf_counter()
     os.environ.setdefault("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
     from harness.worker import mmcv_shim
@@ -315,8 +333,10 @@ def _check_recipe(loaded: LoadedRecipe, *, crop: int | None, batch: int | None) 
                 raise CheckFailed(f"{where}: model.overrides: {key!r}: the config has no key {missing!r}")
         adapt(before, probe_job)
         recipe_crop = train_crop(before)
+        if not full_size:
+            crop, batch = quick_size(recipe_crop, recipe.train.batch_per_device, crop, batch)
         effective_crop = (crop, crop) if crop else recipe_crop
-        dataset_dir, dataset_text = _dataset_for(loaded, effective_crop)
+        dataset_dir, dataset_text, stand_in = _dataset_for(loaded, effective_crop)
         job = _job_for(loaded, dataset_dir, work_dir)
         cfg = raw
         adapt(cfg, job)
@@ -324,6 +344,9 @@ def _check_recipe(loaded: LoadedRecipe, *, crop: int | None, batch: int | None) 
         pretrained = cfg["model"].get("pretrained")
         pretrained_ok = bool(pretrained) and "://" not in pretrained and Path(pretrained).is_file()
         notes = cpu_substitutions(cfg, job.world_size, pretrained_ok)
+        # Whether the crop fits the images is the recipe's property: asked at the recipe's size on
+        # the recipe's own images; a stand-in is made for the check's crop, so it is asked there.
+        fit_cfg, fit_crop = (cfg, effective_crop) if stand_in else (copy.deepcopy(cfg), recipe_crop)
         if crop and (crop, crop) != recipe_crop:
             factor = shrink(cfg, crop)
             notes.append(f"crop {recipe_crop[1]}x{recipe_crop[0]} -> {crop}x{crop} (resize scales x{factor:.3g})")
@@ -340,9 +363,14 @@ def _check_recipe(loaded: LoadedRecipe, *, crop: int | None, batch: int | None) 
             recipe_batch=recipe.train.batch_per_device, dataset=dataset_text, substitutions=notes,
         )
         try:
-            _check_crop_fits(cfg, effective_crop, where)
+            _check_crop_fits(fit_cfg, fit_crop, where)
             runner = Runner.from_cfg(_unformatted(cfg))
             report.parameters = sum(p.numel() for p in runner.model.parameters())
+            if full_size and announce is not None:
+                from harness.check_memory import estimate
+
+                # On a copy: the probe's forward would move the trained model's BN statistics.
+                announce(estimate(copy.deepcopy(runner.model), effective_crop, report.batch).line())
             runner.train()
         except CheckFailed:
             raise

@@ -76,7 +76,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     executor = _chosen_executor(args, loaded)
     dataset = loaded.recipe.dataset
     dataset_dir = loaded.dataset_root() if dataset.root else Path("<synthetic cache>")
-    inputs = plan_inputs(loaded, Path("results/runs/<run-id>").resolve(), dataset_dir)
+    inputs = plan_inputs(loaded, Path("results/runs/<run-id>").resolve(), dataset_dir, sample_load=True)
     plan = planned(loaded, inputs, get_executor(executor)())
     described = {"recipe": str(loaded.path), "dataset": str(dataset_dir), **describe_plan(plan)}
     if args.json:
@@ -127,10 +127,10 @@ def cmd_run(args: argparse.Namespace) -> int:
                 "`harness k8s` (see `harness plan` for every node's launch)"
             )
         if args.check:
-            from harness.checking import QUICK_BATCH, QUICK_CROP, check_recipe
+            from harness.checking import check_recipe
 
-            report = check_recipe(loaded, crop=QUICK_CROP, batch=QUICK_BATCH)
-            print(f"harness: check passed ({report.seconds:.0f} s on the CPU, crop {QUICK_CROP}, batch {QUICK_BATCH})",
+            report = check_recipe(loaded)  # the quick default size
+            print(f"harness: check passed ({report.seconds:.0f} s on the CPU, crop {report.crop[1]}, batch {report.batch})",
                   file=sys.stderr)
         outcome = run_recipe(
             loaded, results_dir=args.results, executor=executor, quiet=args.quiet, skip_data_check=args.skip_data_check,

@@ -16,7 +16,7 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -59,7 +59,10 @@ class RunOutcome:
     exit_code: int
 
 
-def plan_inputs(loaded: LoadedRecipe, run_dir: Path, dataset_dir: Path, *, resume: bool = False) -> PlanInputs:
+def plan_inputs(loaded: LoadedRecipe, run_dir: Path, dataset_dir: Path, *, resume: bool = False,
+                sample_load: bool = False) -> PlanInputs:
+    """``sample_load``: measure which cores are idle now (``free_cpus``, 0.25 s) for a plan that
+    will run now (or be shown as such)."""
     recipe = loaded.recipe
     pretrained = recipe.model.pretrained
     return PlanInputs(
@@ -76,7 +79,58 @@ def plan_inputs(loaded: LoadedRecipe, run_dir: Path, dataset_dir: Path, *, resum
         cpu_threads=cpu_threads_setting(),
         # Probed here, not in planning: two multi-rank runs on one host must not share a port.
         master_port=free_port() if recipe.device.world_size > 1 and recipe.device.master_port is None else None,
+        user_thread_settings=user_thread_settings(os.environ),
+        free_cpus=free_cpus() if sample_load and _threads_are_ours(recipe) else None,
     )
+
+
+def _say_threads_chosen(plan: Plan, inputs: PlanInputs) -> None:
+    threads = plan.launch.environment.get("OMP_NUM_THREADS")
+    if inputs.free_cpus and threads == str(inputs.free_cpus) and not inputs.cpu_threads:
+        print(f"harness: only {inputs.free_cpus} of {os.cpu_count()} cores were idle at the start: "
+              f"{threads} torch thread(s) (PSPNET_CPU_THREADS=N chooses)", file=sys.stderr)
+
+
+def _threads_are_ours(recipe) -> bool:
+    """A single CPU rank whose caller chose no thread settings (then the harness chooses)."""
+    return recipe.device.kind == "cpu" and recipe.device.world_size == 1 and not user_thread_settings(os.environ)
+
+
+PROC_STAT = Path("/proc/stat")
+LOAD_SAMPLE_S = 0.25
+
+
+def free_cpus(sample_s: float = LOAD_SAMPLE_S) -> int | None:
+    """How many of this host's cores were idle over ``sample_s`` at the start of a run, when
+    fewer than all (at least 1); None when all were idle or /proc/stat cannot be read."""
+    try:
+        before = PROC_STAT.read_text().splitlines()[0]
+        time.sleep(sample_s)
+        after = PROC_STAT.read_text().splitlines()[0]
+    except (OSError, IndexError):
+        return None
+    return free_cpus_between(before, after, usable=os.cpu_count() or 1)
+
+
+def free_cpus_between(before: str, after: str, usable: int) -> int | None:
+    """The idle cores between two reads of /proc/stat's first line (``cpu user nice system idle
+    iowait ...`` in jiffies, summed over ``usable`` cores)."""
+    try:
+        first, second = ([int(v) for v in line.split()[1:]] for line in (before, after))
+    except ValueError:
+        return None
+    if len(first) < 5 or len(second) < 5 or sum(second) <= sum(first):
+        return None
+    idle = (second[3] + second[4]) - (first[3] + first[4])
+    free = round(usable * idle / (sum(second) - sum(first)))
+    return None if free >= usable else max(1, free)
+
+
+def user_thread_settings(environ: Mapping[str, str]) -> tuple[str, ...]:
+    """The thread variables the caller set (non-empty), sorted: with any of them, CPU ranks get
+    the caller's choice and not the harness's default (backends.cpu.THREAD_DEFAULTS)."""
+    return tuple(sorted(name for name, value in environ.items()
+                        if value.strip() and (name == CPU_THREADS_VARIABLE or name.startswith(("OMP_", "GOMP_")))))
 
 
 def cpu_threads_setting() -> int | None:
@@ -134,8 +188,9 @@ def prepare_run(loaded: LoadedRecipe, store: RunStore, executor: Executor, *,
     lock = run.lock()
     run.set_status("created", executor=executor.name, recipe=loaded.recipe.name)
     run.write(DatasetRecord.model_validate(dataset))
-    plan = executor.prepare(planned(loaded, plan_inputs(loaded, run.path.resolve(), dataset_dir), executor)) or \
-        planned(loaded, plan_inputs(loaded, run.path.resolve(), dataset_dir), executor)
+    inputs = plan_inputs(loaded, run.path.resolve(), dataset_dir, sample_load=True)
+    plan = executor.prepare(planned(loaded, inputs, executor)) or planned(loaded, inputs, executor)
+    _say_threads_chosen(plan, inputs)
     copy_configs(loaded, run)
     run.write_text("recipe.yaml", yaml.safe_dump(loaded.data, sort_keys=False))
     run.write(RecipeSourceRecord(path=str(loaded.path)))
@@ -277,7 +332,18 @@ def finish(run: RunDir, loaded: LoadedRecipe, plan: Plan, outcome: Outcome) -> R
     elif result_error:
         details["reason"] = f"result not written: {result_error}"
     _record_status(run, state, **details)
+    _draw_plots(run)
     return RunOutcome(run=run, state=state, exit_code=code)
+
+
+def _draw_plots(run: RunDir) -> None:
+    """The command that records a run draws its plots (the report never does); a run is
+    recorded whether or not they could be drawn."""
+    from harness.plotting import draw_runs_quietly
+
+    problem = draw_runs_quietly([run])
+    if problem:
+        print(f"harness: run {run.run_id}: {problem}", file=sys.stderr)
 
 
 def _record_status(run: RunDir, state: str, **details) -> None:
@@ -409,9 +475,10 @@ def resume_run(run_id: str, *, results_dir: Path, quiet: bool = False, force: bo
                 f"run {run_id}: the dataset changed since the run started (fingerprint {recorded.fingerprint[:12]} -> "
                 f"{dataset['fingerprint'][:12]}); resuming would mix two datasets in one result"
             )
-        inputs = replace(plan_inputs(loaded, run.path.resolve(), dataset_dir, resume=True),
+        inputs = replace(plan_inputs(loaded, run.path.resolve(), dataset_dir, resume=True, sample_load=True),
                          config_name=Path(recorded_job.config).name)
         plan = executor.prepare(planned(loaded, inputs, executor)) or planned(loaded, inputs, executor)
+        _say_threads_chosen(plan, inputs)
     except BaseException:
         lock.release()
         raise

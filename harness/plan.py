@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import PurePosixPath
 
+from harness.backends import cpu as cpu_backend
 from harness.backends import get_backend
 from harness.job import JOB_FILE, Job, TrainSettings
 from harness.launch import NODE_HOSTNAME, SCHEDULERS, NodeLaunch, build_node_launches, harness_rendezvous, scheduler_rendezvous
@@ -56,6 +57,12 @@ class PlanInputs:
     # PSPNET_CPU_THREADS: torch threads per CPU rank (OMP_NUM_THREADS); None: torch's default for
     # one rank (every core), 1 each for several.
     cpu_threads: int | None = None
+    # The thread variables (PSPNET_CPU_THREADS, OMP_*, GOMP_*) the caller set: then CPU ranks get
+    # theirs, not backends.cpu.THREAD_DEFAULTS.
+    user_thread_settings: tuple[str, ...] = ()
+    # The cores idle when the run started, when fewer than this host has (execute.free_cpus);
+    # None: all idle (or not measured). A single CPU rank on this host then uses that many threads.
+    free_cpus: int | None = None
 
 
 @dataclass(frozen=True)
@@ -289,6 +296,12 @@ def build_plan(recipe: Recipe, inputs: PlanInputs, executor: Executor) -> Plan:
         # Two CPU trainings that each spin a thread per core slow each other down about tenfold
         # (OpenMP busy-waits); sharing a host, each should get its own share of the cores.
         environment["OMP_NUM_THREADS"] = str(inputs.cpu_threads)
+    if recipe.device.kind == "cpu" and not inputs.cpu_threads and not inputs.user_thread_settings:
+        environment.update(cpu_backend.THREAD_DEFAULTS)
+        # Threads on cores another process keeps busy wait for each other at every barrier; one
+        # rank on this host takes the cores that were idle (a scheduler's node is not this host).
+        if device.world_size == 1 and inputs.free_cpus and executor in ("local", "docker"):
+            environment["OMP_NUM_THREADS"] = str(inputs.free_cpus)
     node_environment = tuple(device.hccl.environment(node) if device.hccl else {} for node in range(device.nodes))
     launches: tuple[NodeLaunch, ...] = ()
     if device.nodes > 1:

@@ -2,9 +2,10 @@
 
 ``write_run_plots(result, out_dir)`` writes ``loss.png``, ``miou.png`` and ``throughput.png``
 (each only when its data is there) and returns the paths written. A stamp beside them holds a
-digest of the result they were drawn from: ``harness report`` runs after every run and calls this
-for every run, so an unchanged result returns its existing plots without drawing (drawing is
-~0.3 s per run). Every value may be missing,
+digest of the result they were drawn from, so an unchanged result (a resumed run that ended
+where it was, ``harness plots`` of a run that has them) returns its existing plots without drawing
+(drawing is ~0.3 s per run). Called by the commands that record a run (``harness.plotting``),
+never by ``harness report``. Every value may be missing,
 ``None`` or NaN: such points are left out, and a plot with nothing left to draw is skipped.
 Files are written atomically (a temp file in ``out_dir`` renamed over the target).
 

@@ -6,6 +6,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from harness.plotting import draw_group_quietly
 from harness.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_RUN_FAILED
 from harness.execute import run_recipe
 from harness.recipe import load_recipe
@@ -59,6 +60,9 @@ def _run_members(group: GroupDir, loaded: list, recipe_path: Path, sets: list[st
     interrupted = any(m.state == "interrupted" for m in record.members)
     record.state = "interrupted" if interrupted else "finished"
     group.write(record)
+    problem = draw_group_quietly(results_dir, group)  # the group is recorded here, so drawn here
+    if problem:
+        print(f"harness: group {group.group_id}: {problem}", file=sys.stderr)
     if interrupted:
         return GroupOutcome(group, record, EXIT_INTERRUPTED)
     failed = any(m.state != "succeeded" for m in record.members)

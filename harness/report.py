@@ -29,6 +29,8 @@ class RunRow:
     result: RunResult | None
     status: RunStatus | None = None
     problem: str | None = None  # one line: why this run is listed as damaged
+    provenance: ProvenanceRecord | None = None
+    plots: list[Path] = field(default_factory=list)  # the run's plot files, drawn when it was recorded
 
 
 @dataclass
@@ -37,24 +39,31 @@ class Report:
     references: list[PublishedRow] = field(default_factory=list)
     groups: list = field(default_factory=list)  # harness.groups.GroupSummary
     group_problems: list[str] = field(default_factory=list)  # one line per damaged group folder
+    groups_without_plots: set[str] = field(default_factory=set)  # group ids (see plots_missing)
 
 
-def collect_run(run: RunDir) -> RunRow:
-    """One run for the report; a run whose records cannot be read becomes a 'damaged' row."""
-    problem = run.damage()
-    if problem is not None:
-        return RunRow(run, "damaged", None, None, None, problem)
-    status = run.status()
-    state = run.effective_state()
+def collect_run(run: RunDir, recipes: dict[str, Recipe] | None = None) -> RunRow:
+    """One run for the report, every record read once; a run whose records cannot be read
+    becomes a 'damaged' row. ``recipes``: recipes already parsed in this report, by their text
+    (the runs of one recipe store the same recipe.yaml)."""
     try:
-        recipe = recipe_of(run)
+        records = run.records()
+    except DamagedRecord as exc:
+        return RunRow(run, "damaged", None, None, None, str(exc))
+    status = records.status
+    state = run.effective_state(status)
+    recipes = {} if recipes is None else recipes
+    try:
+        recipe = recipes.get(records.recipe_text) or recipe_of(run, records.recipe_text)
     except DamagedRecord as exc:
         return RunRow(run, "damaged", None, None, status, str(exc))
-    result = run.result()
+    recipes[records.recipe_text] = recipe
+    result = records.result
     if result is None and state not in ("running", "created"):
-        plan = run.read(PlanRecord)
+        plan = records.plan or run.read(PlanRecord)
         result = build_result(run, recipe, plan.world_size if plan else recipe.device.world_size)
-    return RunRow(run, state, recipe, result, status)
+    return RunRow(run, state, recipe, result, status, provenance=records.provenance,
+                  plots=sorted(run.plots_dir.glob("*.png")))
 
 
 def reference_rows(recipes: list[Recipe]) -> list[PublishedRow]:
@@ -81,12 +90,15 @@ def shipped_recipes(recipes_dir: Path) -> list[Recipe]:
 
 
 def collect(results_dir: Path, recipes_dir: Path = DEFAULT_RECIPES_DIR) -> Report:
-    from harness.report_groups import collect_groups
+    from harness.report_groups import collect_groups, plots_missing
 
-    rows = [collect_run(run) for run in RunStore(results_dir).all()]
+    parsed: dict[str, Recipe] = {}
+    rows = [collect_run(run, parsed) for run in RunStore(results_dir).all()]
     recipes = shipped_recipes(recipes_dir) + [row.recipe for row in rows if row.recipe]
     groups, problems = collect_groups(results_dir, rows)
-    return Report(rows=rows, references=reference_rows(recipes), groups=groups, group_problems=problems)
+    without = {g.group_id for g in groups if plots_missing(Path(results_dir), g)}
+    return Report(rows=rows, references=reference_rows(recipes), groups=groups, group_problems=problems,
+                  groups_without_plots=without)
 
 
 def _num(value: float | None, digits: int) -> str:
@@ -184,8 +196,29 @@ def _dataset_cell(result: RunResult) -> str:
 
 
 def _plot_links(row: RunRow) -> str:
-    plots = sorted((row.run.path / "plots").glob("*.png"))
-    return " ".join(f"[{p.stem}](runs/{row.run.run_id}/plots/{p.name})" for p in plots) or "--"
+    if not row.plots and plots_expected(row):
+        return f"missing (`harness plots {row.run.run_id}`)"
+    return " ".join(f"[{p.stem}](runs/{row.run.run_id}/plots/{p.name})" for p in row.plots) or "--"
+
+
+def plots_expected(row: RunRow) -> bool:
+    """A run whose result has logged windows has plots, drawn when it was recorded."""
+    return bool(row.result and row.result.train)
+
+
+def runs_without_plots(report: Report) -> list[RunRow]:
+    return [row for row in report.rows if plots_expected(row) and not row.plots]
+
+
+def missing_plots_note(report: Report) -> list[str]:
+    """The report never draws (``run`` and ``ingest`` do): say what lacks plots and how to draw it."""
+    runs = len(runs_without_plots(report))
+    parts = [f"{runs} run(s)"] if runs else []
+    parts += [f"{len(report.groups_without_plots)} group(s)"] if report.groups_without_plots else []
+    if not parts:
+        return []
+    return [f"{' and '.join(parts)} have no plots (stored without them, e.g. by an older harness; the report "
+            "never draws): `harness plots --missing` draws them, or `harness plots ID...` the ones named.", ""]
 
 
 def references_section(report: Report) -> list[str]:
@@ -249,7 +282,8 @@ def render(report: Report) -> str:
         "",
         *runs_table(report),
         "",
-        *groups_section(report.groups, report.group_problems),
+        *missing_plots_note(report),
+        *groups_section(report.groups, report.group_problems, report.groups_without_plots),
         *comparisons_section(report),
         "## Reference rows",
         "",
@@ -271,7 +305,7 @@ def summary_rows(report: Report) -> list[dict]:
     for row in report.rows:
         result = row.result
         compared = result.compared_metrics() if result else None
-        host = row.run.read(ProvenanceRecord) if row.state != "damaged" else None
+        host = row.provenance
         rows.append({
             "run_id": row.run.run_id,
             "recipe": row.recipe.name if row.recipe else None,
@@ -311,14 +345,6 @@ def _csv(rows: list[dict]) -> str:
     return buffer.getvalue()
 
 
-def write_plots(report: Report) -> None:
-    from harness.plots import write_run_plots
-
-    for row in report.rows:
-        if row.result and row.result.train:
-            write_run_plots(row.result, row.run.path / "plots")
-
-
 def write_report(results_dir: Path, recipes_dir: Path = DEFAULT_RECIPES_DIR) -> tuple[Path, Report]:
     report = collect(results_dir, recipes_dir)
     path = Path(results_dir) / "README.md"
@@ -330,9 +356,5 @@ def write_report(results_dir: Path, recipes_dir: Path = DEFAULT_RECIPES_DIR) -> 
         "groups": [summary.to_dict() for summary in report.groups],
     })
     write_text_atomic(Path(results_dir) / "summary.csv", _csv(rows))
-    write_plots(report)
-    from harness.report_groups import write_group_plots
-
-    write_group_plots(results_dir, report.groups)
     write_text_atomic(path, render(report))
     return path, report

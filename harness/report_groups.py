@@ -7,7 +7,7 @@ from pathlib import Path
 
 from harness.group_repair import repaired
 from harness.groups import NUMBERS, GroupSummary, summarize
-from harness.records import DamagedRecord
+from harness.records import DamagedRecord, GroupRecord
 from harness.runs import GroupStore
 from harness.stats import GroupStats
 
@@ -34,10 +34,16 @@ def collect_groups(results_dir: Path, rows: list) -> tuple[list[GroupSummary], l
         except DamagedRecord as exc:
             problems.append(str(exc))
             continue
-        results = {rid: row.result for rid, row in by_id.items() if row.result is not None and row.state == "succeeded"}
-        recipe = next((by_id[m.run_id].recipe for m in record.members if m.run_id in by_id and by_id[m.run_id].recipe), None)
-        summaries.append(summarize(record, results, recipe.reference if recipe else None))
+        summaries.append(summarize_group(record, by_id))
     return summaries, problems
+
+
+def summarize_group(record: GroupRecord, by_id: dict) -> GroupSummary:
+    """``by_id``: run id -> the report's row (``harness.report.RunRow``) of at least the members."""
+    members = [by_id[m.run_id] for m in record.members if m.run_id in by_id]
+    results = {row.run.run_id: row.result for row in members if row.result is not None and row.state == "succeeded"}
+    recipe = next((row.recipe for row in members if row.recipe), None)
+    return summarize(record, results, recipe.reference if recipe else None)
 
 
 def stats_cell(stats: GroupStats, digits: int) -> str:
@@ -47,7 +53,7 @@ def stats_cell(stats: GroupStats, digits: int) -> str:
     return f"{stats.mean:.{digits}f}{sd} ({stats.min:.{digits}f}–{stats.max:.{digits}f})"
 
 
-def groups_table(summaries: list[GroupSummary], problems: list[str]) -> list[str]:
+def groups_table(summaries: list[GroupSummary], problems: list[str], missing: set[str]) -> list[str]:
     lines = [
         "| group | recipe | reference | n | fps | aAcc | mIoU | mAcc | members | plots |",
         "| --- | --- | --- | ---: | --- | --- | --- | --- | --- | --- |",
@@ -62,7 +68,7 @@ def groups_table(summaries: list[GroupSummary], problems: list[str]) -> list[str
                             for m in summary.members)
         lines.append(f"| `{summary.group_id}` | {summary.recipe} | {summary.reference.label if summary.reference else '--'} "
                      f"| {summary.finished} | " + " | ".join(cells) + f" | {summary.completeness()}: {members} "
-                     f"| {_plot_links(summary)} |")
+                     f"| {_plot_links(summary, missing)} |")
     for problem in problems:
         lines.append(f"| damaged | -- | -- | -- | -- | -- | -- | -- | {problem} | -- |")
     return lines
@@ -86,21 +92,33 @@ def plots_dir(results_dir: Path, summary: GroupSummary) -> Path:
     return GroupStore(results_dir).groups_dir / summary.group_id / "plots"
 
 
-def _plot_links(summary: GroupSummary) -> str:
+GROUP_PLOTS = ("loss", "miou")
+
+
+def plots_missing(results_dir: Path, summary: GroupSummary) -> bool:
+    """A group with finished members whose plots were never drawn (an older harness, a group
+    written by hand): the report names it; it never draws."""
+    folder = plots_dir(results_dir, summary)
+    return bool(summary.results) and not all((folder / f"{name}.png").is_file() for name in GROUP_PLOTS)
+
+
+def _plot_links(summary: GroupSummary, missing: set[str]) -> str:
+    if summary.group_id in missing:
+        return f"missing (`harness plots {summary.group_id}`)"
     # the report lives in results/, the group's plots in results/groups/<id>/plots/
-    return " ".join(f"[{name}](groups/{summary.group_id}/plots/{name}.png)" for name in ("loss", "miou")
+    return " ".join(f"[{name}](groups/{summary.group_id}/plots/{name}.png)" for name in GROUP_PLOTS
                     if summary.results) or "--"
 
 
-def write_group_plots(results_dir: Path, summaries: list[GroupSummary]) -> None:
+def write_group_plots(results_dir: Path, summary: GroupSummary) -> list[Path]:
     from harness.group_plots import write_group_plots as draw
 
-    for summary in summaries:
-        if summary.results:
-            draw(summary, plots_dir(results_dir, summary))
+    return draw(summary, plots_dir(results_dir, summary)) if summary.results else []
 
 
-def groups_section(summaries: list[GroupSummary], problems: list[str]) -> list[str]:
+def groups_section(summaries: list[GroupSummary], problems: list[str], missing: set[str]) -> list[str]:
+    """``missing``: the ids of the groups whose plots are missing."""
     if not summaries and not problems:
         return []
-    return ["## Groups", "", *groups_table(summaries, problems), "", *group_verdicts(summaries), "", GROUP_NOTE, ""]
+    return ["## Groups", "", *groups_table(summaries, problems, missing), "", *group_verdicts(summaries), "",
+            GROUP_NOTE, ""]

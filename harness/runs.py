@@ -118,6 +118,20 @@ def trainer_alive(path: Path) -> bool:
 
 
 @dataclass(frozen=True)
+class RunRecords:
+    """What one run folder holds, read once (``RunDir.records``)."""
+    status: RunStatus
+    recipe_text: str
+    job: JobRecord | None  # None: not read (an ingested or not yet started run need not have it)
+    plan: PlanRecord | None
+    result: RunResult | None
+    dataset: DatasetRecord | None
+    provenance: ProvenanceRecord | None
+    worker_env: WorkerEnvRecord | None
+    recipe_source: RecipeSourceRecord | None
+
+
+@dataclass(frozen=True)
 class RunDir:
     path: Path
 
@@ -129,6 +143,7 @@ class RunDir:
     log_file = property(lambda self: self.path / "train.log")
     nodes_dir = property(lambda self: self.path / "nodes")  # multi-node runs: every node's own log
     work_dir = property(lambda self: self.path / "work_dir")
+    plots_dir = property(lambda self: self.path / "plots")  # drawn by the commands that record the run
     lock_file = property(lambda self: self.path / LOCK_FILE)
     trainer_lock_file = property(lambda self: self.path / TRAINER_LOCK_FILE)
 
@@ -211,17 +226,24 @@ class RunDir:
         """A harness run folder (status and recipe present), whatever its records say."""
         return self.record_path(RunStatus).is_file() and self.recipe_file.is_file()
 
+    def records(self) -> RunRecords:
+        """Every record of this run folder, each read and validated once; DamagedRecord (one
+        line) for the first that does not read. An ingested run has no plan or job; any other
+        run must have both."""
+        status = self.status()
+        recipe_text = self.recipe_text()
+        needs_plan = not status.ingested and status.state != "created"
+        return RunRecords(
+            status=status, recipe_text=recipe_text,
+            job=self.job() if needs_plan else None, plan=self.plan() if needs_plan else None,
+            result=self.read(RunResult), dataset=self.read(DatasetRecord), provenance=self.read(ProvenanceRecord),
+            worker_env=self.read(WorkerEnvRecord), recipe_source=self.read(RecipeSourceRecord),
+        )
+
     def damage(self) -> str | None:
-        """One line saying what is damaged in this run folder, or None when every record reads.
-        An ingested run has no plan or job; any other run must have both."""
+        """One line saying what is damaged in this run folder, or None when every record reads."""
         try:
-            status = self.status()
-            self.recipe_text()
-            if not status.ingested and status.state != "created":
-                self.job()
-                self.plan()
-            for model in (RunResult, DatasetRecord, ProvenanceRecord, WorkerEnvRecord, RecipeSourceRecord):
-                self.read(model)
+            self.records()
         except DamagedRecord as exc:
             return str(exc)
         return None
@@ -258,12 +280,12 @@ class RunDir:
         """A worker of this run is still alive (it holds the trainer lock)."""
         return trainer_alive(self.trainer_lock_file)
 
-    def effective_state(self) -> str:
-        """The recorded state, except that a 'running' run whose lock nobody holds (its harness
-        died: SIGKILL, terminal closed, machine rebooted) shows as 'stale'; 'damaged' when the
-        status cannot be read."""
+    def effective_state(self, status: RunStatus | None = None) -> str:
+        """The recorded state (``status``, when already read), except that a 'running' run whose
+        lock nobody holds (its harness died: SIGKILL, terminal closed, machine rebooted) shows as
+        'stale'; 'damaged' when the status cannot be read."""
         try:
-            state = self.status().state
+            state = (status or self.status()).state
         except DamagedRecord:
             return "damaged"
         if state == "running" and not self.is_live():

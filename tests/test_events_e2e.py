@@ -33,6 +33,8 @@ def test_events_agree_with_text_log_and_scalars(tmp_path, cache_env):
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     [run] = RunStore(results).all()
+    # `run` draws the plots of the run it records (even with --no-report: the report never draws)
+    assert sorted(p.name for p in (run.path / "plots").glob("*.png")) == ["loss.png", "miou.png", "throughput.png"]
     [attempt] = [p for p in run.work_dir.iterdir() if p.is_dir()]
     stream = attempt / FILE_NAME
     [text_log] = list(attempt.glob("*.log"))
@@ -45,6 +47,8 @@ def test_events_agree_with_text_log_and_scalars(tmp_path, cache_env):
     keys = [e["key"] for _, e in events]
     assert keys[0] == "run_start" and keys[-1] == "run_stop"
     assert events[-1][1]["metadata"]["status"] == "success"
+    # every line keeps its metadata (the MLPerf checker needs it), its source named inside the package
+    assert {e["metadata"]["file"] for _, e in events} == {"harness/worker/events_hook.py"}
     by_key = {e["key"]: e for _, e in events}
     assert by_key["global_batch_size"]["value"] == 4 and by_key["world_size"]["value"] == 1
     assert by_key["opt_base_learning_rate"]["value"] == 0.05 and by_key["max_iters"]["value"] == ITERS

@@ -1,6 +1,8 @@
 """The event hook's place in the worker's config (the stream itself: test_events_e2e.py)."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from support import require_extra  # noqa: E402
@@ -32,3 +34,21 @@ def test_hook_added_once_after_the_logger_hook_and_importable_from_the_resolved_
     from mmengine.runner.priority import get_priority
 
     assert get_priority(hook.priority) > get_priority("BELOW_NORMAL")
+
+
+def test_event_lines_name_the_source_relative_to_the_package_and_keep_their_metadata(tmp_path):
+    """A bundle carries the stream to whoever verifies it: no absolute path of the machine that ran
+    it, but every line keeps the ``metadata`` object (file and line) the MLPerf checker reads."""
+    import json
+
+    hook = HarnessEventsHook()
+    stream = tmp_path / "events.mllog"
+    hook.open_stream(stream)
+    hook._event("seed", 7)
+    hook.stop("success")
+    lines = [json.loads(line.split(":::MLLOG ", 1)[1]) for line in stream.read_text().splitlines()]
+    assert [e["key"] for e in lines] == ["seed", "run_stop"]
+    for event in lines:
+        assert event["metadata"]["file"] == "harness/worker/events_hook.py", event
+        assert isinstance(event["metadata"]["lineno"], int)
+    assert str(Path(__file__).resolve().parents[1]) not in stream.read_text()

@@ -74,8 +74,15 @@ def test_report_shows_group_stats_and_verdict(tmp_path):
     assert group["stats"]["fps"]["median"] == pytest.approx(14.5)
     verdict = next(v for v in group["verdicts"] if v["metric"] == "mIoU")
     assert verdict["status"] == "PASS" and "seed spread 1.00" in verdict["reason"]
+    # plots are drawn by the commands that record runs and groups, never by the report: this
+    # group was written by hand, so the report names the command that draws its plots
+    assert not (tmp_path / "groups" / ga / "plots").exists()
+    assert "`harness plots --missing`" in text
+    assert run_cli("plots", "--missing", "--results", str(tmp_path)).returncode == 0
     assert (tmp_path / "groups" / ga / "plots" / "loss.png").stat().st_size > 0
     assert (tmp_path / "groups" / ga / "plots" / "miou.png").stat().st_size > 0
+    run_cli("report", "--results", str(tmp_path))
+    assert f"[loss](groups/{ga}/plots/loss.png)" in (tmp_path / "README.md").read_text()
 
 
 def test_seed_spread_widens_the_accuracy_tolerance(tmp_path):

@@ -257,6 +257,9 @@ def test_cli_end_to_end(tmp_path):
     assert proc.returncode == 0, proc.stderr
     [line] = proc.stdout.splitlines()
     assert "ingested as " in line and "best mIoU 77.31" in line
+    # ingest records the run, so it draws its plots (the report never does)
+    [run] = runs_in(results)
+    assert sorted(p.name for p in (run.path / "plots").glob("*.png")) == ["loss.png", "miou.png", "throughput.png"]
     proc = run_cli("ingest", str(tmp_path / "nope"), "--results", str(results))
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1
     assert "--devices" in run_cli("ingest", "--help").stdout

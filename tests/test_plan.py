@@ -253,3 +253,76 @@ def test_a_bad_cpu_threads_setting_is_one_line_exit_2(value, tmp_path):
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.strip() == f"harness: error: PSPNET_CPU_THREADS={value}: expected a whole number of threads from 1 to 1024"
     assert not (tmp_path / "results").exists()
+
+
+def test_cpu_ranks_get_the_bounded_spin_unless_the_user_chose_threads_themselves():
+    """OpenMP threads that spin at every barrier collapse beside one busy process (README:
+    'CPU threads'); a CPU rank gets ``backends.cpu.THREAD_DEFAULTS`` unless the harness's caller
+    set PSPNET_CPU_THREADS or an OpenMP variable themselves. NPU/GPU ranks: not ours to set."""
+    from harness.backends.cpu import THREAD_DEFAULTS
+
+    assert THREAD_DEFAULTS and all(k.startswith(("OMP_", "GOMP_")) for k in THREAD_DEFAULTS)
+    for executor in ("local", "docker"):
+        plan = plan_for("smoke_cpu", executor)
+        env = plan.launch.environment if executor == "local" else plan.container.environment
+        assert {k: env[k] for k in THREAD_DEFAULTS} == THREAD_DEFAULTS, executor
+    two_nodes = plan_for("smoke_cpu_2node", "docker")
+    assert all(THREAD_DEFAULTS.items() <= launch.environment.items() for launch in two_nodes.node_launches)
+    for chose in (replace(INPUTS, cpu_threads=1), replace(INPUTS, user_thread_settings=("OMP_WAIT_POLICY",))):
+        assert not THREAD_DEFAULTS.keys() & plan_for("smoke_cpu", "local", inputs=chose).launch.environment.keys()
+    assert not THREAD_DEFAULTS.keys() & plan_for("full_8p").launch.environment.keys()
+    assert not THREAD_DEFAULTS.keys() & plan_for("gpu_full_8p").launch.environment.keys()
+
+
+def test_the_users_own_thread_variables_are_found_in_the_environment():
+    from harness.execute import user_thread_settings
+
+    assert user_thread_settings({"PATH": "/bin", "OMP_NUM_THREADS": "1", "GOMP_SPINCOUNT": "0"}) == (
+        "GOMP_SPINCOUNT", "OMP_NUM_THREADS")
+    assert user_thread_settings({"PSPNET_CPU_THREADS": "2", "HOME": "/root"}) == ("PSPNET_CPU_THREADS",)
+    assert user_thread_settings({"PATH": "/bin", "OMP_NUM_THREADS": ""}) == ()  # empty: not set
+
+
+def test_plan_json_records_the_thread_default(tmp_path):
+    from harness.backends.cpu import THREAD_DEFAULTS
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OMP_", "GOMP_", "PSPNET_CPU_THREADS"))}
+    shown = run_cli("plan", str(RECIPES / "smoke_cpu.yaml"), env=env)
+    assert shown.returncode == 0, shown.stderr
+    assert all(f"{k}: '{v}'" in shown.stdout or f"{k}: {v}" in shown.stdout for k, v in THREAD_DEFAULTS.items())
+    chosen = run_cli("plan", str(RECIPES / "smoke_cpu.yaml"), env={**env, "OMP_NUM_THREADS": "2"})
+    assert chosen.returncode == 0 and not any(k in chosen.stdout for k in THREAD_DEFAULTS)
+
+
+def test_a_single_cpu_rank_uses_the_cores_that_were_idle_at_start():
+    """Beside a busy process, two spinning threads on two cores collapse (40x); one thread keeps
+    half the solo speed (issue 17). ``free_cpus``: the cores idle when the run started, when fewer
+    than this process may use (execute.free_cpus); None when all were idle."""
+    from harness.backends.cpu import THREAD_DEFAULTS
+
+    busy = replace(INPUTS, free_cpus=1)
+    env = plan_for("smoke_cpu", "local", inputs=busy).launch.environment
+    assert env["OMP_NUM_THREADS"] == "1" and THREAD_DEFAULTS.items() <= env.items()
+    assert plan_for("smoke_cpu", "docker", inputs=busy).container.environment["OMP_NUM_THREADS"] == "1"
+    assert "OMP_NUM_THREADS" not in plan_for("smoke_cpu", "local").launch.environment  # all idle: torch's default
+    # the caller's choice wins; several ranks already get 1 each; a scheduler's node is not this host
+    assert plan_for("smoke_cpu", "local", inputs=replace(busy, cpu_threads=2)).launch.environment["OMP_NUM_THREADS"] == "2"
+    chose = replace(busy, user_thread_settings=("OMP_WAIT_POLICY",))
+    assert "OMP_NUM_THREADS" not in plan_for("smoke_cpu", "local", inputs=chose).launch.environment
+    assert plan_for("smoke_cpu_2p", "local", inputs=replace(INPUTS, free_cpus=3)).launch.environment["OMP_NUM_THREADS"] == "1"
+    assert "OMP_NUM_THREADS" not in plan_for("smoke_cpu", "slurm", inputs=busy).launch.environment
+    assert "OMP_NUM_THREADS" not in plan_for("full_8p", inputs=busy).launch.environment
+
+
+def test_free_cpus_from_two_samples_of_proc_stat():
+    from harness.execute import free_cpus_between
+
+    # /proc/stat's first line: user nice system idle iowait irq softirq steal ... (jiffies)
+    before = "cpu  1000 0 500 8000 100 0 0 0 0 0"
+    half = "cpu  1050 0 500 8050 100 0 0 0 0 0"  # 100 jiffies passed, 50 idle: one of 2 cores busy
+    assert free_cpus_between(before, half, usable=2) == 1
+    idle = "cpu  1000 0 500 8100 100 0 0 0 0 0"
+    assert free_cpus_between(before, idle, usable=2) is None  # every core idle: torch's default
+    full = "cpu  1100 0 500 8000 100 0 0 0 0 0"
+    assert free_cpus_between(before, full, usable=2) == 1  # none idle: still one thread
+    assert free_cpus_between(before, "garbage", usable=2) is None and free_cpus_between(before, before, usable=2) is None

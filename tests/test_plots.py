@@ -134,3 +134,46 @@ def test_plots_are_readable_like_the_logs(tmp_path):
     umask = os.umask(0)
     os.umask(umask)
     assert {oct(p.stat().st_mode & 0o777) for p in tmp_path.glob("*.png")} == {oct(0o666 & ~umask)}
+
+
+def test_report_draws_no_plots_and_says_how_to_draw_the_missing_ones(tmp_path):
+    """Plots are drawn by the commands that record a run; a run folder stored without them (an
+    older harness's) is named in the report with the command that draws them."""
+    import sys
+
+    from support import run_cli
+
+    sys.path.insert(0, str(HERE))
+    from test_records import example_store
+
+    [run] = example_store(tmp_path, "smoke_cpu")  # copied without its plots
+    proc = run_cli("report", "--results", str(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    assert not (run.path / "plots").exists()
+    text = (tmp_path / "README.md").read_text()
+    assert f"missing (`harness plots {run.run_id}`)" in text
+    assert "1 run(s) have no plots" in text and "`harness plots --missing`" in text
+
+    proc = run_cli("plots", "--missing", "--results", str(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(p.name for p in (run.path / "plots").glob("*.png")) == ["loss.png", "miou.png", "throughput.png"]
+    run_cli("report", "--results", str(tmp_path))
+    text = (tmp_path / "README.md").read_text()
+    assert f"[loss](runs/{run.run_id}/plots/loss.png)" in text and "harness plots" not in text
+
+
+def test_plots_of_named_runs_and_a_bad_id(tmp_path):
+    import sys
+
+    from support import run_cli
+
+    sys.path.insert(0, str(HERE))
+    from test_records import example_store
+
+    first, second = example_store(tmp_path, "smoke_cpu", "smoke_cpu")
+    proc = run_cli("plots", second.run_id, "--results", str(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    assert (second.path / "plots" / "loss.png").is_file() and not (first.path / "plots").exists()
+    assert f"{second.run_id}: 3 plot(s)" in proc.stdout
+    proc = run_cli("plots", "20261125T000000Z-nope-000000", "--results", str(tmp_path))
+    assert proc.returncode == 2 and len(proc.stderr.splitlines()) == 1 and "no such run" in proc.stderr, proc.stderr

@@ -8,6 +8,15 @@ from harness.backends.base import ContainerDevices, replace_norm, set_dist_backe
 NAME = "cpu"
 DIST_BACKEND = "gloo"
 TORCHRUN_ENV: dict[str, str] = {"OMP_NUM_THREADS": "1"}
+# A CPU rank's OpenMP threads (torch's CPU wheel ships GNU libgomp) by default spin 300,000 times
+# at every barrier before sleeping: ~10 ms per wait here (a pause is ~35 ns). Beside one busy
+# process the thread a barrier waits for is descheduled while the others spin out their time
+# slices: 40x slower (issue 17). 10,000 spins (~0.35 ms) still cover the short waits between
+# operators, so a rank alone keeps the speed of spinning, and one that meets load arriving later
+# gives the core up within a fraction of a millisecond. (Load present at the start is met by
+# using only the idle cores: plan.PlanInputs.free_cpus.) Set only when the caller chose none of
+# PSPNET_CPU_THREADS, OMP_* or GOMP_* themselves; bench/bench_cpu_threads.py measures it.
+THREAD_DEFAULTS: dict[str, str] = {"GOMP_SPINCOUNT": "10000"}
 
 
 def environment(world_size: int) -> dict[str, str]:

@@ -68,10 +68,11 @@ def run(args: argparse.Namespace) -> int:
                     runs += found
                 else:
                     prepared += prepare(path, batch_per_device=args.batch_size, devices=args.devices)
+            created = []
             while bundles:
-                import_verified(bundles.pop(0), args.results, on_message=print)
-            import_runs(runs, args.results, on_message=print)
-            store_prepared(prepared, args.results, on_message=print)
+                created += import_verified(bundles.pop(0), args.results, on_message=print)
+            created += import_runs(runs, args.results, on_message=print)
+            created += store_prepared(prepared, args.results, on_message=print)
     except (IngestError, RunStoreError, BundleRefused, NotABundle, UntrustedInput) as err:
         print(f"harness ingest: error: {one_line(err)}", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -81,4 +82,10 @@ def run(args: argparse.Namespace) -> int:
     finally:
         for bundle in bundles:  # verified but not imported (a later input was bad)
             bundle.folder.cleanup()
+    from harness.plotting import draw_runs_quietly
+
+    # ingest records the runs, so it draws their plots (in parallel); the report never does
+    problem = draw_runs_quietly(created)
+    if problem:
+        print(f"harness ingest: {problem}", file=sys.stderr)
     return 0

@@ -11,6 +11,7 @@ and writes it to ``scalars.json``. So the three agree to the last digit by const
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterator, MutableMapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -25,6 +26,11 @@ from harness import event_stream as ev
 
 HOOK_TYPE = "HarnessEventsHook"
 HOOK_MODULE = __name__
+# mllog stamps every line's ``metadata.file`` with the calling source file; a bundle carries the
+# stream to whoever verifies it, so the path is made relative to the directory holding the
+# ``harness`` package (``harness/worker/events_hook.py``), not this machine's absolute path.
+# mllog puts ``root_dir`` into a regular expression unescaped, hence ``re.escape``.
+SOURCE_ROOT = re.escape(str(Path(__file__).parents[2]))
 
 
 def add_events_hook(cfg: MutableMapping) -> None:
@@ -68,7 +74,9 @@ class HarnessEventsHook(Hook):
     # --- writing ---------------------------------------------------------------------------
 
     def _open(self, runner) -> None:
-        path = Path(runner.log_dir) / ev.FILE_NAME
+        self.open_stream(Path(runner.log_dir) / ev.FILE_NAME)
+
+    def open_stream(self, path: Path) -> None:
         logger = logging.getLogger(f"harness.events.{id(self)}")
         logger.propagate = False  # not into the text log / stdout: the file is the stream
         logger.setLevel(logging.INFO)
@@ -76,7 +84,7 @@ class HarnessEventsHook(Hook):
         self._handler = logging.FileHandler(path, mode="a", encoding="utf-8")
         self._handler.setFormatter(logging.Formatter("%(message)s"))
         logger.addHandler(self._handler)
-        self._mllog = MLLogger(logger=logger)
+        self._mllog = MLLogger(logger=logger, root_dir=SOURCE_ROOT)
 
     def _event(self, key: str, value: Any = None, **metadata: Any) -> None:
         if self._mllog is not None:
