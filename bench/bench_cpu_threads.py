@@ -31,7 +31,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from harness.backends.cpu import THREAD_DEFAULTS  # noqa: E402
+from harness.planning.backends.cpu import THREAD_DEFAULTS  # noqa: E402
 
 BUSY_LOOP = "while True: pass"
 # Set to libgomp's own default: the run behaves as before the harness chose a default, and the

@@ -24,7 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from harness.logs import parse_logs  # noqa: E402
+from harness.results.logs import parse_logs  # noqa: E402
 
 CLASSES = ("background aeroplane bicycle bird boat bottle bus car cat chair cow diningtable "
            "dog horse motorbike person pottedplant sheep sofa train tvmonitor").split()
@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
                 parse_logs([log], devices=8)
 
         code = ("import sys; sys.path.insert(0, sys.argv[1]); from pathlib import Path; "
-                "from harness.logs import parse_logs; "
+                "from harness.results.logs import parse_logs; "
                 "[parse_logs([Path(p)], devices=8) for p in sys.argv[2:]]")
 
         def harness_proc() -> None:

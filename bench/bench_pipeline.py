@@ -43,8 +43,8 @@ def build_dataset(recipe: Path, devkit: Path):
     from mmseg.registry import DATASETS
     from mmseg.utils import register_all_modules
 
-    from harness.recipe import load_recipe
-    from harness.worker.config import dataset_configs
+    from harness.planning.recipe import load_recipe
+    from harness.planning.mmseg_config import dataset_configs
 
     register_all_modules(init_default_scope=True)
     loaded = load_recipe(recipe)

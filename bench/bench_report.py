@@ -25,8 +25,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from harness.records import RECORDS, GroupRecord, BundleRecord  # noqa: E402
-from harness.runs import RunDir, RunStore  # noqa: E402
+from harness.store.records import RECORDS, GroupRecord, BundleRecord  # noqa: E402
+from harness.store.runs import RunDir, RunStore  # noqa: E402
 
 EXAMPLE = REPO / "tests" / "fixtures" / "runs" / "20261125T210711Z-smoke_cpu-206fec"
 GOAL_S = 3.0

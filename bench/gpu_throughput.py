@@ -99,7 +99,7 @@ def toy_config(folder: Path, crop: int) -> Path:
     written as one self-contained file: the same model, pipeline steps and schedule, smaller."""
     from mmengine.config import Config
 
-    from harness.checking import shrink
+    from harness.commands.checking import shrink
 
     cfg = Config.fromfile(str(ROOT / "recipes" / "configs" / "pspnet_r50-d8_voc12aug-512x512_gpu.py"))
     shrink(cfg, crop)

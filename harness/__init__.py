@@ -1,7 +1,9 @@
 """pspnet-repro: reproduce PSPNet VOC2012+aug tables with mmsegmentation on NPU, GPU and CPU.
 
-The flow: recipe (``recipe.py``) -> plan (``plan.py``, pure) -> executor (``executors/``) ->
-worker (``worker/``, where training runs) -> logs (``logs/``) -> result (``result.py``) -> report.
+The flow: recipe and plan (``planning/``, pure) -> executor (``executors/``) -> worker (``worker/``,
+where training runs) -> result (``results/``) -> report (``report/``); runs are kept in the store
+(``store/``), packed and imported by ``evidence/``, driven by ``commands/``. One package per stage;
+each imports only the stages below it (docs/architecture.md, checked by lint-imports).
 """
 
 from pathlib import Path

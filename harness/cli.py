@@ -17,8 +17,8 @@ import os
 import sys
 from pathlib import Path
 
-from harness.errors import EXIT_BAD_INPUT, EXIT_ENVIRONMENT, EXIT_INTERRUPTED, HarnessError, RecipeError, one_line
-from harness.shipped import RECIPES_DIR
+from harness.core.errors import EXIT_BAD_INPUT, EXIT_ENVIRONMENT, EXIT_INTERRUPTED, HarnessError, RecipeError, one_line
+from harness.planning.shipped import RECIPES_DIR
 
 DEFAULT_RESULTS = Path("results")
 
@@ -52,8 +52,8 @@ def _recipe_arguments(parser: argparse.ArgumentParser, optional: bool = False) -
 
 
 def repeat_count(text: str) -> int:
-    """--repeat N: ASCII digits, 1..1000 (harness.groups.MAX_REPEAT), refused by argparse in one line."""
-    from harness.groups import MAX_REPEAT
+    """--repeat N: ASCII digits, 1..1000 (harness.results.groups.MAX_REPEAT), refused by argparse in one line."""
+    from harness.results.groups import MAX_REPEAT
 
     if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= MAX_REPEAT:
         raise argparse.ArgumentTypeError(f"{text[:40]!r}: expected a whole number from 1 to {MAX_REPEAT}")
@@ -67,10 +67,10 @@ def default_executor(recipe) -> str:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    from harness.execute import plan_inputs
+    from harness.commands.execute import plan_inputs
     from harness.executors.planned import describe_plan, planned
     from harness.executors import get_executor
-    from harness.recipe import load_recipe
+    from harness.planning.recipe import load_recipe
 
     loaded = load_recipe(args.recipe, args.sets)
     executor = _chosen_executor(args, loaded)
@@ -99,9 +99,9 @@ def _chosen_executor(args: argparse.Namespace, loaded) -> str:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from harness.execute import install_interrupt_handlers, resume_run, run_recipe
+    from harness.commands.execute import install_interrupt_handlers, resume_run, run_recipe
     from harness.executors import get_executor
-    from harness.recipe import load_recipe
+    from harness.planning.recipe import load_recipe
 
     install_interrupt_handlers()
     if args.force and not args.resume:
@@ -127,7 +127,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                 "`harness k8s` (see `harness plan` for every node's launch)"
             )
         if args.check:
-            from harness.checking import check_recipe
+            from harness.commands.checking import check_recipe
 
             report = check_recipe(loaded)  # the quick default size
             print(f"harness: check passed ({report.seconds:.0f} s on the CPU, crop {report.crop[1]}, batch {report.batch})",
@@ -144,10 +144,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _run_group(args: argparse.Namespace) -> int:
-    """``--repeat N`` / ``--seeds``: one run per seed plus a group record (harness.groups)."""
-    from harness.groups import parse_seeds
-    from harness.repeat import run_group
-    from harness.recipe import load_recipe
+    """``--repeat N`` / ``--seeds``: one run per seed plus a group record (harness.results.groups)."""
+    from harness.results.groups import parse_seeds
+    from harness.commands.repeat import run_group
+    from harness.planning.recipe import load_recipe
 
     if args.resume or args.check:
         raise RecipeError("--repeat/--seeds go with a RECIPE, not with --resume or --check")
@@ -170,7 +170,7 @@ def _run_group(args: argparse.Namespace) -> int:
 def _write_report(args: argparse.Namespace) -> None:
     if args.no_report:
         return
-    from harness.report import write_report
+    from harness.report.readme import write_report
 
     try:
         path, _ = write_report(args.results)
@@ -206,7 +206,7 @@ def _say(line: str) -> None:
 
 
 def _readable_result(run):
-    from harness.records import DamagedRecord
+    from harness.store.records import DamagedRecord
 
     try:
         return run.result()
@@ -215,7 +215,7 @@ def _readable_result(run):
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from harness.report import write_report
+    from harness.report.readme import write_report
 
     path, report = write_report(args.results, args.recipes)
     if args.print:
@@ -225,13 +225,13 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
-    from harness.runs import RunStore
+    from harness.store.runs import RunStore
 
     listed = [_run_line(run) for run in RunStore(args.results).all()]
     if args.json:
         print(json.dumps([entry for entry, _ in listed], indent=2))
         return 0
-    from harness.tables import print_table
+    from harness.core.tables import print_table
 
     print_table(("run id", "state", "exit:>", "iter:>", "mIoU:>", "reason"), [cells for _, cells in listed])
     return 0
@@ -254,7 +254,7 @@ def _run_line(run) -> tuple[dict, tuple[str, ...]]:
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
-    from harness.records import json_schemas
+    from harness.store.records import json_schemas
 
     schemas = {**json_schemas(), **{m.__name__: m.model_json_schema() for m in published_models().values()}}
     names = [args.record] if args.record else sorted(schemas)
@@ -265,7 +265,7 @@ def cmd_schema(args: argparse.Namespace) -> int:
         chosen = schemas[names[0]] if args.record else {n: schemas[n] for n in names}
         print(json.dumps(chosen, indent=2))
         return 0
-    from harness.fileio import write_text_atomic
+    from harness.core.fileio import write_text_atomic
 
     for name in names:
         model = {**record_models(), **published_models()}[name]
@@ -275,14 +275,14 @@ def cmd_schema(args: argparse.Namespace) -> int:
 
 
 def record_models() -> dict:
-    from harness.records import RECORDS
+    from harness.store.records import RECORDS
 
     return RECORDS
 
 
 def published_models() -> dict:
     """JSON that commands print (not run-folder records) whose schema is published too."""
-    from harness.compare import CompareReport
+    from harness.report.compare import CompareReport
 
     return {"CompareReport": CompareReport}
 
@@ -431,7 +431,7 @@ def _ignore_late_interrupts() -> None:
     turned exit 130 into death by SIGINT when Ctrl-C was pressed over and over."""
     import signal
 
-    execute = sys.modules.get("harness.execute")  # only a command that ran something imported it
+    execute = sys.modules.get("harness.commands.execute")  # only a command that ran something imported it
     if execute is not None and execute.interrupt_handlers_installed():
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             signal.signal(sig, signal.SIG_IGN)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import images
+from harness.executors import images
 from harness.executors import docker as dx
 
 REPO = Path(__file__).resolve().parent.parent

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from harness.errors import EnvironmentNotReady
+from harness.core.errors import EnvironmentNotReady
 from harness.executors import register
 from harness.executors.base import Outcome
 

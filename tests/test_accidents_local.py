@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.runs import RunStore
+from harness.store.runs import RunStore
 from support import RECIPES, REPO, log_has, run_cli, wait_for, require_extra
 from test_records import mount_tmpfs, umount
 

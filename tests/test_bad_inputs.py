@@ -114,7 +114,7 @@ BAD_SETS = {
     "override_infinite": (["model.overrides.model.decode_head.dropout_ratio=.inf"], "model.decode_head.dropout_ratio"),
     "device_ids_huge_range": (["device.ids=0-99999999999"], "device.ids"),
     "yaml_alias_bomb_in_set": ([f"model.overrides.x={BOMB}"], "aliases"),
-    "config_outside_recipe_tree": ([f"model.config={REPO}/harness/configs.py"], "outside the recipe's folder"),
+    "config_outside_recipe_tree": ([f"model.config={REPO}/harness/planning/configs.py"], "outside the recipe's folder"),
 }
 
 

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from harness.bundles.tarball import write_tarball
-from harness.records import BundleRecord
-from harness.runs import RunStore
+from harness.evidence.bundles.tarball import write_tarball
+from harness.store.records import BundleRecord
+from harness.store.runs import RunStore
 from support import REPO, run_cli
 
 RUN_ID = "20261125T210711Z-smoke_cpu-206fec"

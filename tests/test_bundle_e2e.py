@@ -8,9 +8,9 @@ import shutil
 
 import pytest
 
-from harness.bundles.tarball import extract_safely
-from harness.records import BundleRecord
-from harness.runs import RunStore
+from harness.evidence.bundles.tarball import extract_safely
+from harness.store.records import BundleRecord
+from harness.store.runs import RunStore
 from support import RECIPES, run_cli, require_extra
 from test_bundle import members, repack
 

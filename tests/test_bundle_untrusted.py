@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.records import BundleRecord
-from harness.runs import GroupStore, RunStore
+from harness.store.records import BundleRecord
+from harness.store.runs import GroupStore, RunStore
 from support import REPO, run_cli, run_measured
 from test_bundle import FIXTURE_RUN, RUN_ID, members, repack, verify
 
@@ -323,7 +323,7 @@ def test_an_oversized_record_is_not_parsed(bundle: Path, tmp_path: Path):
 
 
 def _shipped_plans():
-    from harness.shipped import RECIPES_DIR
+    from harness.planning.shipped import RECIPES_DIR
 
     for recipe_path in sorted(RECIPES_DIR.glob("*.yaml")):
         yield pytest.param(recipe_path, "local", {}, id=f"{recipe_path.stem}-local")
@@ -340,12 +340,13 @@ def test_every_genuine_plan_rebuilds_without_a_difference(tmp_path: Path, recipe
 
     import yaml
 
-    from harness.bundles.rederive import check_plan
-    from harness.execute import plan_inputs, plan_record, planned
+    from harness.evidence.bundles.rederive import check_plan
+    from harness.commands.execute import plan_inputs
+    from harness.executors.planned import plan_record, planned
     from harness.executors import get_executor
-    from harness.recipe import load_recipe
-    from harness.records import JobRecord
-    from harness.runs import RunDir
+    from harness.planning.recipe import load_recipe
+    from harness.store.records import JobRecord
+    from harness.store.runs import RunDir
 
     loaded = load_recipe(recipe_path)
     if (executor == "docker" or options.get("container")) and not loaded.recipe.image:

@@ -78,7 +78,7 @@ def test_batch_one_is_refused_up_front():
 
 
 def test_missing_override_key_helper():
-    from harness.checking import missing_override_key
+    from harness.commands.checking import missing_override_key
 
     cfg = {"model": {"decode_head": {"dropout_ratio": 0.1}}, "pipeline": [{"type": "A"}]}
     assert missing_override_key(cfg, "model.decode_head.dropout_ratio") is None
@@ -153,8 +153,8 @@ def test_memory_estimate_agrees_with_the_measured_full_size_peak():
     from mmseg.registry import MODELS
     from mmseg.utils import register_all_modules
 
-    from harness.backends.base import replace_norm
-    from harness.check_memory import estimate
+    from harness.planning.backends.base import replace_norm
+    from harness.commands.check_memory import estimate
 
     register_all_modules(init_default_scope=True)
     cfg = Config.fromfile(str(RECIPES / "configs" / "pspnet_r50-d8_voc12aug-512x512_npu-seed.py"))

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from harness.logs import events as ev
-from harness.logs.compliance import LAST_ATTEMPT_RULESET, RULESET, check_run, check_stream, ruleset_keys
-from harness.logs.compliance.official import run_checker
+from harness.results.logs import events as ev
+from harness.results.logs.compliance import LAST_ATTEMPT_RULESET, RULESET, check_run, check_stream, ruleset_keys
+from harness.results.logs.compliance.official import run_checker
 from support import REPO, run_cli
 
 pytest.importorskip("mlperf_logging", reason="mlperf-logging (a project dependency) is not installed")
@@ -191,7 +191,7 @@ def test_strings_that_would_confuse_the_checker_are_data_only(tmp_path):
 
 
 def test_a_stream_over_the_size_bound_is_refused_unread(tmp_path, monkeypatch):
-    import harness.logs.compliance as compliance
+    import harness.results.logs.compliance as compliance
 
     monkeypatch.setattr(compliance, "MAX_STREAM_BYTES", 1024)
     [line] = checked(tmp_path, LINES)
@@ -201,8 +201,8 @@ def test_a_stream_over_the_size_bound_is_refused_unread(tmp_path, monkeypatch):
 def test_events_check_command(tmp_path):
     ok = run_cli("events", "check", str(RUN), str(STREAM))
     assert ok.returncode == 0, ok.stderr
-    assert ok.stdout.splitlines() == [f"PASS {RUN} (1 stream, ruleset harness/logs/compliance/events.yaml)",
-                                      f"PASS {STREAM} (1 stream, ruleset harness/logs/compliance/events.yaml)"]
+    assert ok.stdout.splitlines() == [f"PASS {RUN} (1 stream, ruleset harness/results/logs/compliance/events.yaml)",
+                                      f"PASS {STREAM} (1 stream, ruleset harness/results/logs/compliance/events.yaml)"]
     bad = tmp_path / ev.FILE_NAME
     bad.write_text("".join(edited("eval_accuracy", lambda e: e.update(value=101.0))))
     failed = run_cli("events", "check", str(bad))

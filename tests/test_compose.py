@@ -6,9 +6,9 @@ from pathlib import Path
 
 import yaml
 
-from harness import compose
-from harness.plan import PlanInputs, build_plan
-from harness.recipe import load_recipe
+from harness.executors import compose
+from harness.planning.plan import PlanInputs, build_plan
+from harness.planning.recipe import load_recipe
 from support import RECIPES, run_cli
 
 REPO = Path(__file__).resolve().parent.parent

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.configs import collect_config_files, copy_config_files
-from harness.errors import BadInput
+from harness.core.errors import BadInput
+from harness.planning.configs import collect_config_files, copy_config_files
 from support import RECIPES
 
 
@@ -86,7 +86,7 @@ def test_missing_base_and_computed_base_are_refused(tmp_path):
 
 def test_config_next_to_the_recipe_run_from_its_folder_copies_only_the_config(tmp_path):
     """The recipe, its config and a results folder side by side: the run copies one file."""
-    from harness.recipe import load_recipe
+    from harness.planning.recipe import load_recipe
 
     folder = tmp_path / "project"
     text = (RECIPES / "smoke_cpu.yaml").read_text().replace("configs/pspnet_r18", "pspnet_r18")

@@ -13,13 +13,13 @@ from pathlib import Path
 import pytest
 
 from archive_server import ArchiveServer, build_sbd_tgz, build_voc_tar, md5, write_registry
+from harness.core.errors import EnvironmentNotReady
 from harness.data.download import RetryPolicy, redirect_refused
 from harness.data.fetch import fetch_one
 from harness.data.layout import AUG_LABELS
 from harness.data.manifest import TRACKED, dataset_fingerprint
 from harness.data.prepare import prepare_dataset
 from harness.data.registry import load_registry
-from harness.errors import EnvironmentNotReady
 from support import wait_for
 from test_data_helpers import REPO, error_lines, sbd_source  # noqa: F401
 

@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from harness import images
+from harness.executors import images
 from harness.worker import device_info
 from support import run_cli
 
@@ -66,7 +66,7 @@ def test_optim_wrapper_hook_records_what_the_runner_built(tmp_path):
             out = self.linear(inputs)
             return {"loss": out.pow(2).mean()} if mode == "loss" else out
 
-    from harness.runs import write_worker_env
+    from harness.store.runs import write_worker_env
 
     write_worker_env(tmp_path, {"python": "3.11"})
     worker_env = tmp_path / "worker_env.json"

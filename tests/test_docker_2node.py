@@ -16,7 +16,7 @@ import pytest
 
 from harness.executors import docker as dx
 from harness.executors.docker_nodes import LABEL_RUN
-from harness.runs import RunStore
+from harness.store.runs import RunStore
 from support import RECIPES, REPO, log_has, run_cli, wait_for
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]

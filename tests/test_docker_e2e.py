@@ -14,7 +14,7 @@ import sys
 import pytest
 
 from harness.executors import docker as dx
-from harness.runs import RunStore
+from harness.store.runs import RunStore
 from support import RECIPES, REPO, log_has, run_cli, wait_for
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from harness import images
+from harness.executors import images
 from harness.executors import docker as dx
-from harness.spec import BindMount, ContainerSpec, DeviceMapping
+from harness.planning.spec import BindMount, ContainerSpec, DeviceMapping
 
 pytestmark = pytest.mark.docker
 
@@ -142,7 +142,7 @@ print('REPORT ' + json.dumps(report))
 
 def _stand_in_npu_spec(image: str, tmp_path: Path, device_ids: tuple[int, ...]) -> ContainerSpec:
     """The NPU backend's devices/binds with host paths swapped for stand-ins."""
-    from harness.backends import npu
+    from harness.planning.backends import npu
 
     # A host with every optional driver piece (npu-smi in /usr/local/bin, dcmi, device logs).
     cd = npu.container_devices(device_ids, "plain", npu.OPTIONAL_HOST_PATHS)
@@ -239,7 +239,7 @@ def test_a_silent_stretch_longer_than_the_client_timeout_is_fine(cpu_image, tmp_
 
 
 def test_preflight_warns_about_missing_optional_npu_tools_but_passes(cpu_image, client, capsys):
-    from harness.backends import npu
+    from harness.planning.backends import npu
 
     _, warnings = npu.optional_binds(())
     spec = _spec(cpu_image, "print(1)", warnings=warnings)

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from harness import images, locks
+from harness.executors import images, image_locks as locks
 from harness.executors import docker as dx
-from harness.spec import BindMount, ContainerSpec, DeviceMapping
+from harness.planning.spec import BindMount, ContainerSpec, DeviceMapping
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -6,8 +6,8 @@ import docker
 
 from harness.executors import get_executor
 from harness.executors.docker_nodes import LABEL_NODE, LABEL_RUN, node_create_kwargs
-from harness.plan import PlanInputs, build_plan, node_containers
-from harness.recipe import load_recipe
+from harness.planning.plan import PlanInputs, build_plan, node_containers
+from harness.planning.recipe import load_recipe
 from support import RECIPES
 
 INPUTS = PlanInputs(run_dir="/srv/results/runs/20261201T000000Z-smoke_cpu_2node-a1b2c3",

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from harness.dotted import DottedKeyError, set_dotted
+from harness.core.dotted import DottedKeyError, set_dotted
 
 
 def test_sets_nested_values_makes_missing_mappings_and_indexes_lists():

@@ -5,8 +5,8 @@ import json
 
 import pytest
 
-from harness.logs import parse_logs
-from harness.runs import RunStore
+from harness.results.logs import parse_logs
+from harness.store.runs import RunStore
 from support import RECIPES, run_cli, require_extra
 
 pytestmark = pytest.mark.slow

@@ -6,10 +6,10 @@ import json
 
 import pytest
 
-from harness.logs import parse_logs, recompute_numbers, result_numbers
-from harness.logs.compliance import check_run
-from harness.logs.events import FILE_NAME, read_events
-from harness.runs import RunStore
+from harness.results.logs import parse_logs, recompute_numbers, result_numbers
+from harness.results.logs.compliance import check_run
+from harness.results.logs.events import FILE_NAME, read_events
+from harness.store.runs import RunStore
 from support import RECIPES, run_cli, require_extra
 
 pytestmark = pytest.mark.slow

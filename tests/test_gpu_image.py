@@ -11,7 +11,7 @@ import os
 
 import pytest
 
-from harness import images
+from harness.executors import images
 
 pytestmark = [
     pytest.mark.docker,

@@ -10,9 +10,9 @@ import jsonschema
 import pytest
 import yaml
 
-from harness.groups import parse_seeds
-from harness.records import GroupMember, GroupRecord, Metrics
-from harness.runs import GroupStore, RunDir, RunStoreError
+from harness.results.groups import parse_seeds
+from harness.store.records import GroupMember, GroupRecord, Metrics
+from harness.store.runs import GroupStore, RunDir, RunStoreError
 from support import REPO, run_cli
 
 sys.path.insert(0, str(Path(__file__).parent))

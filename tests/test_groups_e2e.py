@@ -15,7 +15,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from harness.runs import GroupStore, RunStore
+from harness.store.runs import GroupStore, RunStore
 from support import REPO, wait_for
 
 pytestmark = pytest.mark.slow

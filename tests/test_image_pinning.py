@@ -6,7 +6,7 @@ import shutil
 
 import pytest
 
-from harness import images
+from harness.executors import images
 
 pytestmark = pytest.mark.docker
 

@@ -11,10 +11,10 @@ import pytest
 import yaml
 
 from harness.commands import ingest as ingest_cmd
-from harness.ingest import IngestError, ingest
-from harness.logs import parse_logs
-from harness.recipe import Recipe
-from harness.runs import RUN_ID_PATTERN, RunStore
+from harness.evidence.ingest import IngestError, ingest
+from harness.planning.recipe import Recipe
+from harness.results.logs import parse_logs
+from harness.store.runs import RUN_ID_PATTERN, RunStore
 
 from support import SHARED_LOGS, run_cli
 

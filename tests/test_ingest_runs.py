@@ -8,7 +8,7 @@ import shutil
 
 import pytest
 
-from harness.runs import RunStore
+from harness.store.runs import RunStore
 from support import REPO, run_cli
 
 RUN_ID = "20261125T210711Z-smoke_cpu-206fec"

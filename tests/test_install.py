@@ -61,7 +61,7 @@ def harness_in(venv: Path, env: dict, cwd: Path, *args: str) -> subprocess.Compl
 @pytest.mark.slow
 def test_the_wheel_works_outside_the_checkout(installed, tmp_path):
     venv, env = installed
-    where = subprocess.run([str(venv / "bin" / "python"), "-c", "import harness, harness.shipped as s; "
+    where = subprocess.run([str(venv / "bin" / "python"), "-c", "import harness, harness.planning.shipped as s; "
                             "print(harness.__file__); print(s.RECIPES_DIR)"],
                            cwd=tmp_path, env=env, capture_output=True, text=True, check=True).stdout.split()
     assert all(str(venv) in line and str(REPO) not in line for line in where), where
@@ -100,7 +100,7 @@ def test_the_wheel_works_outside_the_checkout(installed, tmp_path):
 @pytest.mark.docker
 def test_a_report_written_inside_the_cpu_image_has_the_reference_rows(client, cpu_image, tmp_path):
     from harness.executors import docker as dx
-    from harness.spec import BindMount, ContainerSpec
+    from harness.planning.spec import BindMount, ContainerSpec
 
     results = results_with_example_run(tmp_path)
     # From /workspace (where /workspace/recipes links into the installed package) as the runs do.

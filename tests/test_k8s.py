@@ -18,16 +18,16 @@ from support import require_extra  # noqa: E402
 
 require_extra("kubernetes", reason="the 'k8s' extra is not installed (pip install '.[k8s]')")
 
-from harness.errors import BadInput  # noqa: E402
+from harness.core.errors import BadInput  # noqa: E402
 from harness.k8s.jobs import build_bundle  # noqa: E402
 from harness.k8s.options import K8sOptions  # noqa: E402
 from harness.k8s.run_files import node_script, run_files  # noqa: E402
 from harness.k8s.schema import schema_problems, strict_schema  # noqa: E402
 from harness.k8s.validate import ManifestError, bundle_problems, check_manifests  # noqa: E402
-from harness.launch import NodeLaunch, scheduler_rendezvous  # noqa: E402
-from harness.plan import PlanInputs, build_plan  # noqa: E402
-from harness.recipe import load_recipe  # noqa: E402
-from harness.runs import RUN_ID_PATTERN, RunStore  # noqa: E402
+from harness.planning.launch import NodeLaunch, scheduler_rendezvous  # noqa: E402
+from harness.planning.plan import PlanInputs, build_plan  # noqa: E402
+from harness.planning.recipe import load_recipe  # noqa: E402
+from harness.store.runs import RUN_ID_PATTERN, RunStore  # noqa: E402
 from support import RECIPES, REPO, run_cli  # noqa: E402
 
 CRDS = Path(__file__).parent / "fixtures" / "crds"

@@ -15,13 +15,13 @@ import yaml
 
 pytest.importorskip("kubeflow_trainer_api", reason="the 'k8s' extra is not installed (pip install '.[k8s]')")
 
-from harness.errors import BadInput  # noqa: E402
+from harness.core.errors import BadInput  # noqa: E402
 from harness.k8s.jobs import build_bundle  # noqa: E402
 from harness.k8s.options import DATASET_MOUNT, RESULTS_MOUNT, RUN_FILES_MOUNT, K8sOptions  # noqa: E402
 from harness.k8s.schema import schema_problems, strict_schema  # noqa: E402
 from harness.k8s.validate import ManifestError, bundle_problems, check_manifests  # noqa: E402
-from harness.recipe import load_recipe  # noqa: E402
-from harness.runs import RunStore  # noqa: E402
+from harness.planning.recipe import load_recipe  # noqa: E402
+from harness.store.runs import RunStore  # noqa: E402
 from support import RECIPES, run_cli  # noqa: E402
 
 CRDS = Path(__file__).parent / "fixtures" / "crds"

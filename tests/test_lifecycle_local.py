@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.logs.compliance import check_run
-from harness.runs import RunStore
+from harness.results.logs.compliance import check_run
+from harness.store.runs import RunStore
 from support import RECIPES, REPO, log_has, run_cli, wait_for, require_extra
 
 pytestmark = pytest.mark.slow

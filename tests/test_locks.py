@@ -14,7 +14,7 @@ import pytest
 from packaging.requirements import Requirement
 from packaging.version import Version
 
-from harness import images, locks
+from harness.executors import images, image_locks as locks
 
 REPO = Path(__file__).resolve().parent.parent
 LOCKS = [(kind, platform) for kind in images.KINDS for platform in locks.platforms(kind)]

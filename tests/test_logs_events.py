@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.logs import LogParseError, parse_logs, recompute_numbers, result_numbers
-from harness.logs.events import FILE_NAME
+from harness.results.logs import LogParseError, parse_logs, recompute_numbers, result_numbers
+from harness.results.logs.events import FILE_NAME
 
 ROOT = Path(__file__).resolve().parents[1]
 RUN = ROOT / "tests" / "fixtures" / "logs" / "own_events_smoke_cpu_1p"

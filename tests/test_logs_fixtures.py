@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.logs import parse_logs
+from harness.results.logs import parse_logs
 
 SHARED = Path(__file__).resolve().parent / "fixtures" / "logs" / "public"  # copies of ../shared/fixtures/logs, see SOURCES.md
 

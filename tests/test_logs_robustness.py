@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.logs import FORMATS, LogParseError, parse_logs
-from harness.logs.detect import detect
+from harness.results.logs import FORMATS, LogParseError, parse_logs
+from harness.results.logs.detect import detect
 
 SHARED = Path(__file__).resolve().parent / "fixtures" / "logs" / "public"  # copies of ../shared/fixtures/logs, see SOURCES.md
 LOG_0X = SHARED / "01_mmseg0x_text_pspnet_r50-d8_512x512_20k_voc12aug_20230213_220527.log"

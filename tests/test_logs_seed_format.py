@@ -12,7 +12,7 @@ import subprocess
 import pytest
 from pathlib import Path
 
-from harness.logs import parse_logs
+from harness.results.logs import parse_logs
 
 HERE = Path(__file__).resolve().parent / "fixtures" / "logs"
 ASCEND = HERE / "mmseg010_ascend_pspnet_8p_train_0.log"

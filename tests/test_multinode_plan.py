@@ -9,11 +9,11 @@ import subprocess
 import pytest
 import yaml
 
-from harness.errors import RecipeError
-from harness.launch import SCHEDULER_VARIABLES, SCHEDULERS, node_launches, scheduler_rendezvous
-from harness.plan import PlanInputs, build_plan
-from harness.ranktable import CONTAINER_RANK_TABLE, RankTable
-from harness.recipe import load_recipe
+from harness.core.errors import RecipeError
+from harness.planning.launch import SCHEDULER_VARIABLES, SCHEDULERS, node_launches, scheduler_rendezvous
+from harness.planning.plan import PlanInputs, build_plan
+from harness.planning.ranktable import CONTAINER_RANK_TABLE, RankTable
+from harness.planning.recipe import load_recipe
 from support import RECIPES, run_cli
 
 INPUTS = PlanInputs(run_dir="/srv/results/runs/R", dataset_dir="/srv/data/VOCdevkit", config_name="c.py", python="/usr/bin/python3")
@@ -190,9 +190,9 @@ def test_fps_counts_every_rank_of_every_node(tmp_path):
     import shutil
     from pathlib import Path
 
-    from harness.logs import parse_logs
-    from harness.result import build_result
-    from harness.runs import RunStore
+    from harness.results.logs import parse_logs
+    from harness.results.run_result import build_result
+    from harness.store.runs import RunStore
 
     fixture = Path(__file__).parent / "fixtures" / "logs" / "own_smoke_cpu_1p" / "20261125_202313"
     run = RunStore(tmp_path).create("smoke_cpu_2node")
@@ -202,7 +202,7 @@ def test_fps_counts_every_rank_of_every_node(tmp_path):
     result = build_result(run, recipe, plan.world_size)
     one_rank = parse_logs([run.work_dir / fixture.name], batch_per_device=2, devices=1).fps
     assert result.device.count == 2 and result.fps == pytest.approx(2 * one_rank)
-    from harness.records import PlanRecord
+    from harness.store.records import PlanRecord
 
     recorded = PlanRecord.model_validate(json.loads(json.dumps(plan.to_dict())))
     assert build_result(run, recipe, recorded.world_size).fps == result.fps  # from plan.json too

@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from harness.execute import plan_inputs
+from harness.commands.execute import plan_inputs
 from harness.executors.planned import describe_plan
-from harness.plan import PlanInputs, build_plan
-from harness.recipe import load_recipe
+from harness.planning.plan import PlanInputs, build_plan
+from harness.planning.recipe import load_recipe
 from support import RECIPES, run_cli
 
 INPUTS = PlanInputs(run_dir="/srv/results/runs/R", dataset_dir="/srv/data/VOCdevkit", config_name="c.py", python="/usr/bin/python3",
@@ -127,7 +127,7 @@ def test_optional_driver_tools_missing_are_warned_not_mounted():
 
 
 def test_npu_smi_from_bin_preferred_when_both_exist():
-    from harness.backends import npu
+    from harness.planning.backends import npu
 
     binds, warnings = npu.optional_binds(["/usr/local/bin/npu-smi", "/usr/local/sbin/npu-smi"])
     assert [b.host_path for b in binds] == ["/usr/local/bin/npu-smi"]
@@ -229,7 +229,7 @@ def test_single_rank_plans_need_no_port():
 
 @pytest.mark.parametrize("port", ["0", "80", "70000", "abc"])
 def test_bad_master_port_is_refused(port):
-    from harness.recipe import RecipeError
+    from harness.planning.recipe import RecipeError
 
     with pytest.raises(RecipeError, match="device.master_port"):
         load_recipe(RECIPES / "gpu_full_8p.yaml", [f"device.master_port={port}"])
@@ -259,7 +259,7 @@ def test_cpu_ranks_get_the_bounded_spin_unless_the_user_chose_threads_themselves
     """OpenMP threads that spin at every barrier collapse beside one busy process (README:
     'CPU threads'); a CPU rank gets ``backends.cpu.THREAD_DEFAULTS`` unless the harness's caller
     set PSPNET_CPU_THREADS or an OpenMP variable themselves. NPU/GPU ranks: not ours to set."""
-    from harness.backends.cpu import THREAD_DEFAULTS
+    from harness.planning.backends.cpu import THREAD_DEFAULTS
 
     assert THREAD_DEFAULTS and all(k.startswith(("OMP_", "GOMP_")) for k in THREAD_DEFAULTS)
     for executor in ("local", "docker"):
@@ -275,7 +275,7 @@ def test_cpu_ranks_get_the_bounded_spin_unless_the_user_chose_threads_themselves
 
 
 def test_the_users_own_thread_variables_are_found_in_the_environment():
-    from harness.execute import user_thread_settings
+    from harness.commands.execute import user_thread_settings
 
     assert user_thread_settings({"PATH": "/bin", "OMP_NUM_THREADS": "1", "GOMP_SPINCOUNT": "0"}) == (
         "GOMP_SPINCOUNT", "OMP_NUM_THREADS")
@@ -284,7 +284,7 @@ def test_the_users_own_thread_variables_are_found_in_the_environment():
 
 
 def test_plan_json_records_the_thread_default(tmp_path):
-    from harness.backends.cpu import THREAD_DEFAULTS
+    from harness.planning.backends.cpu import THREAD_DEFAULTS
 
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OMP_", "GOMP_", "PSPNET_CPU_THREADS"))}
     shown = run_cli("plan", str(RECIPES / "smoke_cpu.yaml"), env=env)
@@ -298,7 +298,7 @@ def test_a_single_cpu_rank_uses_the_cores_that_were_idle_at_start():
     """Beside a busy process, two spinning threads on two cores collapse (40x); one thread keeps
     half the solo speed (issue 17). ``free_cpus``: the cores idle when the run started, when fewer
     than this process may use (execute.free_cpus); None when all were idle."""
-    from harness.backends.cpu import THREAD_DEFAULTS
+    from harness.planning.backends.cpu import THREAD_DEFAULTS
 
     busy = replace(INPUTS, free_cpus=1)
     env = plan_for("smoke_cpu", "local", inputs=busy).launch.environment
@@ -315,7 +315,7 @@ def test_a_single_cpu_rank_uses_the_cores_that_were_idle_at_start():
 
 
 def test_free_cpus_from_two_samples_of_proc_stat():
-    from harness.execute import free_cpus_between
+    from harness.commands.execute import free_cpus_between
 
     # /proc/stat's first line: user nice system idle iowait irq softirq steal ... (jiffies)
     before = "cpu  1000 0 500 8000 100 0 0 0 0 0"

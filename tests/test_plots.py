@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.logs import parse_logs
-from harness.plots import DPI, FIGSIZE, write_run_plots
+from harness.report.plots import DPI, FIGSIZE, write_run_plots
+from harness.results.logs import parse_logs
 
 HERE = Path(__file__).resolve().parent
 SMOKE = HERE / "fixtures" / "logs" / "own_smoke_cpu_1p"
@@ -17,7 +17,7 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 def result_like(paths, batch: int, devices: int, kind: str, reference: dict | None = None) -> dict:
-    """What harness.result.build_result stores, from a parse of real logs."""
+    """What harness.results.run_result.build_result stores, from a parse of real logs."""
     data = parse_logs(paths, batch_per_device=batch, devices=devices).to_dict()
     return {
         "run_id": "20261125T202313Z-test-abc123", "recipe": "test",

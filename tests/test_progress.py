@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import io
 
+from harness.core.progress import Progress
 from harness.data.parallel import ProgressBar
-from harness.progress import Progress
 
 TRAIN = "2026/11/25 12:00:00 - mmengine - INFO - Iter(train) [{i:>3}/200]  lr: 1.0e-02  eta: 0:0{e}:00  time: 0.5  loss: 1.{i}"
 VAL = "2026/11/25 12:00:00 - mmengine - INFO - Iter(val) [10/10]    aAcc: 90.0000  mIoU: 50.0000  mAcc: 60.0000"

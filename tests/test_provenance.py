@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from harness.provenance import code_state, host_provenance
+from harness.store.provenance import code_state, host_provenance
 
 
 def _git(repo: Path, *args: str) -> None:

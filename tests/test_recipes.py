@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.recipe import RecipeError, load_recipe, parse_device_ids
+from harness.planning.recipe import RecipeError, load_recipe, parse_device_ids
 from support import RECIPES, run_cli
 
 SHIPPED = sorted(RECIPES.glob("*.yaml"))

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from harness.executors import executor_names, get_executor
-from harness.records import RECORD_FILES, RECORDS, DamagedRecord, PlanRecord, RunResult, RunStatus, json_schemas
-from harness.runs import RunDir, RunStore
+from harness.store.records import RECORD_FILES, RECORDS, DamagedRecord, PlanRecord, RunResult, RunStatus, json_schemas
+from harness.store.runs import RunDir, RunStore
 from support import RECIPES, REPO, run_cli
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -82,7 +82,7 @@ def test_a_damaged_or_unknown_record_is_one_clear_error(tmp_path, text, expected
 
 
 def test_no_module_outside_runs_opens_a_run_folder_record():
-    """The record files are named only by harness.records (their models) and harness.runs."""
+    """The record files are named only by harness.store.records (their models) and harness.store.runs."""
     offenders = []
     for path in sorted((REPO / "harness").rglob("*.py")):
         if path.name in ("runs.py", "records.py"):
@@ -227,9 +227,9 @@ def test_a_new_executor_is_one_class(tmp_path, cache_env):
     records its Outcome (a failed node) and description (image) like any executor's."""
     from executor_double import NodeFailureDouble
 
-    from harness.execute import resume_run, run_recipe
-    from harness.errors import EnvironmentNotReady
-    from harness.recipe import load_recipe
+    from harness.commands.execute import resume_run, run_recipe
+    from harness.core.errors import EnvironmentNotReady
+    from harness.planning.recipe import load_recipe
 
     assert "double" in executor_names() and get_executor("double") is NodeFailureDouble
     loaded = load_recipe(RECIPES / "smoke_cpu.yaml", ["train.iterations=2"], for_run=True)

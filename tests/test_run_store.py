@@ -8,9 +8,9 @@ import subprocess
 
 import pytest
 
-from harness import fileio
-from harness.preflight import disk_problems, gpu_busy_problems, npu_busy_problems
-from harness.runs import RunStore, RunStoreError
+from harness.core import fileio
+from harness.executors.preflight import disk_problems, gpu_busy_problems, npu_busy_problems
+from harness.store.runs import RunStore, RunStoreError
 
 
 def _create(args):
@@ -99,13 +99,13 @@ def test_a_running_run_is_alive_exactly_while_its_lock_is_held(tmp_path):
     run.set_status("running", pid=os.getpid(), host="another-host")
     assert run.effective_state() == "stale"  # nobody holds the lock, whatever the status says
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from pathlib import Path; from harness.runs import RunDir; "
+        [sys.executable, "-c", "import sys, time; from pathlib import Path; from harness.store.runs import RunDir; "
          "RunDir(Path(sys.argv[1])).lock(); print('locked', flush=True); time.sleep(60)", str(run.path)],
         stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "locked"
         assert run.effective_state() == "running" and run.is_live()
-        from harness.runs import RunBusy
+        from harness.store.runs import RunBusy
 
         with pytest.raises(RunBusy, match="another harness process"):
             run.lock()
@@ -123,7 +123,7 @@ def test_atomic_writes_respect_the_umask_like_train_log(tmp_path):
 
     for umask in (0o022, 0o077, 0o002):
         path = tmp_path / f"file-{umask:o}.json"
-        code = ("import os, sys; os.umask(int(sys.argv[2], 8)); from harness.fileio import write_json_atomic; "
+        code = ("import os, sys; os.umask(int(sys.argv[2], 8)); from harness.core.fileio import write_json_atomic; "
                 "write_json_atomic(sys.argv[1], {'a': 1})")
         subprocess.run([sys.executable, "-c", code, str(path), f"{umask:o}"], check=True)
         assert path.stat().st_mode & 0o777 == 0o666 & ~umask, (oct(path.stat().st_mode), oct(umask))

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from harness.executors import slurm_client
-from harness.launch import build_node_launches, scheduler_rendezvous
-from harness.slurm import SlurmJobSpec, render_sbatch, run_state_of, sbatch_arguments
+from harness.executors.slurm_batch import SlurmJobSpec, render_sbatch, run_state_of, sbatch_arguments
+from harness.planning.launch import build_node_launches, scheduler_rendezvous
 
 WORKER = ("-m", "harness.worker", "--job", "/results/runs/r1/job.json")
 
@@ -132,7 +132,7 @@ def test_cancel_ends_the_job_cancelled(tmp_path, slurm_cluster):
 
 
 def test_sbatch_refusal_is_one_line_of_bad_input(tmp_path, slurm_cluster):
-    from harness.errors import BadInput
+    from harness.core.errors import BadInput
 
     (tmp_path / "bad.sbatch").write_text("#!/bin/bash\n#SBATCH --partition=no-such-partition\ntrue\n")
     with pytest.raises(BadInput) as caught:
@@ -148,7 +148,7 @@ HOSTILE_DIR = "/r/it's a \"dir\" $(touch pwned) `touch pwned` %j\ntouch pwned #/
 def test_no_path_is_a_directive_and_paths_go_to_sbatch_as_arguments():
     """A path may hold anything but NUL; an #SBATCH line ends at a newline, so paths travel as sbatch's
     own arguments (argv, no shell, no script text), '%' escaped so Slurm takes it literally."""
-    from harness.slurm import sbatch_arguments
+    from harness.executors.slurm_batch import sbatch_arguments
 
     job = spec(run_dir=HOSTILE_DIR)
     script = render_sbatch(job)

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from harness.core.errors import BadInput
 from harness.executors.slurm import SlurmExecutor, failed_node_of, outcome_of
 from harness.executors.slurm_client import JobInfo, job_info
-from harness.errors import BadInput
 
 SHORT = ["--set", "train.iterations=20", "--set", "train.val_interval=20", "--set", "train.checkpoint_interval=10",
          "--set", "train.log_interval=5"]

@@ -4,8 +4,8 @@ from __future__ import annotations
 import pytest
 
 from harness.executors.planned import describe_plan
-from harness.plan import PlanInputs, build_plan
-from harness.recipe import load_recipe
+from harness.planning.plan import PlanInputs, build_plan
+from harness.planning.recipe import load_recipe
 from support import RECIPES, run_cli, require_extra
 
 INPUTS = PlanInputs(run_dir="/r", dataset_dir="/d/VOCdevkit", config_name="pspnet_r50-d8_voc12aug-512x512_gpu.py")
@@ -52,8 +52,8 @@ def test_cudnn_benchmark_refused_off_gpu():
 
 def test_resolved_config_has_the_knobs():
     require_extra("mmengine")
-    from harness.job import Job
-    from harness.worker.config import build_config
+    from harness.store.job import Job
+    from harness.planning.mmseg_config import build_config
 
     loaded = load_recipe(RECIPES / "gpu_perf_8p.yaml", list(FAST))
     job = build_plan(loaded.recipe, PlanInputs(run_dir="/r", dataset_dir="/d", config_name="x.py"), "local").job
@@ -68,7 +68,7 @@ def test_resolved_config_has_the_knobs():
 
 
 def test_old_job_files_still_load():
-    from harness.job import Job
+    from harness.store.job import Job
 
     loaded = load_recipe(RECIPES / "smoke_cpu.yaml")
     data = build_plan(loaded.recipe, INPUTS, "local").job.to_dict()

@@ -5,7 +5,7 @@ import math
 
 import pytest
 
-from harness.stats import describe, welch_t_test
+from harness.results.stats import describe, welch_t_test
 
 
 def test_describe_known_values():

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from harness.errors import RecipeError
-from harness.recipe import load_recipe
-from harness.records import RunResult
+from harness.core.errors import RecipeError
+from harness.planning.recipe import load_recipe
+from harness.store.records import RunResult
 from support import RECIPES, REPO, run_cli
 
 FIXTURE_RUN = REPO / "tests" / "fixtures" / "runs" / "20261125T210711Z-smoke_cpu-206fec"
@@ -61,9 +61,9 @@ def test_plan_streams_to_the_backends_after_mmsegs_local_one():
 
 def test_the_worker_config_keeps_local_vis_and_adds_the_backends(tmp_path):
     pytest.importorskip("mmseg", reason="the training stack (pip install -e '.[train]') is not installed")
-    from harness.execute import plan_inputs
-    from harness.plan import build_job
-    from harness.worker.config import build_config
+    from harness.commands.execute import plan_inputs
+    from harness.planning.plan import build_job
+    from harness.planning.mmseg_config import build_config
 
     loaded = load_recipe(RECIPES / "smoke_cpu.yaml", [tracking_set(uri=f"sqlite:///{tmp_path}/m.db"),
                                                        "tracking.experiment=cpu-runs"])
@@ -74,7 +74,7 @@ def test_the_worker_config_keeps_local_vis_and_adds_the_backends(tmp_path):
     assert [b["type"] for b in backends] == ["LocalVisBackend", "TensorboardVisBackend", "GuardedMLflowVisBackend"]
     assert "harness.worker.vis_backends" in cfg["custom_imports"]["imports"]
     assert backends[2]["exp_name"] == "cpu-runs" and backends[2]["tracking_uri"] == f"sqlite:///{tmp_path}/m.db"
-    assert backends[2]["tags"] == {"harness.run_id": "RUN-1", "harness.recipe": "smoke_cpu"}
+    assert backends[2]["tags"] == {"harness.run_id": "RUN-1", "harness.planning.recipe": "smoke_cpu"}
     assert "streams to tensorboard, mlflow" in notes
 
 
@@ -147,8 +147,8 @@ def test_export_of_a_stored_run_twice_gives_one_mlflow_run_without_duplicates(st
 
     assert run.info.status == "FINISHED" and run.info.run_name == run_id
     assert run.data.tags["harness.run_id"] == run_id and run.data.tags["harness.state"] == "succeeded"
-    assert run.data.tags["harness.device"] == "CPU-1p" and run.data.tags["harness.recipe"] == "smoke_cpu"
-    assert run.data.tags["harness.verdict.mIoU"] == result.verdict("mIoU").status
+    assert run.data.tags["harness.device"] == "CPU-1p" and run.data.tags["harness.planning.recipe"] == "smoke_cpu"
+    assert run.data.tags["harness.results.verdict.mIoU"] == result.verdict("mIoU").status
     params = run.data.params
     assert params["recipe.train.iterations"] == "400" and params["plan.executor"] == "local"
     assert params["provenance.packages.torch"] and params["worker.packages.mmengine"] == "0.10.7"
@@ -262,7 +262,7 @@ def test_the_images_carry_the_tracking_extra():
     import re
     import tomllib
 
-    from harness import images, locks
+    from harness.executors import images, image_locks as locks
 
     extra = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]["tracking"]
     pins = dict(re.fullmatch(r"([A-Za-z0-9_.-]+)==(\S+)", req).groups() for req in extra)

@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from harness.runs import GroupStore, RunStore
+from harness.store.runs import GroupStore, RunStore
 from support import RECIPES, run_cli
 
 pytestmark = pytest.mark.slow
@@ -73,7 +73,7 @@ def test_a_tracked_training_streams_live_and_exports_without_duplicates(tmp_path
     assert f"MLflow run {streamed.info.run_id} (updated, experiment 'e2e')" in exported.stdout
     client, [completed] = store_runs(live)
     assert completed.data.metrics["final.mIoU"] == pytest.approx(result.final.mIoU)
-    assert completed.data.tags["harness.verdict.mIoU"] == result.verdict("mIoU").status
+    assert completed.data.tags["harness.results.verdict.mIoU"] == result.verdict("mIoU").status
     assert {k: v for k, v in completed.data.params.items() if k in live_params} == live_params  # kept
     for name, expected in (("loss", train), ("mIoU", evaluations)):
         assert [step for step, _ in history(client, completed, name)] == [step for step, _ in expected]

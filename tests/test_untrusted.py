@@ -1,4 +1,4 @@
-"""The bounded archive reader and the bounded copier (harness.untrusted), on hostile archives and
+"""The bounded archive reader and the bounded copier (harness.core.untrusted), on hostile archives and
 folders built here: links, special files, `./` names, a file then a member under it, a 1 GB
 long-name or PAX header in a 1 MB archive, truncated archives, FIFOs and /dev/zero."""
 from __future__ import annotations
@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from harness.errors import BadInput
-from harness.untrusted import (ArchiveLimits, ArchiveRefused, UntrustedInput, copy_tree_bounded, extract_archive,
-                               iter_archive, read_bounded)
+from harness.core.errors import BadInput
+from harness.core.untrusted import (ArchiveLimits, ArchiveRefused, UntrustedInput, copy_tree_bounded, extract_archive,
+                                     iter_archive, read_bounded)
 from support import run_measured
 
 MAX_PEAK_MIB = 512
@@ -109,7 +109,7 @@ def test_a_1gb_header_in_a_1mb_archive_is_refused_before_it_is_read(tmp_path: Pa
     archive = _huge_header(tmp_path / "huge.tar", kind)
     with pytest.raises(ArchiveRefused, match=f"a {label} header of 1073741824 bytes"):
         list(iter_archive(archive))
-    code = ("import sys; from harness.untrusted import iter_archive, ArchiveRefused\n"
+    code = ("import sys; from harness.core.untrusted import iter_archive, ArchiveRefused\n"
             "try: list(iter_archive(sys.argv[1]))\nexcept ArchiveRefused as e: print(e); sys.exit(2)")
     done, peak_mib = run_measured("-c", code, str(archive), timeout=60)
     assert done.returncode == 2 and len(done.stdout) < 400, done.stdout + done.stderr
@@ -230,15 +230,21 @@ def test_sigterm_and_sighup_raise_keyboard_interrupt_while_ingest_writes():
     """What lets `harness ingest` remove a half-written run on SIGTERM or SIGHUP (exit 130)."""
     import signal
 
-    from harness.scratch import signals_interrupt
+    from harness.core.scratch import signals_interrupt
 
-    before = signal.getsignal(signal.SIGTERM)
-    for sig in (signal.SIGTERM, signal.SIGHUP):
-        with pytest.raises(KeyboardInterrupt):
-            with signals_interrupt():
-                os.kill(os.getpid(), sig)
-                time.sleep(5)  # the handler raises here, at once
-    assert signal.getsignal(signal.SIGTERM) is before
+    # As in a fresh `harness ingest` process: an earlier test in this worker may have left a run's
+    # handlers installed (those are kept by signals_interrupt, as they should be in a run).
+    saved = {sig: signal.signal(sig, signal.SIG_DFL) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        for sig in (signal.SIGTERM, signal.SIGHUP):
+            with pytest.raises(KeyboardInterrupt):
+                with signals_interrupt():
+                    os.kill(os.getpid(), sig)
+                    time.sleep(5)  # the handler raises here, at once
+            assert signal.getsignal(sig) is signal.SIG_DFL
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
 
 
 def test_a_gnu_sparse_member_is_refused_unread(tmp_path: Path):

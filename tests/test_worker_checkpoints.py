@@ -84,9 +84,9 @@ def test_a_newer_complete_checkpoint_than_the_pointer_wins(tmp_path):
 # --- real training on a disk that fills up -----------------------------------------------------
 
 def _job(run_dir: Path, devkit: Path, *, resume: bool, iterations: int):
-    from harness.configs import copy_config_files
-    from harness.plan import PlanInputs, build_plan
-    from harness.recipe import load_recipe
+    from harness.planning.configs import copy_config_files
+    from harness.planning.plan import PlanInputs, build_plan
+    from harness.planning.recipe import load_recipe
 
     loaded = load_recipe(RECIPES / "smoke_cpu.yaml", [f"train.iterations={iterations}", "train.checkpoint_interval=2",
                                                       "train.val_interval=1000", "train.log_interval=1",

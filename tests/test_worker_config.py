@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import pytest
 
-from harness.backends.base import replace_norm
-from harness.job import Job, TrainSettings
-from harness.worker.config import adapt, build_config
+from harness.planning.backends.base import replace_norm
+from harness.planning.mmseg_config import adapt, build_config
+from harness.store.job import Job, TrainSettings
 from support import RECIPES, require_extra
 
 mmengine = require_extra("mmengine", reason="the training stack (pip install -e '.[train]') is not installed")

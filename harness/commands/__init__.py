@@ -1,4 +1,10 @@
-"""Subcommands that live in their own modules; each exposes ``register(subparsers)``."""
+"""Subcommands that live in their own modules; each exposes ``register(subparsers)``.
+
+Stage: one module per command, and the engines of run, check and --repeat. May import:
+harness.report, harness.evidence, harness.k8s, harness.results, harness.worker, harness.executors,
+harness.data, harness.planning, harness.store, harness.core (checked by lint-imports; see
+docs/architecture.md).
+"""
 from __future__ import annotations
 
 from harness.commands import bundle, check, compare, compose, events, export, image, ingest, k8s, parse, plots

@@ -18,7 +18,7 @@ def positive_int(text: str) -> int:
 def output_folder(path: Path, flag: str = "-o") -> Path:
     """A folder to write into (made later): refused in one line, before any work, when it or the
     nearest existing folder above it is a file (exit 2: the argument names the wrong thing)."""
-    from harness.errors import BadInput
+    from harness.core.errors import BadInput
 
     for existing in (path, *path.parents):
         if existing.exists():

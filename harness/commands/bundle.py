@@ -1,12 +1,12 @@
 """``harness bundle RUN_OR_GROUP -o FILE.tar.gz`` and ``harness verify FILE.tar.gz``: evidence that
-a reader checks on their own machine (``harness.bundles``)."""
+a reader checks on their own machine (``harness.evidence.bundles``)."""
 from __future__ import annotations
 
 import argparse
 import sys
 from pathlib import Path
 
-from harness.errors import EXIT_OK, EXIT_RUN_FAILED
+from harness.core.errors import EXIT_OK, EXIT_RUN_FAILED
 
 
 def register(subparsers) -> None:
@@ -44,7 +44,7 @@ def register(subparsers) -> None:
 
 
 def run_bundle(args: argparse.Namespace) -> int:
-    from harness.bundles.pack import source_for, write_bundle
+    from harness.evidence.bundles.pack import source_for, write_bundle
 
     record = write_bundle(source_for(args.results, args.target), args.output)
     size = sum(f.size for f in record.files)
@@ -54,7 +54,7 @@ def run_bundle(args: argparse.Namespace) -> int:
 
 
 def run_verify(args: argparse.Namespace) -> int:
-    from harness.bundles.verify import verify_bundle
+    from harness.evidence.bundles.verify import verify_bundle
 
     outcome = verify_bundle(args.bundle)
     print(outcome.summary())

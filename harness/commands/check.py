@@ -5,8 +5,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from harness.checking import QUICK_BATCH, QUICK_CROP
 from harness.commands.arguments import positive_int
+from harness.commands.checking import QUICK_BATCH, QUICK_CROP
 
 
 def batch_size(text: str) -> int:
@@ -46,8 +46,8 @@ def register(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from harness.checking import check_recipe, render
-    from harness.recipe import load_recipe
+    from harness.commands.checking import check_recipe, render
+    from harness.planning.recipe import load_recipe
 
     def announce(line: str) -> None:
         print(f"harness check: {line}", file=sys.stderr, flush=True)

@@ -1,4 +1,4 @@
-"""``harness compare A B``: two runs, groups or reference labels side by side (``harness.compare``)."""
+"""``harness compare A B``: two runs, groups or reference labels side by side (``harness.report.compare``)."""
 from __future__ import annotations
 
 import argparse
@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from harness.commands.arguments import output_folder
-from harness.stats import DEFAULT_ALPHA
+from harness.results.stats import DEFAULT_ALPHA
 
 
 def register(subparsers) -> argparse.ArgumentParser:
@@ -32,9 +32,9 @@ def register(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from harness.compare import compare_sides, render_markdown, resolve_side, side_results
-    from harness.fileio import write_text_atomic
-    from harness.group_plots import plot_compare_throughput
+    from harness.report.compare import compare_sides, render_markdown, resolve_side, side_results
+    from harness.core.fileio import write_text_atomic
+    from harness.report.group_plots import plot_compare_throughput
 
     if args.output is not None:
         output_folder(args.output)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from harness.errors import BadInput
-from harness.shipped import RECIPES_DIR
+from harness.core.errors import BadInput
+from harness.planning.shipped import RECIPES_DIR
 
 DEFAULT_RECIPES = RECIPES_DIR
 
@@ -21,7 +21,7 @@ def register(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args) -> int:
-    from harness.compose import SERVICES, render
+    from harness.executors.compose import SERVICES, render
 
     for service in SERVICES:
         if not (args.recipes / service.recipe).is_file():

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from harness.commands.arguments import positive_int
-from harness.errors import EXIT_BAD_INPUT, EXIT_OK
+from harness.core.errors import EXIT_BAD_INPUT, EXIT_OK
 
 LISTED = 20  # problems shown one per line before the rest are only counted
 

@@ -1,12 +1,12 @@
 """``harness events check PATH...``: a worker event stream (or every attempt's stream of a run)
-checked by MLCommons' compliance checker against the harness's ruleset (``harness.logs.compliance``)."""
+checked by MLCommons' compliance checker against the harness's ruleset (``harness.results.logs.compliance``)."""
 from __future__ import annotations
 
 import argparse
 import sys
 from pathlib import Path
 
-from harness.errors import EXIT_OK, EXIT_RUN_FAILED, BadInput
+from harness.core.errors import EXIT_OK, EXIT_RUN_FAILED, BadInput
 
 
 def register(subparsers) -> None:
@@ -17,7 +17,7 @@ def register(subparsers) -> None:
         "check", help="check event streams with MLCommons' compliance checker against the harness's ruleset",
         description="Check a worker event stream (events.mllog) with mlperf_logging.compliance_checker, in this "
                     "process, warnings as errors, against the ruleset shipped with the harness "
-                    "(harness/logs/compliance/events.yaml): run_start once and first, the run's settings before "
+                    "(harness/results/logs/compliance/events.yaml): run_start once and first, the run's settings before "
                     "the first training window, each evaluation's accuracy (0-100) with its iteration, each "
                     "window's time, run_stop once and last with its status, each value's type and range. A run "
                     "folder (or its work_dir) stands for every attempt's stream; only a stream that a later "
@@ -30,8 +30,8 @@ def register(subparsers) -> None:
 
 
 def _check(path: Path) -> tuple[int, list[str]]:
-    from harness.logs.compliance import check_run, check_stream
-    from harness.logs.events import FILE_NAME
+    from harness.results.logs.compliance import check_run, check_stream
+    from harness.results.logs.events import FILE_NAME
 
     if path.is_file() or path.is_symlink():
         return 1, check_stream(path)
@@ -47,11 +47,11 @@ def _check(path: Path) -> tuple[int, list[str]]:
 
 
 def run_check(args: argparse.Namespace) -> int:
-    from harness.logs.compliance import RULESET
+    from harness.results.logs.compliance import RULESET
 
     outcomes = [(path, *_check(path)) for path in args.paths]  # every path readable before any verdict
     for path, checked, failures in outcomes:
-        streams = f"{checked} stream{'s' * (checked != 1)}, ruleset harness/logs/compliance/{RULESET.name}"
+        streams = f"{checked} stream{'s' * (checked != 1)}, ruleset harness/results/logs/compliance/{RULESET.name}"
         print(f"FAIL {path}: {len(failures)} failure(s) ({streams})" if failures else f"PASS {path} ({streams})")
         for line in failures:
             print(f"  {line}")

@@ -1,11 +1,11 @@
 """``harness export mlflow [RUN|GROUP ...] --tracking-uri URI``: stored runs into an MLflow store
-(``harness.tracking.mlflow_export``)."""
+(``harness.evidence.tracking.mlflow_export``)."""
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-from harness.errors import EXIT_OK, BadInput
+from harness.core.errors import EXIT_OK, BadInput
 
 
 def register(subparsers) -> None:
@@ -17,7 +17,7 @@ def register(subparsers) -> None:
         description="Send stored runs to an MLflow tracking store: one MLflow run per harness run, with the "
                     "recipe, plan and provenance (device, image ID, versions) as params; final.* and best.* "
                     "aAcc/mIoU/mAcc and fps as metrics; the loss curve and each evaluation as metric histories "
-                    "by iteration; state and verdicts as tags (harness.verdict.<metric>); the run's bundle as "
+                    "by iteration; state and verdicts as tags (harness.results.verdict.<metric>); the run's bundle as "
                     "the artifact harness/<run-id>.tar.gz. A run already in the store (tag harness.run_id, also "
                     "set by a recipe's live tracking.backends: [mlflow]) is updated: its params are kept, its "
                     "tags updated and only the metric steps it lacks are logged, so exporting twice duplicates "
@@ -33,8 +33,8 @@ def register(subparsers) -> None:
 
 
 def run_export_mlflow(args: argparse.Namespace) -> int:
-    from harness.bundles.pack import source_for
-    from harness.tracking.mlflow_export import export_runs
+    from harness.evidence.bundles.pack import source_for
+    from harness.evidence.tracking.mlflow_export import export_runs
 
     if ":" not in args.tracking_uri:
         raise BadInput(f"--tracking-uri {args.tracking_uri!r}: expected a URI such as http://127.0.0.1:5000 or "

@@ -6,8 +6,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from harness import images
-from harness.errors import BadInput
+from harness.core.errors import BadInput
+from harness.executors import images
 
 
 def register(subparsers) -> argparse.ArgumentParser:
@@ -75,7 +75,7 @@ def _tag(args) -> str:
 
 
 def _build(args) -> int:
-    from harness.errors import BadInput
+    from harness.core.errors import BadInput
     from harness.executors.docker import connect
 
     for folder in args.certs:
@@ -89,7 +89,7 @@ def _build(args) -> int:
 
 
 def _lock(args) -> int:
-    from harness import locks
+    from harness.executors import image_locks as locks
 
     links = list(args.find_links)
     if args.kind == "cpu":

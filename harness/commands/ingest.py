@@ -8,8 +8,8 @@ import sys
 from pathlib import Path
 
 from harness.commands.arguments import positive_int
-from harness.errors import EXIT_BAD_INPUT, one_line
-from harness.runs import RunStoreError
+from harness.core.errors import EXIT_BAD_INPUT, one_line
+from harness.store.runs import RunStoreError
 
 
 def register(subparsers) -> argparse.ArgumentParser:
@@ -45,12 +45,12 @@ def register(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from harness.bundles.store import BundleRefused, import_verified, looks_like_bundle, verified
-    from harness.bundles.tarball import NotABundle
-    from harness.ingest import IngestError, prepare, store_prepared  # pydantic and friends: only when used
-    from harness.ingest.runs import check_importable, import_runs, run_folders
-    from harness.scratch import signals_interrupt
-    from harness.untrusted import UntrustedInput
+    from harness.evidence.bundles.store import BundleRefused, import_verified, looks_like_bundle, verified
+    from harness.evidence.bundles.tarball import NotABundle
+    from harness.evidence.ingest import IngestError, prepare, store_prepared  # pydantic and friends: only when used
+    from harness.evidence.ingest.runs import check_importable, import_runs, run_folders
+    from harness.core.scratch import signals_interrupt
+    from harness.core.untrusted import UntrustedInput
 
     bundles, runs, prepared = [], [], []
     try:
@@ -82,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
     finally:
         for bundle in bundles:  # verified but not imported (a later input was bad)
             bundle.folder.cleanup()
-    from harness.plotting import draw_runs_quietly
+    from harness.report.plotting import draw_runs_quietly
 
     # ingest records the runs, so it draws their plots (in parallel); the report never does
     problem = draw_runs_quietly(created)

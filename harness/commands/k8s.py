@@ -52,9 +52,9 @@ def register(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from harness.errors import BadInput, EnvironmentNotReady
-    from harness.fileio import write_text_atomic
-    from harness.recipe import load_recipe
+    from harness.core.errors import BadInput, EnvironmentNotReady
+    from harness.core.fileio import write_text_atomic
+    from harness.planning.recipe import load_recipe
 
     if args.output is not None:
         output_folder(args.output)

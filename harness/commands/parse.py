@@ -6,8 +6,8 @@ import json
 import sys
 from pathlib import Path
 
-from harness.logs import FORMATS, LogParseError, LogResult, parse_logs
 from harness.commands.arguments import positive_int
+from harness.results.logs import FORMATS, LogParseError, LogResult, parse_logs
 
 
 def register(subparsers) -> argparse.ArgumentParser:

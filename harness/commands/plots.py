@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from harness.runs import GROUP_ID_PATTERN
+from harness.store.runs import GROUP_ID_PATTERN
 
 
 def register(subparsers) -> argparse.ArgumentParser:
@@ -24,8 +24,8 @@ def register(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from harness.plotting import draw_group, draw_runs
-    from harness.runs import GroupStore, RunStore, RunStoreError
+    from harness.report.plotting import draw_group, draw_runs
+    from harness.store.runs import GroupStore, RunStore, RunStoreError
 
     if not args.ids and not args.missing:
         raise RunStoreError("harness plots: name run or group ids, or give --missing")
@@ -34,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
     named_runs = [runs.get(i) for i in args.ids if not GROUP_ID_PATTERN.match(i)]
     named_groups = [groups.get(i) for i in args.ids if GROUP_ID_PATTERN.match(i)]
     if args.missing:
-        from harness.report import collect, runs_without_plots
+        from harness.report.readme import collect, runs_without_plots
 
         report = collect(args.results)
         named_runs += [row.run for row in runs_without_plots(report)]

@@ -29,9 +29,9 @@ from urllib.parse import unquote, urljoin, urlsplit
 import requests
 import urllib3
 
+from harness.core.errors import EnvironmentNotReady
+from harness.core.fileio import file_digest, write_json_atomic
 from harness.data.registry import Archive
-from harness.errors import EnvironmentNotReady
-from harness.fileio import file_digest, write_json_atomic
 
 MAX_REDIRECTS = 5
 CHUNK = 1 << 20

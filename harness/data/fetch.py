@@ -19,10 +19,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
+from harness.core.errors import BadInput, EnvironmentNotReady
+from harness.core.fileio import file_digest
 from harness.data.download import RetryPolicy, Unreachable, WrongBytes, fetch_from, part_paths, source_for
 from harness.data.registry import Archive, LoadedRegistry
-from harness.errors import BadInput, EnvironmentNotReady
-from harness.fileio import file_digest
 
 MIRRORS_VARIABLE = "PSPNET_MIRRORS"  # whitespace-separated mirror folders (URLs or paths)
 BACKOFF_VARIABLE = "PSPNET_FETCH_BACKOFF_S"  # the first retry's wait; tests shorten it

@@ -1,7 +1,7 @@
 """``harness data prepare --archives``: the dataset straight from VOCtrainval_11-May-2012.tar and
 SBD's benchmark.tgz, without extracting them first.
 
-Each archive is streamed once, front to back, through the bounded reader (``harness.untrusted``:
+Each archive is streamed once, front to back, through the bounded reader (``harness.core.untrusted``:
 no absolute names, no ``..``, no links, sizes bounded before reading). From the VOC tar only the
 files the dataset manifest tracks are written (``VOC2012/{JPEGImages,SegmentationClass,
 ImageSets/Segmentation}/*``, the tar's ``VOCdevkit/`` prefix dropped), byte for byte with the tar's
@@ -25,12 +25,12 @@ from functools import partial
 from pathlib import Path
 from typing import TextIO
 
+from harness.core.untrusted import ArchiveLimits, ArchiveMember, ArchiveRefused, iter_archive
 from harness.data.layout import (AUG_LABELS, IMAGES, LABELS, SPLITS, DataError, default_workers, png_complete,
                                  read_ids, split_path)
 from harness.data.matfile import segmentation_from_bytes
 from harness.data.parallel import stream_map
 from harness.data.prepare import ANY_TEMP, PrepareReport, convert_label, finish, remove_stale_temps
-from harness.untrusted import ArchiveLimits, ArchiveMember, ArchiveRefused, iter_archive
 
 VOC_PREFIX = "VOCdevkit/"
 SBD_PREFIX = "benchmark_RELEASE/dataset/"

@@ -4,8 +4,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from harness.errors import BadInput
-from harness.recipe import data_home  # the recipe's @data-home: where the dataset lives by default
+from harness.core.errors import BadInput
+from harness.planning.recipe import data_home  # the recipe's @data-home: where the dataset lives by default
 
 VOC = "VOC2012"
 IMAGES = f"{VOC}/JPEGImages"

@@ -27,7 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path
 
-from harness.fileio import file_digest, write_text_atomic
+from harness.core.fileio import file_digest, write_text_atomic
 from harness.data.layout import (AUG_LABELS, IMAGES, LABELS, SPLITS, DataError, cache_dir, default_workers,
                                  read_ids, split_path)
 

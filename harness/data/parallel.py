@@ -8,7 +8,7 @@ import threading
 import time
 from typing import Callable, Iterable, Iterator, Sequence, TextIO, TypeVar
 
-from harness.progress import TerminalBar, text_bar
+from harness.core.progress import TerminalBar, text_bar
 
 T = TypeVar("T")
 R = TypeVar("R")

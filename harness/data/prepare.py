@@ -28,13 +28,13 @@ from typing import Callable, NamedTuple, TextIO
 
 import numpy as np
 
+from harness.core.fileio import write_text_atomic
+from harness.core.processes import pid_alive
 from harness.data.layout import (AUG_LABELS, DEFAULT_SBD, VOC, DataError, default_workers, png_complete,
                                  read_ids, split_path)
 from harness.data.matfile import MatError, read_segmentation
 from harness.data.parallel import ProgressBar, parallel_map
 from harness.data.png import encode_grey
-from harness.fileio import write_text_atomic
-from harness.processes import pid_alive
 
 # zlib level 1: ~3x faster than PIL's default 6 (mmseg's); labels come out ~2-3x larger (a few KB).
 PNG_COMPRESS_LEVEL = 1

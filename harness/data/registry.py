@@ -9,7 +9,7 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from harness.errors import BadInput, first_problem
+from harness.core.errors import BadInput, first_problem
 
 DEFAULT_REGISTRY = Path(__file__).with_name("registry.yaml")
 MAX_REGISTRY_BYTES = 1 << 20

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from harness.data.layout import cache_dir  # noqa: F401  (re-exported)
 from harness.data.synth import SynthSpec, spec_identity, write_synthetic_voc
-from harness.recipe import LoadedRecipe, RecipeError
+from harness.planning.recipe import LoadedRecipe, RecipeError
 
 REQUIRED = ("VOC2012/JPEGImages", "VOC2012/ImageSets/Segmentation")
 

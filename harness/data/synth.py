@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from harness.fileio import atomic_output, write_text_atomic
+from harness.core.fileio import atomic_output, write_text_atomic
 
 NUM_CLASSES = 21
 IGNORE_INDEX = 255

@@ -1,11 +1,15 @@
 """Executors: where a plan runs. ``get_executor(name)`` returns the class registered under
 ``name``; built-ins are imported only when asked for (Docker's SDK is not loaded for a local run).
-A new executor module calls ``register`` on its class; see ``harness.executors.base``."""
+A new executor module calls ``register`` on its class; see ``harness.executors.base``.
+
+Stage: where a plan runs (local, docker, slurm), the images and host checks they need. May import:
+harness.planning, harness.store, harness.core (checked by lint-imports; see docs/architecture.md).
+"""
 from __future__ import annotations
 
 from importlib import import_module
 
-from harness.errors import BadInput
+from harness.core.errors import BadInput
 
 _BUILTIN = {
     "local": "harness.executors.local:LocalExecutor",

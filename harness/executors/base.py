@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
-    from harness.plan import Plan
-    from harness.runs import RunDir
+    from harness.planning.plan import Plan
+    from harness.store.runs import RunDir
 
 # Which paths ``build_plan`` writes into the job: the host's ("local") or the container's ("docker").
 PlanLayout = Literal["local", "docker"]

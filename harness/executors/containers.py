@@ -8,8 +8,8 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from harness.errors import EnvironmentNotReady
-from harness.spec import ContainerSpec
+from harness.core.errors import EnvironmentNotReady
+from harness.planning.spec import ContainerSpec
 
 STOP_TIMEOUT_S = 10
 
@@ -100,7 +100,7 @@ class ContainerLog:
     """Splits the container's byte stream into lines for the log file and the callback."""
 
     def __init__(self, log_path: Path, on_line: Callable[[str], None] | None, *, also: Path | None = None):
-        from harness.output import LineWriter
+        from harness.core.output import LineWriter
 
         self._log = LineWriter(log_path)
         self._also = LineWriter(also) if also is not None else None  # node 0's lines, also to train.log

@@ -14,13 +14,13 @@ from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 from pathlib import Path
 
-from harness.errors import EnvironmentNotReady
+from harness.core.errors import EnvironmentNotReady
 from harness.executors.base import LineSink, Outcome, PlanLayout
 from harness.executors.containers import (STOP_TIMEOUT_S, ContainerLog, PreflightError,
                                           catch_up, container_kwargs, discard, engine_errors, engine_url, follow, lost)
-from harness.images import ImageError, missing_image_message
-from harness.lifeline import ENV_RUN_LOCK, ENV_TRAINER_LOCK
-from harness.spec import ContainerSpec
+from harness.executors.images import ImageError, missing_image_message
+from harness.planning.spec import ContainerSpec
+from harness.store.lifeline import ENV_RUN_LOCK, ENV_TRAINER_LOCK
 
 class EngineUnavailable(EnvironmentNotReady):
     """No Docker engine answers; ``str()`` says how to start one (exit 3)."""
@@ -78,7 +78,7 @@ def preflight_problems(spec: ContainerSpec, *, image_present: bool, runtimes: se
 
 def preflight(spec: ContainerSpec, client) -> None:
     """Raise PreflightError listing every problem (missing image, device node, bind source...)."""
-    from harness.images import image_exists
+    from harness.executors.images import image_exists
 
     runtimes = set(client.info().get("Runtimes", {}).keys())
     problems = preflight_problems(spec, image_present=image_exists(client, spec.image), runtimes=runtimes)
@@ -159,7 +159,7 @@ class DockerExecutor:
     def prepare(self, plan):
         """Engine, the image the recipe names (resolved to the build of this checkout), devices
         and bind sources; returns the plan with the image pinned to its content tag."""
-        from harness.images import resolve_image
+        from harness.executors.images import resolve_image
 
         if plan.container is None:
             raise EnvironmentNotReady(f"recipe {plan.recipe_name}: the docker executor needs a container plan")
@@ -171,7 +171,7 @@ class DockerExecutor:
         return plan
 
     def start(self, plan, run, on_line: LineSink) -> None:
-        from harness.plan import CONTAINER_RUN_DIR
+        from harness.planning.plan import CONTAINER_RUN_DIR
 
         if self._client is None:
             plan = self.prepare(plan)
@@ -188,7 +188,7 @@ class DockerExecutor:
 
     def _start_nodes(self, plan, run, on_line: LineSink, lifeline: dict[str, str]) -> None:
         from harness.executors.docker_nodes import NodeGroup
-        from harness.plan import node_containers
+        from harness.planning.plan import node_containers
 
         specs = tuple(replace(spec, environment={**spec.environment, **lifeline}) for spec in node_containers(plan))
         self._nodes = NodeGroup(self._client, run.run_id, plan.container.network_mode)

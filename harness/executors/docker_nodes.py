@@ -25,7 +25,7 @@ from typing import Any
 from harness.executors.base import LineSink, Outcome
 from harness.executors.containers import (STOP_TIMEOUT_S, ContainerLog, EngineLost, catch_up, container_kwargs, discard,
                                           engine_errors, engine_url, follow, lost)
-from harness.spec import ContainerSpec
+from harness.planning.spec import ContainerSpec
 
 LABEL_RUN = "pspnet-repro.run"  # on the run's network and containers: what to clean up
 LABEL_NODE = "pspnet-repro.node"

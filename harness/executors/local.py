@@ -2,7 +2,7 @@
 
 The child gets its own process group so that an interrupt or a timeout stops every rank that
 torchrun started, not just torchrun; and a parent-death signal, so that it dies with the harness
-(see ``harness.lifeline``).
+(see ``harness.store.lifeline``).
 """
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ import subprocess
 from pathlib import Path
 from typing import Any, ClassVar
 
+from harness.core.output import LineWriter
 from harness.executors.base import LineSink, Outcome, PlanLayout
-from harness.lifeline import ENV_RUN_LOCK, ENV_TRAINER_LOCK, set_parent_death_signal
-from harness.output import LineWriter
+from harness.store.lifeline import ENV_RUN_LOCK, ENV_TRAINER_LOCK, set_parent_death_signal
 
 STOP_GRACE_S = 20
 

@@ -6,11 +6,11 @@ from __future__ import annotations
 from dataclasses import replace
 
 from harness.executors.base import Executor
-from harness.plan import Plan, PlanInputs, build_plan
-from harness.recipe import LoadedRecipe
-from harness.records import PlanRecord
-from harness.tracking.backends import check_tracking
-from harness.worker.config import config_changes
+from harness.planning.mmseg_config import config_changes
+from harness.planning.plan import Plan, PlanInputs, build_plan
+from harness.planning.recipe import LoadedRecipe
+from harness.planning.tracking import check_tracking
+from harness.store.records import PlanRecord
 
 
 def describe_plan(plan: Plan) -> dict:

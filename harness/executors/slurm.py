@@ -1,4 +1,4 @@
-"""Run a plan as a Slurm batch job: one task per node, each a torchrun (``harness.slurm``).
+"""Run a plan as a Slurm batch job: one task per node, each a torchrun (``harness.executors.slurm_batch``).
 
 The batch script is written into the run folder (``job.sbatch``) and submitted as it is; the job
 is followed with ``scontrol`` until it ends, its nodes' logs copied into ``train.log``. The nodes
@@ -6,7 +6,7 @@ share the run folder at the same path (a shared file system on a real cluster), 
 out as for a local run; in the container modes the run, dataset and inputs are mounted at the
 same paths.
 
-Training never outlives the harness: the workers watch the run's lock (``harness.lifeline``) in
+Training never outlives the harness: the workers watch the run's lock (``harness.store.lifeline``) in
 the shared run folder; when nobody holds it they cancel the job (``scancel $SLURM_JOB_ID``) and
 stop. Ctrl-C / SIGTERM to the harness cancels the job through ``stop()``.
 """
@@ -20,17 +20,17 @@ from dataclasses import replace
 from pathlib import Path, PurePosixPath
 from typing import Any, ClassVar
 
-from harness.errors import BadInput, EnvironmentNotReady
+from harness.core.errors import BadInput, EnvironmentNotReady
+from harness.core.words import image_reference
 from harness.executors import register
 from harness.executors.base import LineSink, Outcome, PlanLayout
+from harness.executors.slurm_batch import (CONTAINER_MODES, NODE_LOG_DIR, SBATCH_FILE, SlurmJobSpec, gres_word,
+                                            partition_word, render_sbatch, run_state_of, sbatch_arguments)
 from harness.executors.slurm_client import (ControllerUnreachable, JobInfo, LogFollower, cancel, follow, job_info,
                                            require_slurm, submit)
-from harness.launch import NodeLaunch, node_launches, scheduler_rendezvous
-from harness.lifeline import ENV_RUN_LOCK, ENV_TRAINER_LOCK
-from harness.slurm import (CONTAINER_MODES, NODE_LOG_DIR, SBATCH_FILE, SlurmJobSpec, gres_word, partition_word,
-                           render_sbatch, run_state_of, sbatch_arguments)
-from harness.words import image_reference
-from harness.spec import LaunchSpec
+from harness.planning.launch import NodeLaunch, node_launches, scheduler_rendezvous
+from harness.planning.spec import LaunchSpec
+from harness.store.lifeline import ENV_RUN_LOCK, ENV_TRAINER_LOCK
 
 POLL_S = 1.0
 STOP_WAIT_S = 60  # scancel -> the job has left (Slurm's KillWait is 30 s by default)

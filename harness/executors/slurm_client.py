@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.errors import BadInput, EnvironmentNotReady
+from harness.core.errors import BadInput, EnvironmentNotReady
 
 COMMAND_TIMEOUT_S = 60
 OUTAGE_LIMIT_S = 120  # how long a controller may be away before the harness stops following
@@ -174,7 +174,7 @@ def follow(job_id: str, follower: LogFollower, *, poll_s: float = 1.0,
            on_state: Callable[[JobInfo], None] | None = None, backoff: Backoff | None = None) -> JobInfo:
     """Poll until the job leaves the active states; returns the last thing Slurm said of it. A
     controller that does not answer is retried (``Backoff``); ControllerUnreachable after its limit."""
-    from harness.slurm import run_state_of
+    from harness.executors.slurm_batch import run_state_of
 
     backoff = backoff or Backoff()
     last: JobInfo | None = None

@@ -12,7 +12,7 @@ table when the recipe names one), then the job for the chosen operator:
   harness.k8s.trainjob; container ``node``, Trainer's own port 29500.
 
 Every pod runs the plan's torchrun with the rendezvous taken from its operator's variables
-(harness.launch.scheduler_rendezvous), inside harness.k8s.run_files.node_script.
+(harness.planning.launch.scheduler_rendezvous), inside harness.k8s.run_files.node_script.
 """
 from __future__ import annotations
 
@@ -23,17 +23,17 @@ from dataclasses import dataclass
 import yaml
 from kubernetes import client as k8s
 
-from harness.errors import BadInput
+from harness.core.errors import BadInput
 from harness.k8s.options import DATASET_MOUNT, RESULTS_MOUNT, RUN_FILES_MOUNT, K8sOptions, job_name
 from harness.k8s.pods import ANNOTATION_PREFIX, PodSettings, pod_template
 from harness.k8s.run_files import new_run_id, node_script, run_files
 from harness.k8s.trainjob import check_options as check_trainjob_options
 from harness.k8s.trainjob import TRAINER_PORT, trainjob_manifests
-from harness.launch import VOLCANO_TASK, node_launches, scheduler_rendezvous, trainer_counts_check
-from harness.plan import PlanInputs, build_plan
-from harness.ranktable import CONTAINER_RANK_TABLE, load_rank_table
-from harness.recipe import LoadedRecipe
-from harness.worker.config import config_changes
+from harness.planning.launch import VOLCANO_TASK, node_launches, scheduler_rendezvous, trainer_counts_check
+from harness.planning.mmseg_config import config_changes
+from harness.planning.plan import PlanInputs, build_plan
+from harness.planning.ranktable import CONTAINER_RANK_TABLE, load_rank_table
+from harness.planning.recipe import LoadedRecipe
 
 API_VERSION = {"pytorchjob": "kubeflow.org/v1", "volcano": "batch.volcano.sh/v1alpha1", "ascendjob": "mindxdl.gitee.com/v1"}
 KIND = {"pytorchjob": "PyTorchJob", "volcano": "Job", "ascendjob": "AscendJob"}

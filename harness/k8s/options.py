@@ -4,8 +4,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from harness.errors import BadInput
-from harness.words import image_reference
+from harness.core.errors import BadInput
+from harness.core.words import image_reference
 
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 

@@ -12,10 +12,10 @@ from dataclasses import dataclass
 
 from kubernetes import client as k8s
 
-from harness.backends import npu
 from harness.k8s.options import DATASET_MOUNT, RESULTS_MOUNT, RUN_FILES_MOUNT, SHM_MOUNT, K8sOptions
-from harness.plan import SHM_PER_DEVICE_GB
-from harness.ranktable import CONTAINER_RANK_TABLE
+from harness.planning.backends import npu
+from harness.planning.plan import SHM_PER_DEVICE_GB
+from harness.planning.ranktable import CONTAINER_RANK_TABLE
 
 DEVICE_RESOURCE = {"npu": "huawei.com/Ascend910", "gpu": "nvidia.com/gpu", "cpu": "cpu"}
 NON_ROOT_ID = 1000

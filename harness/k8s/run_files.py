@@ -16,12 +16,12 @@ from pathlib import PurePosixPath
 
 import yaml
 
-from harness.launch import NodeLaunch, Rendezvous
-from harness.plan import CONFIGS_DIR, Plan
-from harness.recipe import LoadedRecipe
-from harness.records import JobRecord, PlanRecord, RecipeSourceRecord, dump_record
+from harness.planning.launch import NodeLaunch, Rendezvous
+from harness.planning.plan import CONFIGS_DIR, Plan
+from harness.planning.recipe import LoadedRecipe
+from harness.store.records import JobRecord, PlanRecord, RecipeSourceRecord, dump_record
 
-# The run store's layout (harness.runs.RunDir), as the Docker and Slurm executors write it: every
+# The run store's layout (harness.store.runs.RunDir), as the Docker and Slurm executors write it: every
 # node's output in nodes/node-<N>.log, node 0's also in train.log.
 LOG_NODE0 = "train.log"
 NODE_LOG = "nodes/node-$NODE.log"
@@ -44,7 +44,7 @@ class RunFiles:
 
 
 def new_run_id(recipe_name: str) -> str:
-    # The run store's id format (harness.runs.RUN_ID_PATTERN): the PVC's runs/ reads like any store.
+    # The run store's id format (harness.store.runs.RUN_ID_PATTERN): the PVC's runs/ reads like any store.
     return f"{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%SZ')}-{recipe_name}-{secrets.token_hex(3)}"
 
 

@@ -15,7 +15,7 @@ cannot patch ``hostNetwork`` into a runtime, so NPU recipes (HCCL needs it) are 
 """
 from __future__ import annotations
 
-from harness.errors import BadInput
+from harness.core.errors import BadInput
 from harness.k8s.options import K8sOptions, runtime_reference
 
 API_VERSION = "trainer.kubeflow.org/v1alpha1"

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import re
 
-from harness.errors import BadInput
+from harness.core.errors import BadInput
 from harness.k8s.trainjob_rules import node_replicas, trainer_problems
-from harness.launch import VOLCANO_TASK, scheduler_rendezvous
+from harness.planning.launch import VOLCANO_TASK, scheduler_rendezvous
 
 DEVICE_RESOURCES = {"npu": "huawei.com/Ascend910", "gpu": "nvidia.com/gpu"}
 JOB_KINDS = {

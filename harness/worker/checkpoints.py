@@ -13,7 +13,7 @@ import re
 import zipfile
 from pathlib import Path
 
-from harness.fileio import atomic_output, write_text_atomic
+from harness.core.fileio import atomic_output, write_text_atomic
 
 LAST_CHECKPOINT = "last_checkpoint"  # mmengine's pointer file in work_dir
 _ITER = re.compile(r"^(?:iter|epoch)_(\d+)\.pth$")

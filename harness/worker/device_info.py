@@ -95,7 +95,7 @@ def optim_wrapper_hook(run_path: Path, requested: str):
         priority = "LOWEST"
 
         def before_train(self, runner) -> None:
-            from harness.runs import record_optim_wrapper
+            from harness.store.runs import record_optim_wrapper
 
             record_optim_wrapper(run_path, requested, type(runner.optim_wrapper).__name__)
 

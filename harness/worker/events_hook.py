@@ -2,7 +2,7 @@
 
 Rank 0 writes ``<work_dir>/<timestamp>/events.mllog`` (beside mmengine's text log and
 ``vis_data/scalars.json``) with ``mlperf-logging``'s ``mllog``, one flushed line per event. The
-schema (event keys, what each carries) is documented and parsed in ``harness.logs.events``.
+schema (event keys, what each carries) is documented and parsed in ``harness.results.logs.events``.
 
 Per-window and per-evaluation numbers are not recomputed here: the hook takes the very dict
 (``tag``) that mmengine's ``LogProcessor`` hands to ``LoggerHook``, which prints it to the text log
@@ -22,7 +22,7 @@ from mmengine.dist import is_main_process
 from mmengine.hooks import Hook
 from mmengine.registry import HOOKS
 
-from harness import event_stream as ev
+from harness.store import event_stream as ev
 
 HOOK_TYPE = "HarnessEventsHook"
 HOOK_MODULE = __name__

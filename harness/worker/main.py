@@ -11,8 +11,8 @@ import sys
 from contextlib import nullcontext
 from pathlib import Path
 
-from harness.job import Job
-from harness.provenance import host_provenance
+from harness.store.job import Job
+from harness.store.provenance import host_provenance
 from harness.worker import device_info
 from harness.worker.checkpoints import install_atomic_local_backend, pick_resume_checkpoint
 
@@ -81,7 +81,7 @@ def run_job(job: Job, job_path: Path) -> int:
     from mmseg.utils import register_all_modules
 
     register_all_modules(init_default_scope=True)
-    from harness.worker.config import build_config
+    from harness.planning.mmseg_config import build_config
 
     cfg, notes = build_config(job)
     events_hook = _events_hook(cfg, notes)
@@ -92,7 +92,7 @@ def run_job(job: Job, job_path: Path) -> int:
     print(f"harness.worker: rank {rank} of {world} started (pid {os.getpid()}, {job.device_kind})", flush=True)
     if rank == 0:
         cfg.dump(str(job_path.parent / RESOLVED_CONFIG))
-        from harness.runs import write_worker_env
+        from harness.store.runs import write_worker_env
 
         write_worker_env(job_path.parent, worker_environment(job))
         for note in notes:
@@ -140,9 +140,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m harness.worker", description=__doc__)
     parser.add_argument("--job", required=True, type=Path, help="the run's job.json")
     args = parser.parse_args(argv)
-    from harness.lifeline import install_from_environment
+    from harness.store.lifeline import install_from_environment
 
-    install_from_environment()  # die with the harness that runs us (harness.lifeline)
+    install_from_environment()  # die with the harness that runs us (harness.store.lifeline)
     if not args.job.is_file():
         print(f"harness.worker: error: {args.job}: job file does not exist", file=sys.stderr)
         return 2

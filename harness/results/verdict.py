@@ -1,0 +1,67 @@
+"""Measured vs reference: speed is one-sided and relative, accuracy is in absolute points.
+
+PASS    within tolerance
+WARN    outside tolerance but within ``warn_points`` more points (accuracy) or 10 % more (speed)
+FAIL    further off
+MISSING the reference has the number but the run did not produce it
+(no verdict when the reference has no number for it)
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from harness.planning.recipe import METRICS, Reference
+
+SPEED_WARN_BAND = 0.1
+
+
+@dataclass(frozen=True)
+class Verdict:
+    metric: str
+    status: str  # PASS | WARN | FAIL | MISSING | NONE
+    measured: float | None
+    reference: float | None
+    reason: str
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def judge_speed(measured: float | None, reference: Reference) -> Verdict:
+    ref = reference.fps
+    if ref is None:
+        return Verdict("fps", "NONE", measured, None, "no reference fps")
+    if measured is None:
+        return Verdict("fps", "MISSING", None, ref, "the run produced no fps")
+    ratio = measured / ref
+    need = reference.tolerance.fps_ratio
+    if ratio >= need:
+        status = "PASS"
+    elif ratio >= need - SPEED_WARN_BAND:
+        status = "WARN"
+    else:
+        status = "FAIL"
+    return Verdict("fps", status, measured, ref, f"{ratio:.3f}x reference (needs >= {need:.2f}x)")
+
+
+def judge_accuracy(metric: str, measured: float | None, reference: Reference) -> Verdict:
+    ref = getattr(reference, metric)
+    if ref is None:
+        return Verdict(metric, "NONE", measured, None, f"no reference {metric}")
+    if measured is None:
+        return Verdict(metric, "MISSING", None, ref, f"the run produced no {metric}")
+    tolerance = reference.tolerance
+    delta = measured - ref
+    if delta >= -tolerance.accuracy_points:
+        status = "PASS"
+    elif delta >= -(tolerance.accuracy_points + tolerance.warn_points):
+        status = "WARN"
+    else:
+        status = "FAIL"
+    return Verdict(metric, status, measured, ref, f"{delta:+.2f} points (needs >= -{tolerance.accuracy_points:.2f})")
+
+
+def judge_all(fps: float | None, metrics: dict[str, float | None], reference: Reference) -> list[Verdict]:
+    verdicts = [judge_speed(fps, reference)]
+    verdicts += [judge_accuracy(name, metrics.get(name), reference) for name in METRICS]
+    return verdicts
