@@ -42,13 +42,20 @@ def _recipe_arguments(parser: argparse.ArgumentParser, optional: bool = False) -
         "--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
         help="override a recipe field (dotted, YAML value), e.g. --set train.iterations=20; repeatable",
     )
+    from harness.executors import all_executors
+
+    executors = all_executors()
     parser.add_argument(
-        "--executor", default=None, metavar="NAME",
-        help="where to run: 'local' (subprocesses here), 'docker' (a container per node: device.nodes > 1 runs "
-        "every node on one engine, on the run's own bridge network), 'slurm' (a batch job on a Slurm cluster, any "
-        "number of nodes), or another registered executor; default: docker when the recipe names an image and "
-        "--executor is not given, except for the one-node CPU recipes, which default to local",
+        "--executor", default=None, metavar="NAME",  # an unknown name is one line of bad input (get_executor)
+        help="where to run: " + "; ".join(f"{cls.name}: {_summary(cls)}" for cls in executors) + "; default: docker "
+        "when the recipe names an image and --executor is not given, except for the one-node CPU recipes, which "
+        "default to local",
     )
+
+
+def _summary(cls) -> str:
+    """An executor's first docstring line, for --help (argparse formats help with %)."""
+    return (cls.__doc__ or "").strip().splitlines()[0].rstrip(".").replace("%", "%%")
 
 
 def repeat_count(text: str) -> int:
@@ -58,12 +65,6 @@ def repeat_count(text: str) -> int:
     if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= MAX_REPEAT:
         raise argparse.ArgumentTypeError(f"{text[:40]!r}: expected a whole number from 1 to {MAX_REPEAT}")
     return int(text)
-
-
-def default_executor(recipe) -> str:
-    # The one-node CPU smoke recipes run anywhere without Docker; device recipes need their image,
-    # and several nodes need an executor that starts every node.
-    return "docker" if recipe.image and (recipe.device.kind != "cpu" or recipe.device.nodes > 1) else "local"
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
@@ -89,18 +90,17 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def _chosen_executor(args: argparse.Namespace, loaded) -> str:
-    from harness.executors import get_executor
+    from harness.executors import default_executor, get_executor
 
     executor = args.executor or default_executor(loaded.recipe)
-    get_executor(executor)  # an unknown name is bad input (exit 2)
-    if executor == "docker" and not loaded.recipe.image:
-        raise RecipeError(f"{loaded.path}: image: the docker executor needs an image; the recipe names none")
+    if get_executor(executor).requires_image and not loaded.recipe.image:  # an unknown name: exit 2
+        raise RecipeError(f"{loaded.path}: image: the {executor} executor needs an image; the recipe names none")
     return executor
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     from harness.commands.execute import install_interrupt_handlers, resume_run, run_recipe
-    from harness.executors import get_executor
+    from harness.executors import all_executors, get_executor
     from harness.planning.recipe import load_recipe
 
     install_interrupt_handlers()
@@ -109,7 +109,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.repeat is not None or args.seeds is not None:
         return _run_group(args)
     if args.resume:
-        if args.recipe or args.sets or args.executor or _slurm_options(args):
+        if args.recipe or args.sets or args.executor or _given_options(args):
             raise RecipeError("--resume RUN_ID takes no recipe, --set, --executor or executor options: the run continues "
                               "as it was started")
         outcome = resume_run(args.resume, results_dir=args.results, quiet=args.quiet, force=args.force)
@@ -119,12 +119,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         loaded = load_recipe(args.recipe, args.sets, for_run=True)
         executor = _chosen_executor(args, loaded)
         options = _executor_options(args, executor, loaded)
-        if loaded.recipe.device.nodes > 1 and not getattr(get_executor(executor), "multi_node", False):
+        if loaded.recipe.device.nodes > 1 and not get_executor(executor).multi_node:
             # An executor that starts one node: node 0 alone would wait for the others forever.
+            several = " or ".join(f"--executor {cls.name}" for cls in all_executors() if cls.multi_node)
             raise RecipeError(
                 f"{loaded.path}: device.nodes: the {executor} executor runs one node; for {loaded.recipe.device.nodes} "
-                "nodes use --executor docker (every node on one engine) or --executor slurm, or submit with "
-                "`harness k8s` (see `harness plan` for every node's launch)"
+                f"nodes use {several}, or submit with `harness k8s` (see `harness plan` for every node's launch)"
             )
         if args.check:
             from harness.commands.checking import check_recipe
@@ -151,8 +151,8 @@ def _run_group(args: argparse.Namespace) -> int:
 
     if args.resume or args.check:
         raise RecipeError("--repeat/--seeds go with a RECIPE, not with --resume or --check")
-    if _slurm_options(args):
-        raise RecipeError("--repeat/--seeds do not take --partition, --gres or --slurm-container yet: "
+    if _given_options(args):
+        raise RecipeError(f"--repeat/--seeds do not take {_flags(_given_options(args))} yet: "
                           "submit each seed with --set train.seed=S instead")
     if args.recipe is None:
         raise RecipeError("run --repeat: give a RECIPE file")
@@ -179,22 +179,51 @@ def _write_report(args: argparse.Namespace) -> None:
         _say(f"harness: report not written: {exc}")
 
 
-def _slurm_options(args: argparse.Namespace) -> dict[str, str]:
-    given = {"partition": args.partition, "container": args.slurm_container, "gres": args.gres}
+def _given_options(args: argparse.Namespace) -> dict[tuple[str, str], str]:
+    """Every executor option given on the command line, by (executor, option name)."""
+    from harness.executors import all_executors
+
+    given = {(cls.name, option.name): getattr(args, _option_dest(cls, option), None)
+             for cls in all_executors() for option in cls.run_options if option.flag}
     return {key: value for key, value in given.items() if value is not None}
 
 
+def _option_dest(cls, option) -> str:
+    return f"executor_option_{cls.name}_{option.name}"
+
+
+def _flags(given: dict[tuple[str, str], str]) -> str:
+    from harness.executors import get_executor
+
+    flags = {option.name: option.flag for name, _ in given for option in get_executor(name).run_options}
+    return ", ".join(flags[option] for _, option in given)
+
+
 def _executor_options(args: argparse.Namespace, executor: str, loaded) -> dict[str, str]:
-    """The Slurm executor's constructor options (recorded in plan.json; --resume reuses them)."""
-    options = _slurm_options(args)
-    if options and executor != "slurm":
-        raise RecipeError(f"--partition, --gres and --slurm-container go with --executor slurm, not {executor}")
-    if options.get("container", "none") != "none":
-        if not loaded.recipe.image:
-            raise RecipeError(f"{loaded.path}: image: --slurm-container {options['container']} needs an image; "
-                              "the recipe names none")
-        options["image"] = loaded.recipe.image
-    return options
+    """The chosen executor's constructor options (recorded in plan.json; --resume reuses them)."""
+    from harness.executors import get_executor
+
+    given = _given_options(args)
+    foreign = {key: value for key, value in given.items() if key[0] != executor}
+    if foreign:
+        owners = " or ".join(sorted({f"--executor {name}" for name, _ in foreign}))
+        raise RecipeError(f"{_flags(foreign)} go with {owners}, not {executor}")
+    cls = get_executor(executor)
+    return cls.options_for({option: value for (_, option), value in given.items()}, loaded)
+
+
+def _executor_option_groups(run: argparse.ArgumentParser) -> None:
+    """Each executor's declared options as one group of `harness run --help`."""
+    from harness.executors import all_executors
+
+    for cls in all_executors():
+        flagged = [option for option in cls.run_options if option.flag]
+        if not flagged:
+            continue
+        group = run.add_argument_group(f"{cls.name} (--executor {cls.name})", cls.run_options_help or None)
+        for option in flagged:
+            group.add_argument(option.flag, dest=_option_dest(cls, option), metavar=option.metavar,
+                               choices=option.choices, default=None, help=option.help)
 
 
 def _say(line: str) -> None:
@@ -338,16 +367,7 @@ def build_parser() -> argparse.ArgumentParser:
                           "N at most 1000")
     run.add_argument("--seeds", metavar="S,S,...",
                      help="the group's seeds, e.g. 0,1,2 (implies --repeat); each from 0 to 4294967295")
-    slurm = run.add_argument_group(
-        "Slurm (--executor slurm)",
-        "submit the run as one batch job (job.sbatch in the run folder), one torchrun per node, and follow it; the "
-        "nodes must share the results folder at the same path; Ctrl-C cancels the job",
-    )
-    slurm.add_argument("--partition", metavar="P", help="the Slurm partition (default: the cluster's default)")
-    slurm.add_argument("--gres", metavar="GRES", help="generic resources per node as the cluster names them, e.g. gpu:8 or npu:8")
-    slurm.add_argument("--slurm-container", choices=("none", "pyxis", "docker"), default=None,
-                       help="how each node runs the worker: none (the node's own Python, default), pyxis (srun "
-                            "--container-image=the recipe's image), docker (docker run of the recipe's image per node)")
+    _executor_option_groups(run)
     run.set_defaults(func=cmd_run)
 
     report = sub.add_parser("report", help="rebuild results/README.md from the stored runs")

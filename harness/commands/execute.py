@@ -183,7 +183,7 @@ def prepare_run(loaded: LoadedRecipe, store: RunStore, executor: Executor, *,
     run.set_status("created", executor=executor.name, recipe=loaded.recipe.name)
     run.write(DatasetRecord.model_validate(dataset))
     inputs = plan_inputs(loaded, run.path.resolve(), dataset_dir, sample_load=True)
-    plan = executor.prepare(planned(loaded, inputs, executor)) or planned(loaded, inputs, executor)
+    plan = executor.prepare(planned(loaded, inputs, executor))
     _say_threads_chosen(plan, inputs)
     copy_configs(loaded, run)
     run.write_text("recipe.yaml", yaml.safe_dump(loaded.data, sort_keys=False))
@@ -471,7 +471,7 @@ def resume_run(run_id: str, *, results_dir: Path, quiet: bool = False, force: bo
             )
         inputs = replace(plan_inputs(loaded, run.path.resolve(), dataset_dir, resume=True, sample_load=True),
                          config_name=Path(recorded_job.config).name)
-        plan = executor.prepare(planned(loaded, inputs, executor)) or planned(loaded, inputs, executor)
+        plan = executor.prepare(planned(loaded, inputs, executor))
         _say_threads_chosen(plan, inputs)
     except BaseException:
         lock.release()
