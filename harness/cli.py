@@ -17,7 +17,7 @@ import os
 import sys
 from pathlib import Path
 
-from harness.core.errors import EXIT_BAD_INPUT, EXIT_ENVIRONMENT, EXIT_INTERRUPTED, HarnessError, RecipeError, one_line
+from harness.core.errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED, BadInput, HarnessError, environment_problem, report_error
 from harness.planning.shipped import RECIPES_DIR
 
 DEFAULT_RESULTS = Path("results")
@@ -28,11 +28,6 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str):  # type: ignore[override]
         self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message} (see --help)\n")
-
-
-def _fail(message: str, code: int = EXIT_BAD_INPUT) -> int:
-    _say(f"harness: error: {one_line(message)}")
-    return code
 
 
 def _recipe_arguments(parser: argparse.ArgumentParser, optional: bool = False) -> None:
@@ -94,7 +89,7 @@ def _chosen_executor(args: argparse.Namespace, loaded) -> str:
 
     executor = args.executor or default_executor(loaded.recipe)
     if get_executor(executor).requires_image and not loaded.recipe.image:  # an unknown name: exit 2
-        raise RecipeError(f"{loaded.path}: image: the {executor} executor needs an image; the recipe names none")
+        raise BadInput(f"{loaded.path}: image: the {executor} executor needs an image; the recipe names none")
     return executor
 
 
@@ -105,24 +100,24 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     install_interrupt_handlers()
     if args.force and not args.resume:
-        raise RecipeError("--force goes with --resume RUN_ID")
+        raise BadInput("--force goes with --resume RUN_ID")
     if args.repeat is not None or args.seeds is not None:
         return _run_group(args)
     if args.resume:
         if args.recipe or args.sets or args.executor or _given_options(args):
-            raise RecipeError("--resume RUN_ID takes no recipe, --set, --executor or executor options: the run continues "
+            raise BadInput("--resume RUN_ID takes no recipe, --set, --executor or executor options: the run continues "
                               "as it was started")
         outcome = resume_run(args.resume, results_dir=args.results, quiet=args.quiet, force=args.force)
     else:
         if args.recipe is None:
-            raise RecipeError("run: give a RECIPE file, or --resume RUN_ID")
+            raise BadInput("run: give a RECIPE file, or --resume RUN_ID")
         loaded = load_recipe(args.recipe, args.sets, for_run=True)
         executor = _chosen_executor(args, loaded)
         options = _executor_options(args, executor, loaded)
         if loaded.recipe.device.nodes > 1 and not get_executor(executor).multi_node:
             # An executor that starts one node: node 0 alone would wait for the others forever.
             several = " or ".join(f"--executor {cls.name}" for cls in all_executors() if cls.multi_node)
-            raise RecipeError(
+            raise BadInput(
                 f"{loaded.path}: device.nodes: the {executor} executor runs one node; for {loaded.recipe.device.nodes} "
                 f"nodes use {several}, or submit with `harness k8s` (see `harness plan` for every node's launch)"
             )
@@ -150,12 +145,12 @@ def _run_group(args: argparse.Namespace) -> int:
     from harness.planning.recipe import load_recipe
 
     if args.resume or args.check:
-        raise RecipeError("--repeat/--seeds go with a RECIPE, not with --resume or --check")
+        raise BadInput("--repeat/--seeds go with a RECIPE, not with --resume or --check")
     if _given_options(args):
-        raise RecipeError(f"--repeat/--seeds do not take {_flags(_given_options(args))} yet: "
+        raise BadInput(f"--repeat/--seeds do not take {_flags(_given_options(args))} yet: "
                           "submit each seed with --set train.seed=S instead")
     if args.recipe is None:
-        raise RecipeError("run --repeat: give a RECIPE file")
+        raise BadInput("run --repeat: give a RECIPE file")
     seeds = parse_seeds(args.seeds, args.repeat)
     loaded = load_recipe(args.recipe, args.sets, for_run=True)
     executor = _chosen_executor(args, loaded)
@@ -207,7 +202,7 @@ def _executor_options(args: argparse.Namespace, executor: str, loaded) -> dict[s
     foreign = {key: value for key, value in given.items() if key[0] != executor}
     if foreign:
         owners = " or ".join(sorted({f"--executor {name}" for name, _ in foreign}))
-        raise RecipeError(f"{_flags(foreign)} go with {owners}, not {executor}")
+        raise BadInput(f"{_flags(foreign)} go with {owners}, not {executor}")
     cls = get_executor(executor)
     return cls.options_for({option: value for (_, option), value in given.items()}, loaded)
 
@@ -289,7 +284,7 @@ def cmd_schema(args: argparse.Namespace) -> int:
     names = [args.record] if args.record else sorted(schemas)
     unknown = [n for n in names if n not in schemas]
     if unknown:
-        raise RecipeError(f"schema: unknown record {unknown[0]!r}: expected one of {', '.join(sorted(schemas))}")
+        raise BadInput(f"schema: unknown record {unknown[0]!r}: expected one of {', '.join(sorted(schemas))}")
     if args.output is None:
         chosen = schemas[names[0]] if args.record else {n: schemas[n] for n in names}
         print(json.dumps(chosen, indent=2))
@@ -327,7 +322,7 @@ def cmd_data_synth(args: argparse.Namespace) -> int:
     try:
         spec = SynthSpec(seed=args.seed, n_train=args.n_train, n_aug=args.n_aug, n_val=args.n_val, sbd=args.sbd)
     except ValueError as exc:
-        return _fail(str(exc))
+        raise BadInput(str(exc)) from None
     devkit = write_synthetic_voc(args.root, spec)
     print(devkit)
     return 0
@@ -420,7 +415,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except HarnessError as exc:
-        return _fail("; ".join(line for line in str(exc).splitlines() if line.strip()), exc.exit_code)
+        return report_error("harness", exc)
     except KeyboardInterrupt:
         _say("harness: interrupted")
         return EXIT_INTERRUPTED
@@ -429,13 +424,10 @@ def main(argv: list[str] | None = None) -> int:
         _drop_stdout()
         return 0
     except OSError as exc:
-        import errno
-
-        # The machine, not the input: a full disk, a read-only or forbidden folder (exit 3).
-        if exc.errno in (errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EDQUOT, errno.EPERM):
-            where = f"{exc.filename}: " if exc.filename else ""
-            return _fail(f"{where}{exc.strerror or exc}", EXIT_ENVIRONMENT)
-        raise
+        problem = environment_problem(exc)
+        if problem is None:
+            raise
+        return report_error("harness", problem)
     finally:
         if argv is None:  # this process's own command line, about to exit
             _ignore_late_interrupts()

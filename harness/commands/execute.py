@@ -22,7 +22,7 @@ from pathlib import Path
 
 import yaml
 
-from harness.core.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_RUN_FAILED, BadInput, EnvironmentNotReady
+from harness.core.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_RUN_FAILED, EXIT_TIMEOUT, BadInput, EnvironmentNotReady
 from harness.core.ports import free_port
 from harness.core.progress import Progress
 from harness.data.resolve import resolve_dataset, verify_dataset
@@ -257,7 +257,7 @@ def execute_with_limits(executor: Executor, plan: Plan, run: RunDir, progress: P
             if timeout_s:
                 signal.setitimer(signal.ITIMER_REAL, 0)
     except RunTimeout:
-        outcome = Outcome(exit_code=124, timed_out=True)
+        outcome = Outcome(exit_code=EXIT_TIMEOUT, timed_out=True)
     except KeyboardInterrupt:
         outcome = Outcome(exit_code=EXIT_INTERRUPTED, interrupted=True)
     except Exception as exc:  # the engine went away, a disk filled: the run is failed, not lost

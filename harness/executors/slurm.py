@@ -20,7 +20,7 @@ from dataclasses import replace
 from pathlib import Path, PurePosixPath
 from typing import Any, ClassVar
 
-from harness.core.errors import BadInput, EnvironmentNotReady
+from harness.core.errors import EXIT_INTERRUPTED, EXIT_TIMEOUT, BadInput, EnvironmentNotReady
 from harness.core.words import image_reference
 from harness.executors import register
 from harness.executors.base import Executor, ExecutorOption, LineSink, Outcome
@@ -35,8 +35,6 @@ from harness.store.lifeline import ENV_RUN_LOCK, ENV_TRAINER_LOCK
 POLL_S = 1.0
 STOP_WAIT_S = 60  # scancel -> the job has left (Slurm's KillWait is 30 s by default)
 PROGRESS_LOG = "node-0.log"  # node 0 runs rank 0, whose lines feed the progress display
-EXIT_CANCELLED = 130
-EXIT_TIMEOUT = 124
 _SRUN_ERROR = re.compile(r"srun: error: (\S+): tasks? [\d,\-]+: (.+)")
 
 
@@ -58,7 +56,7 @@ def outcome_of(info: JobInfo, batch_log: str = "") -> Outcome:
     if state == "succeeded":
         return Outcome(exit_code=0, details=details)
     if state == "interrupted":
-        return Outcome(exit_code=EXIT_CANCELLED, interrupted=True, reason=reason, details=details)
+        return Outcome(exit_code=EXIT_INTERRUPTED, interrupted=True, reason=reason, details=details)
     code = 128 + info.signal if info.signal else (info.exit_code or 1)
     if word == "TIMEOUT":
         return Outcome(exit_code=EXIT_TIMEOUT, timed_out=True, reason=reason, details=details)
