@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from harness.commands.arguments import positive_int
-from harness.core.errors import EXIT_BAD_INPUT, EXIT_OK
+from harness.core.errors import EXIT_BAD_INPUT, EXIT_OK, BadInput
 
 LISTED = 20  # problems shown one per line before the rest are only counted
 
@@ -35,6 +35,31 @@ def _devkit(args: argparse.Namespace) -> Path:
 def _workers_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=positive_int, default=None, metavar="N",
                         help="processes (default: the cores this process may use)")
+
+
+def register_synth(subparsers) -> argparse.ArgumentParser:
+    synth = subparsers.add_parser("synth", help="write the deterministic synthetic VOC-format dataset")
+    synth.add_argument("--root", type=Path, required=True, help="folder to write VOCdevkit/ into")
+    synth.add_argument("--seed", type=int, default=0)
+    synth.add_argument("--n-train", type=int, default=64)
+    synth.add_argument("--n-aug", type=int, default=64)
+    synth.add_argument("--n-val", type=int, default=24)
+    synth.add_argument("--sbd", action="store_true",
+                       help="also write the raw SBD release (VOCaug/dataset/cls/*.mat, train.txt, val.txt) for 'data prepare'")
+    synth.set_defaults(func=cmd_data_synth)
+    return synth
+
+
+def cmd_data_synth(args: argparse.Namespace) -> int:
+    from harness.data.synth import SynthSpec, write_synthetic_voc
+
+    try:
+        spec = SynthSpec(seed=args.seed, n_train=args.n_train, n_aug=args.n_aug, n_val=args.n_val, sbd=args.sbd)
+    except ValueError as exc:
+        raise BadInput(str(exc)) from None
+    devkit = write_synthetic_voc(args.root, spec)
+    print(devkit)
+    return 0
 
 
 def register_prepare(subparsers) -> argparse.ArgumentParser:
@@ -247,4 +272,13 @@ def _prepare_and_check(args: argparse.Namespace, devkit: Path, paths: dict, sour
     return EXIT_OK
 
 
-DATA_COMMANDS: tuple = (register_fetch, register_prepare, register_check, register_fingerprint)
+DATA_COMMANDS: tuple = (register_synth, register_fetch, register_prepare, register_check, register_fingerprint)
+
+
+def register(subparsers) -> argparse.ArgumentParser:
+    data = subparsers.add_parser("data", help="datasets: synthesise, prepare, check")
+    data_sub = data.add_subparsers(dest="data_command", metavar="DATA_COMMAND")
+    data_sub.required = True
+    for register_command in DATA_COMMANDS:
+        register_command(data_sub)
+    return data
