@@ -40,20 +40,26 @@ def test_help_lists_the_added_executor_and_its_option(tmp_path):
     assert "double: Runs nothing" in " ".join(done.stdout.split())
 
 
+class Minimal(Executor):
+    """Only what must be written."""
+
+    name = "minimal"
+
+    def start(self, plan, run, on_line):
+        pass
+
+    def wait(self):
+        return Outcome(exit_code=0)
+
+    def stop(self):
+        pass
+
+
 def test_a_taken_name_is_refused():
-    class Impostor(Executor):
+    class Impostor(Minimal):
         """Would replace the local executor."""
 
         name = "local"
-
-        def start(self, plan, run, on_line):
-            pass
-
-        def wait(self):
-            return Outcome(exit_code=0)
-
-        def stop(self):
-            pass
 
     local = get_executor("local")
     with pytest.raises(ValueError, match="'local' is already registered"):
@@ -62,20 +68,6 @@ def test_a_taken_name_is_refused():
 
 
 def test_every_member_but_start_wait_stop_has_a_working_default():
-    class Minimal(Executor):
-        """Only what must be written."""
-
-        name = "minimal"
-
-        def start(self, plan, run, on_line):
-            pass
-
-        def wait(self):
-            return Outcome(exit_code=0)
-
-        def stop(self):
-            pass
-
     executor, plan = Minimal(), object()
     assert not Minimal.multi_node and not Minimal.requires_image and Minimal.run_options == ()
     assert executor.prepare(plan) is plan and executor.arrange(plan) is plan
