@@ -12,15 +12,11 @@ Exit codes (all commands):
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
-from pathlib import Path
 
-from harness.core.errors import EXIT_BAD_INPUT, EXIT_ENVIRONMENT, EXIT_INTERRUPTED, HarnessError, RecipeError, one_line
-from harness.planning.shipped import RECIPES_DIR
-
-DEFAULT_RESULTS = Path("results")
+from harness.commands.arguments import say
+from harness.core.errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED, HarnessError, environment_problem, report_error
 
 
 class _Parser(argparse.ArgumentParser):
@@ -30,281 +26,9 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message} (see --help)\n")
 
 
-def _fail(message: str, code: int = EXIT_BAD_INPUT) -> int:
-    _say(f"harness: error: {one_line(message)}")
-    return code
-
-
-def _recipe_arguments(parser: argparse.ArgumentParser, optional: bool = False) -> None:
-    parser.add_argument("recipe", type=Path, nargs="?" if optional else None,
-                        help="a recipe YAML file, e.g. recipes/smoke_cpu.yaml")
-    parser.add_argument(
-        "--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
-        help="override a recipe field (dotted, YAML value), e.g. --set train.iterations=20; repeatable",
-    )
-    parser.add_argument(
-        "--executor", default=None, metavar="NAME",
-        help="where to run: 'local' (subprocesses here), 'docker' (a container per node: device.nodes > 1 runs "
-        "every node on one engine, on the run's own bridge network), 'slurm' (a batch job on a Slurm cluster, any "
-        "number of nodes), or another registered executor; default: docker when the recipe names an image and "
-        "--executor is not given, except for the one-node CPU recipes, which default to local",
-    )
-
-
-def repeat_count(text: str) -> int:
-    """--repeat N: ASCII digits, 1..1000 (harness.results.groups.MAX_REPEAT), refused by argparse in one line."""
-    from harness.results.groups import MAX_REPEAT
-
-    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= MAX_REPEAT:
-        raise argparse.ArgumentTypeError(f"{text[:40]!r}: expected a whole number from 1 to {MAX_REPEAT}")
-    return int(text)
-
-
-def default_executor(recipe) -> str:
-    # The one-node CPU smoke recipes run anywhere without Docker; device recipes need their image,
-    # and several nodes need an executor that starts every node.
-    return "docker" if recipe.image and (recipe.device.kind != "cpu" or recipe.device.nodes > 1) else "local"
-
-
-def cmd_plan(args: argparse.Namespace) -> int:
-    from harness.commands.execute import plan_inputs
-    from harness.executors.planned import describe_plan, planned
-    from harness.executors import get_executor
-    from harness.planning.recipe import load_recipe
-
-    loaded = load_recipe(args.recipe, args.sets)
-    executor = _chosen_executor(args, loaded)
-    dataset = loaded.recipe.dataset
-    dataset_dir = loaded.dataset_root() if dataset.root else Path("<synthetic cache>")
-    inputs = plan_inputs(loaded, Path("results/runs/<run-id>").resolve(), dataset_dir, sample_load=True)
-    plan = planned(loaded, inputs, get_executor(executor)())
-    described = {"recipe": str(loaded.path), "dataset": str(dataset_dir), **describe_plan(plan)}
-    if args.json:
-        print(json.dumps(described, indent=2))
-    else:
-        import yaml
-
-        print(yaml.safe_dump(described, sort_keys=False, default_flow_style=None, width=120), end="")
-    return 0
-
-
-def _chosen_executor(args: argparse.Namespace, loaded) -> str:
-    from harness.executors import get_executor
-
-    executor = args.executor or default_executor(loaded.recipe)
-    get_executor(executor)  # an unknown name is bad input (exit 2)
-    if executor == "docker" and not loaded.recipe.image:
-        raise RecipeError(f"{loaded.path}: image: the docker executor needs an image; the recipe names none")
-    return executor
-
-
-def cmd_run(args: argparse.Namespace) -> int:
-    from harness.commands.execute import install_interrupt_handlers, resume_run, run_recipe
-    from harness.executors import get_executor
-    from harness.planning.recipe import load_recipe
-
-    install_interrupt_handlers()
-    if args.force and not args.resume:
-        raise RecipeError("--force goes with --resume RUN_ID")
-    if args.repeat is not None or args.seeds is not None:
-        return _run_group(args)
-    if args.resume:
-        if args.recipe or args.sets or args.executor or _slurm_options(args):
-            raise RecipeError("--resume RUN_ID takes no recipe, --set, --executor or executor options: the run continues "
-                              "as it was started")
-        outcome = resume_run(args.resume, results_dir=args.results, quiet=args.quiet, force=args.force)
-    else:
-        if args.recipe is None:
-            raise RecipeError("run: give a RECIPE file, or --resume RUN_ID")
-        loaded = load_recipe(args.recipe, args.sets, for_run=True)
-        executor = _chosen_executor(args, loaded)
-        options = _executor_options(args, executor, loaded)
-        if loaded.recipe.device.nodes > 1 and not getattr(get_executor(executor), "multi_node", False):
-            # An executor that starts one node: node 0 alone would wait for the others forever.
-            raise RecipeError(
-                f"{loaded.path}: device.nodes: the {executor} executor runs one node; for {loaded.recipe.device.nodes} "
-                "nodes use --executor docker (every node on one engine) or --executor slurm, or submit with "
-                "`harness k8s` (see `harness plan` for every node's launch)"
-            )
-        if args.check:
-            from harness.commands.checking import check_recipe
-
-            report = check_recipe(loaded)  # the quick default size
-            print(f"harness: check passed ({report.seconds:.0f} s on the CPU, crop {report.crop[1]}, batch {report.batch})",
-                  file=sys.stderr)
-        outcome = run_recipe(
-            loaded, results_dir=args.results, executor=executor, quiet=args.quiet, skip_data_check=args.skip_data_check,
-            executor_options=options,
-        )
-    result = _readable_result(outcome.run)
-    summary = result.model_dump(include={"fps", "final", "best", "iterations"}) if result else {}
-    _say(f"harness: run {outcome.run.run_id} {outcome.state}: {json.dumps(summary)}")
-    _write_report(args)
-    return outcome.exit_code
-
-
-def _run_group(args: argparse.Namespace) -> int:
-    """``--repeat N`` / ``--seeds``: one run per seed plus a group record (harness.results.groups)."""
-    from harness.results.groups import parse_seeds
-    from harness.commands.repeat import run_group
-    from harness.planning.recipe import load_recipe
-
-    if args.resume or args.check:
-        raise RecipeError("--repeat/--seeds go with a RECIPE, not with --resume or --check")
-    if _slurm_options(args):
-        raise RecipeError("--repeat/--seeds do not take --partition, --gres or --slurm-container yet: "
-                          "submit each seed with --set train.seed=S instead")
-    if args.recipe is None:
-        raise RecipeError("run --repeat: give a RECIPE file")
-    seeds = parse_seeds(args.seeds, args.repeat)
-    loaded = load_recipe(args.recipe, args.sets, for_run=True)
-    executor = _chosen_executor(args, loaded)
-    outcome = run_group(args.recipe, args.sets, seeds, results_dir=args.results, executor=executor,
-                        quiet=args.quiet, skip_data_check=args.skip_data_check)
-    states = ", ".join(f"seed {m.seed} {m.state}" for m in outcome.record.members)
-    _say(f"harness: group {outcome.group.group_id} {outcome.record.state}: {states}")
-    _write_report(args)
-    return outcome.exit_code
-
-
-def _write_report(args: argparse.Namespace) -> None:
-    if args.no_report:
-        return
-    from harness.report.readme import write_report
-
-    try:
-        path, _ = write_report(args.results)
-        _say(f"harness: report written to {path}")
-    except OSError as exc:  # the run is recorded; a report that cannot be written must not undo that
-        _say(f"harness: report not written: {exc}")
-
-
-def _slurm_options(args: argparse.Namespace) -> dict[str, str]:
-    given = {"partition": args.partition, "container": args.slurm_container, "gres": args.gres}
-    return {key: value for key, value in given.items() if value is not None}
-
-
-def _executor_options(args: argparse.Namespace, executor: str, loaded) -> dict[str, str]:
-    """The Slurm executor's constructor options (recorded in plan.json; --resume reuses them)."""
-    options = _slurm_options(args)
-    if options and executor != "slurm":
-        raise RecipeError(f"--partition, --gres and --slurm-container go with --executor slurm, not {executor}")
-    if options.get("container", "none") != "none":
-        if not loaded.recipe.image:
-            raise RecipeError(f"{loaded.path}: image: --slurm-container {options['container']} needs an image; "
-                              "the recipe names none")
-        options["image"] = loaded.recipe.image
-    return options
-
-
-def _say(line: str) -> None:
-    """A status line on stderr; a closed stderr (terminal gone) drops it, never fails the run."""
-    try:
-        print(line, file=sys.stderr, flush=True)
-    except (OSError, ValueError):
-        pass
-
-
-def _readable_result(run):
-    from harness.store.records import DamagedRecord
-
-    try:
-        return run.result()
-    except DamagedRecord:
-        return None
-
-
-def cmd_report(args: argparse.Namespace) -> int:
-    from harness.report.readme import write_report
-
-    path, report = write_report(args.results, args.recipes)
-    if args.print:
-        print(path.read_text())
-    print(f"harness: report of {len(report.rows)} run(s) written to {path}", file=sys.stderr)
-    return 0
-
-
-def cmd_runs(args: argparse.Namespace) -> int:
-    from harness.store.runs import RunStore
-
-    listed = [_run_line(run) for run in RunStore(args.results).all()]
-    if args.json:
-        print(json.dumps([entry for entry, _ in listed], indent=2))
-        return 0
-    from harness.core.tables import print_table
-
-    print_table(("run id", "state", "exit:>", "iter:>", "mIoU:>", "reason"), [cells for _, cells in listed])
-    return 0
-
-
-def _run_line(run) -> tuple[dict, tuple[str, ...]]:
-    """One run as a JSON entry and a table row; a damaged run is one row saying what is damaged."""
-    problem = run.damage()
-    if problem is not None:
-        entry = {"run_id": run.run_id, "state": "damaged", "reason": problem}
-        return entry, (run.run_id, "damaged", "", "", "", problem)
-    status, result = run.status(), run.result()
-    state = run.effective_state()
-    miou = result.final.mIoU if result and result.final else None
-    iterations = result.iterations if result else None
-    entry = {"run_id": run.run_id, **status.model_dump(mode="json"), "state": state, "recorded_state": status.state}
-    cells = (run.run_id, state, "" if status.exit_code is None else str(status.exit_code),
-             "" if iterations is None else str(iterations), f"{miou:.2f}" if miou is not None else "", status.reason or "")
-    return entry, cells
-
-
-def cmd_schema(args: argparse.Namespace) -> int:
-    from harness.store.records import json_schemas
-
-    schemas = {**json_schemas(), **{m.__name__: m.model_json_schema() for m in published_models().values()}}
-    names = [args.record] if args.record else sorted(schemas)
-    unknown = [n for n in names if n not in schemas]
-    if unknown:
-        raise RecipeError(f"schema: unknown record {unknown[0]!r}: expected one of {', '.join(sorted(schemas))}")
-    if args.output is None:
-        chosen = schemas[names[0]] if args.record else {n: schemas[n] for n in names}
-        print(json.dumps(chosen, indent=2))
-        return 0
-    from harness.core.fileio import write_text_atomic
-
-    for name in names:
-        model = {**record_models(), **published_models()}[name]
-        write_text_atomic(args.output / schema_file_name(model), json.dumps(schemas[name], indent=2) + "\n")
-        print(args.output / schema_file_name(model))
-    return 0
-
-
-def record_models() -> dict:
-    from harness.store.records import RECORDS
-
-    return RECORDS
-
-
-def published_models() -> dict:
-    """JSON that commands print (not run-folder records) whose schema is published too."""
-    from harness.report.compare import CompareReport
-
-    return {"CompareReport": CompareReport}
-
-
-def schema_file_name(model) -> str:
-    """``status.json`` -> ``status.schema.json``: the schema of each run-folder file."""
-    return model.FILE.removesuffix(".json") + ".schema.json"
-
-
-def cmd_data_synth(args: argparse.Namespace) -> int:
-    from harness.data.synth import SynthSpec, write_synthetic_voc
-
-    try:
-        spec = SynthSpec(seed=args.seed, n_train=args.n_train, n_aug=args.n_aug, n_val=args.n_val, sbd=args.sbd)
-    except ValueError as exc:
-        return _fail(str(exc))
-    devkit = write_synthetic_voc(args.root, spec)
-    print(devkit)
-    return 0
-
-
 def build_parser() -> argparse.ArgumentParser:
+    from harness.commands import COMMANDS
+
     parser = _Parser(
         prog="harness",
         description="Reproduce PSPNet (R50-D8) VOC2012+aug training tables with mmsegmentation on NPU, GPU or CPU.",
@@ -313,84 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
-
-    plan = sub.add_parser("plan", help="validate a recipe and print the resolved plan (runs nothing)")
-    _recipe_arguments(plan)
-    plan.add_argument("--json", action="store_true", help="print JSON instead of YAML")
-    plan.set_defaults(func=cmd_plan)
-
-    run = sub.add_parser("run", help="run a recipe (or --resume a run), store it under results/runs/, update the report")
-    _recipe_arguments(run, optional=True)
-    run.add_argument("--resume", metavar="RUN_ID", help="continue a failed or interrupted run from its last checkpoint")
-    run.add_argument("--force", action="store_true",
-                     help="with --resume: also continue a run that already succeeded (a run whose harness is still "
-                          "alive, i.e. holds the run's lock, is never resumed)")
-    run.add_argument("--results", type=Path, default=DEFAULT_RESULTS, help="results folder (default: results)")
-    run.add_argument("--quiet", action="store_true", help="do not echo the training log, only progress lines")
-    run.add_argument("--skip-data-check", action="store_true",
-                     help="run even if the dataset fails `harness data check` (recorded with the run)")
-    run.add_argument("--check", action="store_true",
-                     help="first run `harness check RECIPE --crop 128 --batch 2` (real model, on the CPU); stop if it fails")
-    run.add_argument("--no-report", action="store_true", help="do not rewrite results/README.md afterwards")
-    run.add_argument("--repeat", type=repeat_count, metavar="N",
-                     help="run a group: N runs differing only in train.seed (seeds 0..N-1), one run folder each, "
-                          "plus results/groups/<group-id>/group.json; a failed member is recorded and the group goes on; "
-                          "N at most 1000")
-    run.add_argument("--seeds", metavar="S,S,...",
-                     help="the group's seeds, e.g. 0,1,2 (implies --repeat); each from 0 to 4294967295")
-    slurm = run.add_argument_group(
-        "Slurm (--executor slurm)",
-        "submit the run as one batch job (job.sbatch in the run folder), one torchrun per node, and follow it; the "
-        "nodes must share the results folder at the same path; Ctrl-C cancels the job",
-    )
-    slurm.add_argument("--partition", metavar="P", help="the Slurm partition (default: the cluster's default)")
-    slurm.add_argument("--gres", metavar="GRES", help="generic resources per node as the cluster names them, e.g. gpu:8 or npu:8")
-    slurm.add_argument("--slurm-container", choices=("none", "pyxis", "docker"), default=None,
-                       help="how each node runs the worker: none (the node's own Python, default), pyxis (srun "
-                            "--container-image=the recipe's image), docker (docker run of the recipe's image per node)")
-    run.set_defaults(func=cmd_run)
-
-    report = sub.add_parser("report", help="rebuild results/README.md from the stored runs")
-    report.add_argument("--results", type=Path, default=DEFAULT_RESULTS, help="results folder (default: results)")
-    report.add_argument("--recipes", type=Path, default=RECIPES_DIR,
-                        help="where the reference recipes live (default: the shipped recipes/)")
-    report.add_argument("--print", action="store_true", help="also print the report")
-    report.set_defaults(func=cmd_report)
-
-    runs = sub.add_parser("runs", help="list the stored runs with their state")
-    runs.add_argument("--results", type=Path, default=DEFAULT_RESULTS, help="results folder (default: results)")
-    runs.add_argument("--json", action="store_true")
-    runs.set_defaults(func=cmd_runs)
-
-    schema = sub.add_parser("schema", help="print or write the JSON schemas of the run-folder records (status.json, ...) and of compare --json")
-    schema.add_argument("record", nargs="?", help="one record model, e.g. RunStatus or RunResult (default: all)")
-    schema.add_argument("-o", "--output", type=Path, help="write <file>.schema.json files into this folder instead")
-    schema.set_defaults(func=cmd_schema)
-
-    data = sub.add_parser("data", help="datasets: synthesise, prepare, check")
-    data_sub = data.add_subparsers(dest="data_command", metavar="DATA_COMMAND", parser_class=_Parser)
-    data_sub.required = True
-    synth = data_sub.add_parser("synth", help="write the deterministic synthetic VOC-format dataset")
-    synth.add_argument("--root", type=Path, required=True, help="folder to write VOCdevkit/ into")
-    synth.add_argument("--seed", type=int, default=0)
-    synth.add_argument("--n-train", type=int, default=64)
-    synth.add_argument("--n-aug", type=int, default=64)
-    synth.add_argument("--n-val", type=int, default=24)
-    synth.add_argument("--sbd", action="store_true",
-                       help="also write the raw SBD release (VOCaug/dataset/cls/*.mat, train.txt, val.txt) for 'data prepare'")
-    synth.set_defaults(func=cmd_data_synth)
-    _register_optional(sub, data_sub)
-    return parser
-
-
-def _register_optional(sub, data_sub) -> None:
-    """Commands that live in their own modules (``harness/commands/``)."""
-    from harness.commands import COMMANDS, DATA_COMMANDS
-
     for register in COMMANDS:
         register(sub)
-    for register in DATA_COMMANDS:
-        register(data_sub)
+    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -400,22 +49,19 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except HarnessError as exc:
-        return _fail("; ".join(line for line in str(exc).splitlines() if line.strip()), exc.exit_code)
+        return report_error("harness", exc)
     except KeyboardInterrupt:
-        _say("harness: interrupted")
+        say("harness: interrupted")
         return EXIT_INTERRUPTED
     except BrokenPipeError:
         # `harness runs | head -1`: the reader left; what it did not read is not an error.
         _drop_stdout()
         return 0
     except OSError as exc:
-        import errno
-
-        # The machine, not the input: a full disk, a read-only or forbidden folder (exit 3).
-        if exc.errno in (errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EDQUOT, errno.EPERM):
-            where = f"{exc.filename}: " if exc.filename else ""
-            return _fail(f"{where}{exc.strerror or exc}", EXIT_ENVIRONMENT)
-        raise
+        problem = environment_problem(exc)
+        if problem is None:
+            raise
+        return report_error("harness", problem)
     finally:
         if argv is None:  # this process's own command line, about to exit
             _ignore_late_interrupts()

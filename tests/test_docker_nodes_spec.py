@@ -65,7 +65,7 @@ def test_create_arguments_name_alias_and_label_each_node():
 
 
 def test_a_multi_node_recipe_defaults_to_docker():
-    from harness.cli import default_executor
+    from harness.executors import default_executor
 
     assert default_executor(load_recipe(RECIPES / "smoke_cpu_2node.yaml", []).recipe) == "docker"
     assert default_executor(load_recipe(RECIPES / "smoke_cpu.yaml", []).recipe) == "local"

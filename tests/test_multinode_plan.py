@@ -9,7 +9,7 @@ import subprocess
 import pytest
 import yaml
 
-from harness.core.errors import RecipeError
+from harness.core.errors import BadInput
 from harness.planning.launch import SCHEDULER_VARIABLES, SCHEDULERS, node_launches, scheduler_rendezvous
 from harness.planning.plan import PlanInputs, build_plan
 from harness.planning.ranktable import CONTAINER_RANK_TABLE, RankTable
@@ -151,7 +151,7 @@ def test_a_wrong_rank_table_is_bad_input_naming_the_problem(tmp_path, broken, me
     table = rank_table(2, 8)
     broken(table)
     (tmp_path / "rt.json").write_text(json.dumps(table))
-    with pytest.raises(RecipeError, match="device.rank_table") as error:
+    with pytest.raises(BadInput, match="device.rank_table") as error:
         load_recipe(npu_recipe(tmp_path, nodes=2, rank_table="rt.json"), for_run=True)
     assert message in str(error.value)
 

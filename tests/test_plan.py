@@ -229,9 +229,9 @@ def test_single_rank_plans_need_no_port():
 
 @pytest.mark.parametrize("port", ["0", "80", "70000", "abc"])
 def test_bad_master_port_is_refused(port):
-    from harness.planning.recipe import RecipeError
+    from harness.planning.recipe import BadInput
 
-    with pytest.raises(RecipeError, match="device.master_port"):
+    with pytest.raises(BadInput, match="device.master_port"):
         load_recipe(RECIPES / "gpu_full_8p.yaml", [f"device.master_port={port}"])
 
 

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.planning.recipe import RecipeError, load_recipe, parse_device_ids
+from harness.planning.recipe import BadInput, load_recipe, parse_device_ids
 from support import RECIPES, run_cli
 
 SHIPPED = sorted(RECIPES.glob("*.yaml"))
@@ -197,7 +197,7 @@ def test_set_overrides_and_types():
     loaded = load_recipe(RECIPES / "smoke_cpu.yaml", ["train.iterations=20", "model.overrides.model.decode_head.dropout_ratio=0.2"])
     assert loaded.recipe.train.iterations == 20
     assert loaded.recipe.model.overrides == {"model": {"decode_head": {"dropout_ratio": 0.2}}}
-    with pytest.raises(RecipeError, match="train.iterations"):
+    with pytest.raises(BadInput, match="train.iterations"):
         load_recipe(RECIPES / "smoke_cpu.yaml", ["train.iterations=many"])
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.core.errors import RecipeError
+from harness.core.errors import BadInput
 from harness.planning.recipe import load_recipe
 from harness.store.records import RunResult
 from support import RECIPES, REPO, run_cli
@@ -38,7 +38,7 @@ def tracking_set(backends: str = "[tensorboard, mlflow]", uri: str | None = "sql
     ("tracking={backends: [tensorboard], colour: red}", "tracking.colour: unknown key (not a recipe field)"),
 ])
 def test_a_bad_tracking_section_is_one_line_naming_the_field(value, expected):
-    with pytest.raises(RecipeError) as caught:
+    with pytest.raises(BadInput) as caught:
         load_recipe(RECIPES / "smoke_cpu.yaml", [value])
     message = str(caught.value)
     assert message.startswith(f"{RECIPES / 'smoke_cpu.yaml'}: tracking") and expected in message, message

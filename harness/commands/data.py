@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from harness.commands.arguments import positive_int
-from harness.core.errors import EXIT_BAD_INPUT, EXIT_OK
+from harness.core.errors import EXIT_BAD_INPUT, EXIT_OK, BadInput, environment_problem, exits_with_code
 
 LISTED = 20  # problems shown one per line before the rest are only counted
 
@@ -35,6 +35,31 @@ def _devkit(args: argparse.Namespace) -> Path:
 def _workers_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=positive_int, default=None, metavar="N",
                         help="processes (default: the cores this process may use)")
+
+
+def register_synth(subparsers) -> argparse.ArgumentParser:
+    synth = subparsers.add_parser("synth", help="write the deterministic synthetic VOC-format dataset")
+    synth.add_argument("--root", type=Path, required=True, help="folder to write VOCdevkit/ into")
+    synth.add_argument("--seed", type=int, default=0)
+    synth.add_argument("--n-train", type=int, default=64)
+    synth.add_argument("--n-aug", type=int, default=64)
+    synth.add_argument("--n-val", type=int, default=24)
+    synth.add_argument("--sbd", action="store_true",
+                       help="also write the raw SBD release (VOCaug/dataset/cls/*.mat, train.txt, val.txt) for 'data prepare'")
+    synth.set_defaults(func=cmd_data_synth)
+    return synth
+
+
+def cmd_data_synth(args: argparse.Namespace) -> int:
+    from harness.data.synth import SynthSpec, write_synthetic_voc
+
+    try:
+        spec = SynthSpec(seed=args.seed, n_train=args.n_train, n_aug=args.n_aug, n_val=args.n_val, sbd=args.sbd)
+    except ValueError as exc:
+        raise BadInput(str(exc)) from None
+    devkit = write_synthetic_voc(args.root, spec)
+    print(devkit)
+    return 0
 
 
 def register_prepare(subparsers) -> argparse.ArgumentParser:
@@ -98,6 +123,7 @@ def _say_manifest(command: str, devkit: Path, path: Path) -> None:
     print(f"harness data {command}: manifest written to {path}{where}", file=sys.stderr)
 
 
+@exits_with_code("harness data prepare")
 def run_prepare(args: argparse.Namespace) -> int:
     from harness.data.layout import DataError
     from harness.data.prepare import prepare_dataset
@@ -111,17 +137,14 @@ def run_prepare(args: argparse.Namespace) -> int:
         else:
             report = prepare_dataset(args.voc, args.sbd, workers=args.workers, force=args.force)
     except DataError as exc:
-        _error("prepare", str(exc))
-        return EXIT_BAD_INPUT
-    except OSError as exc:  # e.g. SegmentationClassAug not writable
-        _error("prepare", f"{exc.filename or ''}: {exc.strerror or exc}")
-        return EXIT_BAD_INPUT
+        raise BadInput(str(exc)) from None
+    except OSError as exc:  # e.g. SegmentationClassAug not writable; a full disk is exit 3 as everywhere
+        raise environment_problem(exc) or BadInput(f"{exc.filename or ''}: {exc.strerror or exc}") from None
     print(f"harness data prepare: {report.converted} converted, {report.skipped} already done, "
           f"{len(report.problems)} problem(s)", file=sys.stderr)
     if not report.ok:
         _list_problems("prepare", report.problems)
-        _error("prepare", "split lists not written; fix the files above and run again (finished PNGs are kept)")
-        return EXIT_BAD_INPUT
+        raise BadInput("split lists not written; fix the files above and run again (finished PNGs are kept)")
     print("splits: " + ", ".join(f"{k} {v}" for k, v in report.splits.items()))
     if report.manifest:
         _say_manifest("prepare", args.voc, report.manifest)
@@ -159,6 +182,7 @@ def run_check(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+@exits_with_code("harness data fingerprint")
 def run_fingerprint(args: argparse.Namespace) -> int:
     from harness.data.layout import DataError
     from harness.data.manifest import dataset_fingerprint
@@ -167,8 +191,7 @@ def run_fingerprint(args: argparse.Namespace) -> int:
     try:
         print(dataset_fingerprint(args.voc))
     except DataError as exc:
-        _error("fingerprint", str(exc))
-        return EXIT_BAD_INPUT
+        raise BadInput(str(exc)) from None
     return EXIT_OK
 
 
@@ -204,6 +227,7 @@ def register_fetch(subparsers) -> argparse.ArgumentParser:
     return p
 
 
+@exits_with_code("harness data fetch")
 def run_fetch(args: argparse.Namespace) -> int:
     from harness.data.fetch import archive_sources, check_space, describe, env_mirrors, fetch_archives, plan_fetch
     from harness.data.layout import download_cache
@@ -212,8 +236,7 @@ def run_fetch(args: argparse.Namespace) -> int:
     registry = load_registry(args.registry)
     names = list(dict.fromkeys(args.archives)) or list(ARCHIVE_NAMES)
     if args.prepare and set(names) != set(ARCHIVE_NAMES):
-        _error("fetch", f"--prepare needs both archives ({', '.join(ARCHIVE_NAMES)})")
-        return EXIT_BAD_INPUT
+        raise BadInput(f"--prepare needs both archives ({', '.join(ARCHIVE_NAMES)})")
     cache = (args.cache or download_cache()).absolute()
     devkit = _devkit(args).absolute() if args.prepare else None
     plan = plan_fetch(registry, names, cache, prepare=args.prepare)
@@ -247,4 +270,13 @@ def _prepare_and_check(args: argparse.Namespace, devkit: Path, paths: dict, sour
     return EXIT_OK
 
 
-DATA_COMMANDS: tuple = (register_fetch, register_prepare, register_check, register_fingerprint)
+DATA_COMMANDS: tuple = (register_synth, register_fetch, register_prepare, register_check, register_fingerprint)
+
+
+def register(subparsers) -> argparse.ArgumentParser:
+    data = subparsers.add_parser("data", help="datasets: synthesise, prepare, check")
+    data_sub = data.add_subparsers(dest="data_command", metavar="DATA_COMMAND")
+    data_sub.required = True
+    for register_command in DATA_COMMANDS:
+        register_command(data_sub)
+    return data

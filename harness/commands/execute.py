@@ -22,7 +22,7 @@ from pathlib import Path
 
 import yaml
 
-from harness.core.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_RUN_FAILED, BadInput, EnvironmentNotReady
+from harness.core.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_RUN_FAILED, EXIT_TIMEOUT, BadInput, EnvironmentNotReady
 from harness.core.ports import free_port
 from harness.core.progress import Progress
 from harness.data.resolve import resolve_dataset, verify_dataset
@@ -183,7 +183,7 @@ def prepare_run(loaded: LoadedRecipe, store: RunStore, executor: Executor, *,
     run.set_status("created", executor=executor.name, recipe=loaded.recipe.name)
     run.write(DatasetRecord.model_validate(dataset))
     inputs = plan_inputs(loaded, run.path.resolve(), dataset_dir, sample_load=True)
-    plan = executor.prepare(planned(loaded, inputs, executor)) or planned(loaded, inputs, executor)
+    plan = executor.prepare(planned(loaded, inputs, executor))
     _say_threads_chosen(plan, inputs)
     copy_configs(loaded, run)
     run.write_text("recipe.yaml", yaml.safe_dump(loaded.data, sort_keys=False))
@@ -257,7 +257,7 @@ def execute_with_limits(executor: Executor, plan: Plan, run: RunDir, progress: P
             if timeout_s:
                 signal.setitimer(signal.ITIMER_REAL, 0)
     except RunTimeout:
-        outcome = Outcome(exit_code=124, timed_out=True)
+        outcome = Outcome(exit_code=EXIT_TIMEOUT, timed_out=True)
     except KeyboardInterrupt:
         outcome = Outcome(exit_code=EXIT_INTERRUPTED, interrupted=True)
     except Exception as exc:  # the engine went away, a disk filled: the run is failed, not lost
@@ -471,7 +471,7 @@ def resume_run(run_id: str, *, results_dir: Path, quiet: bool = False, force: bo
             )
         inputs = replace(plan_inputs(loaded, run.path.resolve(), dataset_dir, resume=True, sample_load=True),
                          config_name=Path(recorded_job.config).name)
-        plan = executor.prepare(planned(loaded, inputs, executor)) or planned(loaded, inputs, executor)
+        plan = executor.prepare(planned(loaded, inputs, executor))
         _say_threads_chosen(plan, inputs)
     except BaseException:
         lock.release()

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from harness.commands.arguments import positive_int
-from harness.core.errors import EXIT_BAD_INPUT, one_line
+from harness.core.errors import BadInput, environment_problem, exits_with_code
 from harness.store.runs import RunStoreError
 
 
@@ -44,6 +44,7 @@ def register(subparsers) -> argparse.ArgumentParser:
     return p
 
 
+@exits_with_code("harness ingest")
 def run(args: argparse.Namespace) -> int:
     from harness.evidence.bundles.store import BundleRefused, import_verified, looks_like_bundle, verified
     from harness.evidence.bundles.tarball import NotABundle
@@ -74,11 +75,11 @@ def run(args: argparse.Namespace) -> int:
             created += import_runs(runs, args.results, on_message=print)
             created += store_prepared(prepared, args.results, on_message=print)
     except (IngestError, RunStoreError, BundleRefused, NotABundle, UntrustedInput) as err:
-        print(f"harness ingest: error: {one_line(err)}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except (ValueError, OSError, UnicodeError, MemoryError, RecursionError) as err:
-        print(f"harness ingest: error: {one_line(err)}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        raise BadInput(str(err)) from None
+    except OSError as err:  # a full disk is the machine's fault, as in every command (exit 3)
+        raise environment_problem(err) or BadInput(str(err)) from None
+    except (ValueError, UnicodeError, MemoryError, RecursionError) as err:
+        raise BadInput(str(err)) from None
     finally:
         for bundle in bundles:  # verified but not imported (a later input was bad)
             bundle.folder.cleanup()

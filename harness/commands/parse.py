@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from harness.commands.arguments import positive_int
+from harness.core.errors import BadInput, environment_problem, exits_with_code
 from harness.results.logs import FORMATS, LogParseError, LogResult, parse_logs
 
 
@@ -33,17 +34,18 @@ def register(subparsers) -> argparse.ArgumentParser:
     return p
 
 
+@exits_with_code("harness parse")
 def run(args: argparse.Namespace) -> int:
     try:
         result = parse_logs(args.logs, fmt=args.fmt, batch_per_device=args.batch_size,
                             devices=args.devices)
     except LogParseError as err:
-        print(f"harness parse: error: {err}", file=sys.stderr)
-        return 2
-    except (ValueError, OSError, UnicodeError, MemoryError, RecursionError) as err:
+        raise BadInput(str(err)) from None
+    except OSError as err:
+        raise environment_problem(err) or BadInput(str(err)) from None
+    except (ValueError, UnicodeError, MemoryError, RecursionError) as err:
         # Anything else a hostile file can provoke still gets one line, not a traceback.
-        print(f"harness parse: error: {' '.join(str(err).split())}", file=sys.stderr)
-        return 2
+        raise BadInput(str(err)) from None
     if args.json:
         json.dump(result.to_dict(), sys.stdout, indent=2, allow_nan=False)
         sys.stdout.write("\n")

@@ -1,16 +1,24 @@
 """One error type for the whole harness: every ``HarnessError`` carries the exit code the CLI
 returns for it, and ``str()`` is the one line shown to the user (file, field, what is expected).
 
-The CLI maps errors to exit codes in exactly one place (``harness.cli.main``); new error kinds
-subclass the class whose exit code they share.
+Errors become exit codes in exactly one place (``report_error``, called by ``harness.cli.main``
+and the worker's entry point); new error kinds subclass the class whose exit code they share.
 """
 from __future__ import annotations
+
+import errno
+import functools
+import sys
 
 EXIT_OK = 0
 EXIT_RUN_FAILED = 1
 EXIT_BAD_INPUT = 2
 EXIT_ENVIRONMENT = 3
-EXIT_INTERRUPTED = 130
+EXIT_INTERRUPTED = 130  # Ctrl-C / SIGTERM / SIGHUP, or the job cancelled (what a shell reports for SIGINT)
+EXIT_TIMEOUT = 124  # the recipe's timeout_minutes ran out (what coreutils `timeout` exits with)
+
+# The machine, not the input: a full disk, a read-only or forbidden folder (exit 3).
+ENVIRONMENT_ERRNOS = (errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EDQUOT, errno.EPERM)
 
 
 class HarnessError(Exception):
@@ -41,10 +49,6 @@ def first_problem(error) -> str:
     return f"{'.'.join(str(part) for part in first['loc']) or '(top level)'}: {first['msg']}"
 
 
-# The historical name: recipe problems are bad input.
-RecipeError = BadInput
-
-
 class EnvironmentNotReady(HarnessError):
     """The machine cannot run this yet: Docker engine unreachable, image missing or stale, devices
     absent, results folder not writable (exit 3). ``str()`` names what is missing and how to fix it."""
@@ -52,13 +56,34 @@ class EnvironmentNotReady(HarnessError):
     exit_code = EXIT_ENVIRONMENT
 
 
-class RunFailed(HarnessError):
-    """The run itself failed: training error, killed, timeout (exit 1)."""
+def environment_problem(exc: OSError) -> EnvironmentNotReady | None:
+    """``exc`` as exit 3 when the machine is at fault (disk full, read-only): every command alike."""
+    if exc.errno not in ENVIRONMENT_ERRNOS:
+        return None
+    where = f"{exc.filename}: " if exc.filename else ""
+    return EnvironmentNotReady(f"{where}{exc.strerror or exc}")
 
-    exit_code = EXIT_RUN_FAILED
+
+def report_error(prog: str, error: HarnessError) -> int:
+    """How every entry point (the CLI, the worker) ends on a HarnessError: one line on stderr
+    naming the program, and the error's own exit code. A closed stderr drops the line."""
+    message = "; ".join(line for line in str(error).splitlines() if line.strip())
+    try:
+        print(f"{prog}: error: {one_line(message)}", file=sys.stderr, flush=True)
+    except (OSError, ValueError):
+        pass
+    return error.exit_code
 
 
-class Interrupted(HarnessError):
-    """Ctrl-C / SIGTERM (exit 130)."""
-
-    exit_code = EXIT_INTERRUPTED
+def exits_with_code(prog: str):
+    """Decorates a command function whose callers take its exit code (``args.func(args)``) rather
+    than go through ``harness.cli.main``: its HarnessErrors end as there, via ``report_error``."""
+    def decorate(command):
+        @functools.wraps(command)
+        def run(*args, **kwargs) -> int:
+            try:
+                return command(*args, **kwargs)
+            except HarnessError as exc:
+                return report_error(prog, exc)
+        return run
+    return decorate

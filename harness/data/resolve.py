@@ -7,7 +7,7 @@ from pathlib import Path
 
 from harness.data.layout import cache_dir  # noqa: F401  (re-exported)
 from harness.data.synth import SynthSpec, spec_identity, write_synthetic_voc
-from harness.planning.recipe import LoadedRecipe, RecipeError
+from harness.planning.recipe import LoadedRecipe, BadInput
 
 REQUIRED = ("VOC2012/JPEGImages", "VOC2012/ImageSets/Segmentation")
 
@@ -25,7 +25,7 @@ def synthetic_root(spec: SynthSpec) -> Path:
 def check_layout(devkit: Path, where: str) -> None:
     missing = [sub for sub in REQUIRED if not (devkit / sub).is_dir()]
     if missing:
-        raise RecipeError(
+        raise BadInput(
             f"{where}: {devkit} does not look like a VOCdevkit folder (missing {', '.join(missing)}); "
             "expected VOCdevkit/VOC2012/{JPEGImages,SegmentationClass,ImageSets/Segmentation}"
         )
@@ -52,14 +52,14 @@ def verify_dataset(devkit: Path, where: str, *, skip_check: bool) -> dict:
     report = check_dataset(devkit, quick=False)
     if not report.ok and not skip_check:
         first = report.problems[0] if report.problems else ""
-        raise RecipeError(
+        raise BadInput(
             f"{where}: {report.summary()}; first: {first} "
             f"(see `harness data check --voc {devkit}`; --skip-data-check runs anyway and records it)"
         )
     try:
         fingerprint = dataset_fingerprint(devkit)
     except DataError as exc:
-        raise RecipeError(f"{where}: {exc}") from None
+        raise BadInput(f"{where}: {exc}") from None
     return {
         "devkit": str(devkit),
         "fingerprint": fingerprint,

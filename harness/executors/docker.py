@@ -15,7 +15,8 @@ from typing import Any, ClassVar
 from pathlib import Path
 
 from harness.core.errors import EnvironmentNotReady
-from harness.executors.base import LineSink, Outcome, PlanLayout
+from harness.executors import register
+from harness.executors.base import Executor, LineSink, Outcome, PlanLayout
 from harness.executors.containers import (STOP_TIMEOUT_S, ContainerLog, PreflightError,
                                           catch_up, container_kwargs, discard, engine_errors, engine_url, follow, lost)
 from harness.executors.images import ImageError, missing_image_message
@@ -141,15 +142,17 @@ def run_container(
 # The executor
 
 
-class DockerExecutor:
+class DockerExecutor(Executor):
     """One container per run on a Docker engine (docker-py); the container is always removed.
     A multi-node plan runs one container per node on the run's bridge network (``docker_nodes``)."""
 
     name: ClassVar[str] = "docker"
-    plan_layout: ClassVar[PlanLayout] = "docker"
+    plan_layout: ClassVar[PlanLayout] = PlanLayout.CONTAINER
     multi_node: ClassVar[bool] = True  # starts every node of a multi-node plan (on one engine)
+    requires_image: ClassVar[bool] = True
 
     def __init__(self) -> None:
+        super().__init__()
         self._client = None
         self._container = None
         self._nodes = None  # docker_nodes.NodeGroup of a multi-node run
@@ -234,3 +237,6 @@ class DockerExecutor:
 
     def describe(self) -> dict[str, Any]:
         return {"image": self._image} if self._image else {}
+
+
+register(DockerExecutor)

@@ -108,10 +108,21 @@ def uv_executable() -> str:
     raise LockError("uv is not installed: `pip install uv` (it resolves the image locks)")
 
 
+def checkout(repo_root: Path = REPO_ROOT) -> Path:
+    """``repo_root`` when it holds docker/ and pyproject.toml, as a clone (an editable install) does;
+    a wheel install has neither, which is one line (exit 3), not a missing-file traceback."""
+    missing = [name for name in ("docker", "pyproject.toml") if not (repo_root / name).exists()]
+    if missing:
+        raise EnvironmentNotReady(f"{repo_root}: no {' or '.join(missing)}: images are built and locked from a clone "
+                                  "of the harness, and this one is installed without its source tree; run it from a clone")
+    return repo_root
+
+
 def lock(kind: str, *, repo_root: Path = REPO_ROOT, find_links: tuple[str, ...] = (),
          log: Callable[[str], None] = print) -> list[Path]:
     """Write every platform's lock for ``kind``; returns their paths. A failed resolution leaves
     the previous lock untouched (uv writes to a temporary file first)."""
+    checkout(repo_root)
     uv = uv_executable()
     if not input_path(kind, repo_root).is_file():
         raise BadInput(f"{input_path(kind, repo_root)}: no such file (the image's top-level pins)")

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from harness import SOURCE_TREE
 from harness.core.errors import EnvironmentNotReady
+from harness.executors.image_locks import checkout
 
 KINDS = ("cpu", "gpu", "npu")
 REPOSITORY = "pspnet-repro"
@@ -59,7 +60,7 @@ def check_kind(kind: str) -> str:
 
 
 def dockerfile_path(kind: str, repo_root: Path = REPO_ROOT) -> Path:
-    return repo_root / "docker" / check_kind(kind) / "Dockerfile"
+    return checkout(repo_root) / "docker" / check_kind(kind) / "Dockerfile"
 
 
 def default_base(kind: str, repo_root: Path = REPO_ROOT) -> str:
@@ -119,6 +120,7 @@ def _walk(path: Path) -> Iterable[Path]:
 def context_files(kind: str, repo_root: Path = REPO_ROOT) -> list[tuple[str, Path]]:
     """(path inside the context, source) for every project file of a kind's build context."""
     roots = [f"docker/{check_kind(kind)}", *PROJECT_PATHS]
+    checkout(repo_root)
     files = []
     for rel in roots:
         top = repo_root / rel

@@ -10,28 +10,26 @@ import os
 import signal
 import subprocess
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from harness.core.output import LineWriter
-from harness.executors.base import LineSink, Outcome, PlanLayout
+from harness.executors import register
+from harness.executors.base import Executor, LineSink, Outcome
 from harness.store.lifeline import ENV_RUN_LOCK, ENV_TRAINER_LOCK, set_parent_death_signal
 
 STOP_GRACE_S = 20
 
 
-class LocalExecutor:
+class LocalExecutor(Executor):
     """Subprocesses here: ``python -m harness.worker`` or torchrun with N ranks."""
 
     name: ClassVar[str] = "local"
-    plan_layout: ClassVar[PlanLayout] = "local"
 
     def __init__(self) -> None:
+        super().__init__()
         self._process: subprocess.Popen | None = None
         self._log: LineWriter | None = None
         self._on_line: LineSink = lambda line: None
-
-    def prepare(self, plan) -> None:
-        return None  # nothing to check beyond the harness's own pre-flight
 
     def start(self, plan, run, on_line: LineSink) -> None:
         launch = plan.launch
@@ -88,5 +86,5 @@ class LocalExecutor:
                 pass
             self._log.close()
 
-    def describe(self) -> dict[str, Any]:
-        return {}
+
+register(LocalExecutor)

@@ -25,16 +25,9 @@ def plan_record(plan: Plan) -> PlanRecord:
 
 def planned(loaded: LoadedRecipe, inputs: PlanInputs, executor: Executor) -> Plan:
     """The plan for ``executor``: laid out for where it runs, named after it."""
-    in_container = executor.plan_layout != "local"
-    worker_here = not in_container and executor_options(executor).get("container", "none") == "none"
+    in_container = executor.plan_layout.in_container
+    worker_here = not executor.worker_in_container()
     check_tracking(loaded.recipe, str(loaded.path), worker_here=worker_here, in_container=in_container)
     plan = build_plan(loaded.recipe, inputs, executor.plan_layout)
-    plan = replace(plan, executor=executor.name, executor_options=executor_options(executor))
-    arrange = getattr(executor, "arrange", None)  # an executor's own launch layout (Slurm's rendezvous)
-    return arrange(plan) if arrange else plan
-
-
-def executor_options(executor: Executor) -> dict[str, str]:
-    """The options an executor was built with (``--partition`` ...): recorded in plan.json."""
-    options = getattr(executor, "options", None)
-    return dict(options()) if options else {}
+    plan = replace(plan, executor=executor.name, executor_options=executor.options())
+    return executor.arrange(plan)  # an executor's own launch layout (Slurm's rendezvous)

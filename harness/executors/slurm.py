@@ -20,10 +20,10 @@ from dataclasses import replace
 from pathlib import Path, PurePosixPath
 from typing import Any, ClassVar
 
-from harness.core.errors import BadInput, EnvironmentNotReady
+from harness.core.errors import EXIT_INTERRUPTED, EXIT_TIMEOUT, BadInput, EnvironmentNotReady
 from harness.core.words import image_reference
 from harness.executors import register
-from harness.executors.base import LineSink, Outcome, PlanLayout
+from harness.executors.base import Executor, ExecutorOption, LineSink, Outcome
 from harness.executors.slurm_batch import (CONTAINER_MODES, NODE_LOG_DIR, SBATCH_FILE, SlurmJobSpec, gres_word,
                                             partition_word, render_sbatch, run_state_of, sbatch_arguments)
 from harness.executors.slurm_client import (ControllerUnreachable, JobInfo, LogFollower, cancel, follow, job_info,
@@ -35,8 +35,6 @@ from harness.store.lifeline import ENV_RUN_LOCK, ENV_TRAINER_LOCK
 POLL_S = 1.0
 STOP_WAIT_S = 60  # scancel -> the job has left (Slurm's KillWait is 30 s by default)
 PROGRESS_LOG = "node-0.log"  # node 0 runs rank 0, whose lines feed the progress display
-EXIT_CANCELLED = 130
-EXIT_TIMEOUT = 124
 _SRUN_ERROR = re.compile(r"srun: error: (\S+): tasks? [\d,\-]+: (.+)")
 
 
@@ -58,7 +56,7 @@ def outcome_of(info: JobInfo, batch_log: str = "") -> Outcome:
     if state == "succeeded":
         return Outcome(exit_code=0, details=details)
     if state == "interrupted":
-        return Outcome(exit_code=EXIT_CANCELLED, interrupted=True, reason=reason, details=details)
+        return Outcome(exit_code=EXIT_INTERRUPTED, interrupted=True, reason=reason, details=details)
     code = 128 + info.signal if info.signal else (info.exit_code or 1)
     if word == "TIMEOUT":
         return Outcome(exit_code=EXIT_TIMEOUT, timed_out=True, reason=reason, details=details)
@@ -66,27 +64,32 @@ def outcome_of(info: JobInfo, batch_log: str = "") -> Outcome:
                    oom_killed=word == "OUT_OF_MEMORY", details=details)
 
 
-class SlurmExecutor:
+class SlurmExecutor(Executor):
     """Submits the plan as one batch job on a Slurm cluster and follows it."""
 
     name: ClassVar[str] = "slurm"
-    plan_layout: ClassVar[PlanLayout] = "local"
     multi_node: ClassVar[bool] = True
+    run_options_help: ClassVar[str] = (
+        "submit the run as one batch job (job.sbatch in the run folder), one torchrun per node, and follow it; the "
+        "nodes must share the results folder at the same path; Ctrl-C cancels the job")
+    run_options: ClassVar[tuple[ExecutorOption, ...]] = (
+        ExecutorOption("partition", "the Slurm partition (default: the cluster's default)", partition_word,
+                       flag="--partition", metavar="P"),
+        ExecutorOption("gres", "generic resources per node as the cluster names them, e.g. gpu:8 or npu:8", gres_word,
+                       flag="--gres", metavar="GRES"),
+        ExecutorOption("container", "how each node runs the worker: none (the node's own Python, default), pyxis (srun "
+                       "--container-image=the recipe's image), docker (docker run of the recipe's image per node)",
+                       flag="--slurm-container", choices=CONTAINER_MODES),
+        ExecutorOption("image", "the recipe's image, for --slurm-container pyxis or docker", image_reference),
+    )
 
     def __init__(self, partition: str | None = None, container: str = "none", gres: str | None = None,
                  image: str | None = None) -> None:
         # Every option is checked here, where the executor is built: a fresh command line, a
         # --resume (options recorded in plan.json) and a bundle's re-derived plan alike.
-        if container not in CONTAINER_MODES:
-            raise BadInput(f"--slurm-container {container!r}: expected one of {', '.join(CONTAINER_MODES)}")
+        super().__init__(partition=partition, container=container, gres=gres, image=image)
         if container != "none" and not image:
             raise BadInput(f"--slurm-container {container}: the recipe names no image to run")
-        if partition is not None:
-            partition_word(partition)
-        if gres is not None:
-            gres_word(gres)
-        if image is not None:
-            image_reference(image)
         self.partition, self.container, self.gres, self.image = partition, container, gres, image
         self._job_id: str | None = None
         self._script: Path | None = None
@@ -95,8 +98,20 @@ class SlurmExecutor:
         self._final: JobInfo | None = None
 
     def options(self) -> dict[str, str]:
-        given = {"partition": self.partition, "container": self.container, "gres": self.gres, "image": self.image}
-        return {key: value for key, value in given.items() if value is not None and (key, value) != ("container", "none")}
+        return {key: value for key, value in super().options().items() if (key, value) != ("container", "none")}
+
+    @classmethod
+    def options_for(cls, given: dict[str, str], loaded) -> dict[str, str]:
+        """The container modes run the recipe's image."""
+        if given.get("container", "none") == "none":
+            return given
+        if not loaded.recipe.image:
+            raise BadInput(f"{loaded.path}: image: --slurm-container {given['container']} needs an image; "
+                           "the recipe names none")
+        return {**given, "image": loaded.recipe.image}
+
+    def worker_in_container(self) -> bool:
+        return self.container != "none"
 
     # -- pre-flight -------------------------------------------------------------------------------
 

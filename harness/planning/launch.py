@@ -18,6 +18,8 @@ import re
 import shlex
 from dataclasses import asdict, dataclass, field
 
+from harness.planning.spec import PlanLayout
+
 # The harness names its own nodes node0, node1, ...: the Docker executor gives each node's
 # container that hostname on the run's network, so node 0's name is the master address.
 NODE_HOSTNAME = "node{}"
@@ -55,55 +57,54 @@ class Rendezvous:
         return asdict(self)
 
 
-def harness_rendezvous(executor: str, master_port: int) -> Rendezvous:
+def harness_rendezvous(layout: PlanLayout, master_port: int) -> Rendezvous:
     """The harness's own nodes: local processes on this host, or one Docker container per node."""
-    if executor == "docker":
+    if layout.in_container:
         return Rendezvous(
-            "docker", NODE_HOSTNAME.format(0), str(master_port),
+            layout.value, NODE_HOSTNAME.format(0), str(master_port),
             source="one container per node on the run's bridge network; node 0's hostname is the master",
         )
-    return Rendezvous("local", LOCAL_MASTER_ADDR, str(master_port), source="every node's torchrun on this host")
+    return Rendezvous(layout.value, LOCAL_MASTER_ADDR, str(master_port), source="every node's torchrun on this host")
 
 
 def scheduler_rendezvous(name: str, master_port: int) -> Rendezvous:
     """The rendezvous under a scheduler, from the variables it sets on every node."""
-    port = str(master_port)
-    if name == "slurm":
-        return Rendezvous(
-            "slurm", "$MASTER_ADDR", port, "$SLURM_NODEID", setup=(_SLURM_MASTER,),
-            source="srun runs one task per node: SLURM_NODEID is the node rank; the master is the allocation's "
-            "first node, its NodeAddr from scontrol",
-        )
-    if name == "pytorchjob":
-        return Rendezvous(
-            "pytorchjob", "$MASTER_ADDR", "$MASTER_PORT", "$RANK",
-            source="Kubeflow training-operator v1: MASTER_ADDR/MASTER_PORT name the Master pod's service and "
-            "pytorchjob-port; RANK is the pod's rank (Master 0, Worker i -> i+1)",
-        )
-    if name == "volcano":
-        hosts = f"VC_{VOLCANO_TASK.upper()}_HOSTS"
-        return Rendezvous(
-            "volcano", "$MASTER_ADDR", port, "$VC_TASK_INDEX", setup=(f'MASTER_ADDR="${{{hosts}%%,*}}"',),
-            source=f"Volcano svc/env plugins: {hosts} lists the task's pods (the first is the master), "
-            "VC_TASK_INDEX is the pod's index",
-        )
-    if name == "ascendjob":
-        return Rendezvous(
-            "ascendjob", "$MASTER_ADDR", "$MASTER_PORT", "$RANK",
-            source="MindCluster ascend-operator (framework pytorch): MASTER_ADDR/MASTER_PORT of the Master pod and "
-            "ascendjob-port; RANK is the pod's rank",
-        )
-    if name == "trainjob":
-        return Rendezvous(
-            "trainjob", "$PET_MASTER_ADDR", "$PET_MASTER_PORT", "$PET_NODE_RANK",
-            source="Kubeflow Trainer v2 torch plugin (pkg/runtime/framework/plugins/torch/torch.go, "
-            "pkg/constants/constants.go, v2.3.0): PET_MASTER_ADDR is <trainjob>-node-0-0.<trainjob>, PET_MASTER_PORT "
-            "29500, PET_NODE_RANK the Job completion index; PET_NNODES/PET_NPROC_PER_NODE are checked against the plan",
-        )
-    raise ValueError(f"unknown scheduler {name!r}; expected one of {', '.join(SCHEDULERS)}")
+    if name not in _SCHEDULER_RENDEZVOUS:
+        raise ValueError(f"unknown scheduler {name!r}; expected one of {', '.join(SCHEDULERS)}")
+    return _SCHEDULER_RENDEZVOUS[name](str(master_port))
 
 
-SCHEDULERS = ("slurm", "pytorchjob", "volcano", "ascendjob", "trainjob")
+_VOLCANO_HOSTS = f"VC_{VOLCANO_TASK.upper()}_HOSTS"
+# Each scheduler's rendezvous for a master port, by the scheduler's name.
+_SCHEDULER_RENDEZVOUS = {
+    "slurm": lambda port: Rendezvous(
+        "slurm", "$MASTER_ADDR", port, "$SLURM_NODEID", setup=(_SLURM_MASTER,),
+        source="srun runs one task per node: SLURM_NODEID is the node rank; the master is the allocation's "
+        "first node, its NodeAddr from scontrol",
+    ),
+    "pytorchjob": lambda port: Rendezvous(
+        "pytorchjob", "$MASTER_ADDR", "$MASTER_PORT", "$RANK",
+        source="Kubeflow training-operator v1: MASTER_ADDR/MASTER_PORT name the Master pod's service and "
+        "pytorchjob-port; RANK is the pod's rank (Master 0, Worker i -> i+1)",
+    ),
+    "volcano": lambda port: Rendezvous(
+        "volcano", "$MASTER_ADDR", port, "$VC_TASK_INDEX", setup=(f'MASTER_ADDR="${{{_VOLCANO_HOSTS}%%,*}}"',),
+        source=f"Volcano svc/env plugins: {_VOLCANO_HOSTS} lists the task's pods (the first is the master), "
+        "VC_TASK_INDEX is the pod's index",
+    ),
+    "ascendjob": lambda port: Rendezvous(
+        "ascendjob", "$MASTER_ADDR", "$MASTER_PORT", "$RANK",
+        source="MindCluster ascend-operator (framework pytorch): MASTER_ADDR/MASTER_PORT of the Master pod and "
+        "ascendjob-port; RANK is the pod's rank",
+    ),
+    "trainjob": lambda port: Rendezvous(
+        "trainjob", "$PET_MASTER_ADDR", "$PET_MASTER_PORT", "$PET_NODE_RANK",
+        source="Kubeflow Trainer v2 torch plugin (pkg/runtime/framework/plugins/torch/torch.go, "
+        "pkg/constants/constants.go, v2.3.0): PET_MASTER_ADDR is <trainjob>-node-0-0.<trainjob>, PET_MASTER_PORT "
+        "29500, PET_NODE_RANK the Job completion index; PET_NNODES/PET_NPROC_PER_NODE are checked against the plan",
+    ),
+}
+SCHEDULERS = tuple(_SCHEDULER_RENDEZVOUS)
 
 
 @dataclass(frozen=True)
@@ -175,9 +176,10 @@ def torchrun_argv(
 
 def build_node_launches(
     *, python: str, worker: tuple[str, ...], nodes: int, nproc_per_node: int, rendezvous: Rendezvous,
-    environment: dict[str, str], node_environment: tuple[dict[str, str], ...] = (),
+    environment: dict[str, str], node_environment: tuple[dict[str, str], ...] = (), named_hosts: bool = False,
 ) -> tuple[NodeLaunch, ...]:
-    """One launch per node. ``node_environment[i]`` adds node i's own variables (e.g. HCCL_IF_IP)."""
+    """One launch per node. ``node_environment[i]`` adds node i's own variables (e.g. HCCL_IF_IP);
+    ``named_hosts``: each node is a container the harness names (NODE_HOSTNAME)."""
     launches = []
     for node in range(nodes):
         argv = torchrun_argv(
@@ -185,7 +187,7 @@ def build_node_launches(
             master_addr=rendezvous.master_addr, master_port=rendezvous.master_port,
         )
         extra = node_environment[node] if node < len(node_environment) else {}
-        hostname = NODE_HOSTNAME.format(node) if rendezvous.name == "docker" else None
+        hostname = NODE_HOSTNAME.format(node) if named_hosts else None
         launches.append(NodeLaunch(node, argv, {**environment, **extra}, hostname, rendezvous.setup))
     return tuple(launches)
 

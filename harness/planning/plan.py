@@ -13,11 +13,11 @@ from harness.planning.launch import (NODE_HOSTNAME, SCHEDULERS, NodeLaunch, buil
                                       scheduler_rendezvous)
 from harness.planning.ranktable import CONTAINER_RANK_TABLE
 from harness.planning.recipe import Recipe
-from harness.planning.spec import BindMount, ContainerSpec, LaunchSpec
+from harness.planning.spec import BindMount, ContainerSpec, LaunchSpec, PlanLayout
 from harness.planning.tracking import job_tracking
 from harness.store.job import JOB_FILE, Job, TrainSettings
 
-Executor = str  # an executor name; the layout of its paths is PlanLayout ("local" or "docker")
+Executor = str  # an executor name; the layout of its paths is a PlanLayout
 
 CONTAINER_RUN_DIR = "/workspace/run"
 CONTAINER_DATA_DIR = "/data/VOCdevkit"
@@ -134,9 +134,9 @@ def worker_argv(python: str, job_path: str, world_size: int, master_port: int = 
     )
 
 
-def _paths(inputs: PlanInputs, executor: Executor) -> dict[str, str | None]:
+def _paths(inputs: PlanInputs, layout: PlanLayout) -> dict[str, str | None]:
     """Where the worker sees the run folder, data, weights and checkpoint."""
-    if executor == "local":
+    if not layout.in_container:
         return {
             "run": inputs.run_dir,
             "data": inputs.dataset_dir,
@@ -157,8 +157,8 @@ def _container_input(host_path: str | None, role: str) -> str | None:
     return f"{CONTAINER_INPUTS_DIR}/{role}/{PurePosixPath(host_path).name}"
 
 
-def build_job(recipe: Recipe, inputs: PlanInputs, executor: Executor) -> Job:
-    paths = _paths(inputs, executor)
+def build_job(recipe: Recipe, inputs: PlanInputs, layout: PlanLayout | str) -> Job:
+    paths = _paths(inputs, PlanLayout(layout))
     run = PurePosixPath(paths["run"])
     train = recipe.train
     pretrained = paths["pretrained"] if inputs.pretrained_host_path else recipe.model.pretrained
@@ -273,25 +273,27 @@ def build_container(recipe: Recipe, inputs: PlanInputs, launch: LaunchSpec) -> C
     )
 
 
-def _multi_node_environment(recipe: Recipe, inputs: PlanInputs, executor: Executor) -> dict[str, str]:
+def _multi_node_environment(recipe: Recipe, inputs: PlanInputs, layout: PlanLayout) -> dict[str, str]:
     """RANK_TABLE_FILE when the recipe gives one (else torch_npu negotiates over the TCPStore)."""
     if not inputs.rank_table_host_path:
         return {}
-    return {"RANK_TABLE_FILE": inputs.rank_table_host_path if executor == "local" else CONTAINER_RANK_TABLE}
+    return {"RANK_TABLE_FILE": inputs.rank_table_host_path if not layout.in_container else CONTAINER_RANK_TABLE}
 
 
-def build_plan(recipe: Recipe, inputs: PlanInputs, executor: Executor) -> Plan:
+def build_plan(recipe: Recipe, inputs: PlanInputs, layout: PlanLayout | str) -> Plan:
+    """The plan laid out as ``layout`` (an executor class's ``plan_layout``, or its recorded word)."""
+    layout = PlanLayout(layout)
     backend = get_backend(recipe.device.kind)
     device = recipe.device
-    job = build_job(recipe, inputs, executor)
-    job_path = str(PurePosixPath(_paths(inputs, executor)["run"]) / JOB_FILE)
-    python = inputs.python if executor == "local" else "python"
+    job = build_job(recipe, inputs, layout)
+    job_path = str(PurePosixPath(_paths(inputs, layout)["run"]) / JOB_FILE)
+    python = "python" if layout.in_container else inputs.python
     master_port = None if device.world_size == 1 else (device.master_port or inputs.master_port or DEFAULT_MASTER_PORT)
     worker = ("-m", "harness.worker", "--job", job_path)
     environment = {
         "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1",
         **backend.environment(device.world_size),
-        **_multi_node_environment(recipe, inputs, executor),
+        **_multi_node_environment(recipe, inputs, layout),
     }
     if recipe.device.kind == "cpu" and inputs.cpu_threads:
         # Two CPU trainings that each spin a thread per core slow each other down about tenfold
@@ -301,15 +303,15 @@ def build_plan(recipe: Recipe, inputs: PlanInputs, executor: Executor) -> Plan:
         environment.update(cpu_backend.THREAD_DEFAULTS)
         # Threads on cores another process keeps busy wait for each other at every barrier; one
         # rank on this host takes the cores that were idle (a scheduler's node is not this host).
-        if device.world_size == 1 and inputs.free_cpus and executor in ("local", "docker"):
+        if device.world_size == 1 and inputs.free_cpus and layout.on_this_host:
             environment["OMP_NUM_THREADS"] = str(inputs.free_cpus)
     node_environment = tuple(device.hccl.environment(node) if device.hccl else {} for node in range(device.nodes))
     launches: tuple[NodeLaunch, ...] = ()
     if device.nodes > 1:
         launches = build_node_launches(
             python=python, worker=worker, nodes=device.nodes, nproc_per_node=device.count,
-            rendezvous=harness_rendezvous(executor, master_port), environment=environment,
-            node_environment=node_environment,
+            rendezvous=harness_rendezvous(layout, master_port), environment=environment,
+            node_environment=node_environment, named_hosts=layout.in_container,
         )
         launch = LaunchSpec(argv=launches[0].argv, environment=launches[0].environment, world_size=device.world_size)
     else:
@@ -318,11 +320,11 @@ def build_plan(recipe: Recipe, inputs: PlanInputs, executor: Executor) -> Plan:
             environment={**environment, **node_environment[0]},
             world_size=device.count,
         )
-    container = build_container(recipe, inputs, launch) if executor == "docker" else None
+    container = build_container(recipe, inputs, launch) if layout.in_container else None
     return Plan(
         recipe_name=recipe.name,
         mode=recipe.mode,
-        executor=executor,
+        executor=layout.value,
         backend=backend.NAME,
         dist_backend=backend.DIST_BACKEND,
         world_size=device.world_size,

@@ -12,7 +12,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from harness.core.errors import RecipeError, first_problem
+from harness.core.errors import BadInput, first_problem
 
 CONTAINER_RANK_TABLE = "/workspace/inputs/rank_table/rank_table.json"
 
@@ -61,18 +61,18 @@ class RankTable(_Table):
 
 
 def load_rank_table(path: Path, device, *, where: str) -> RankTable:
-    """Read and check a rank table for ``device`` (a recipe Device); RecipeError names what is wrong."""
+    """Read and check a rank table for ``device`` (a recipe Device); BadInput names what is wrong."""
     try:
         data = json.loads(Path(path).read_text())
     except FileNotFoundError:
-        raise RecipeError(f"{where}: file {path} does not exist") from None
+        raise BadInput(f"{where}: file {path} does not exist") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise RecipeError(f"{where}: {path} is not a readable JSON rank table ({exc.__class__.__name__})") from None
+        raise BadInput(f"{where}: {path} is not a readable JSON rank table ({exc.__class__.__name__})") from None
     try:
         table = RankTable.model_validate(data)
     except ValidationError as exc:
-        raise RecipeError(f"{where}: {path}: {first_problem(exc)} (expected the v1.0 rank table shape)") from None
+        raise BadInput(f"{where}: {path}: {first_problem(exc)} (expected the v1.0 rank table shape)") from None
     problems = table.problems(device.nodes, device.count)
     if problems:
-        raise RecipeError(f"{where}: {path}: {problems[0]}")
+        raise BadInput(f"{where}: {path}: {problems[0]}")
     return table

@@ -1,6 +1,6 @@
 """Recipes: one YAML file binds a training run to the published numbers it must reproduce.
 
-Loading validates everything up front and turns every problem into one ``RecipeError`` line that
+Loading validates everything up front and turns every problem into one ``BadInput`` line that
 names the file, the field and what was expected.
 """
 from __future__ import annotations
@@ -23,7 +23,7 @@ from pydantic import (
 )
 
 from harness.core.dotted import DottedKeyError, set_dotted
-from harness.core.errors import RecipeError  # re-exported: the recipe's error type
+from harness.core.errors import BadInput  # re-exported: the recipe's error type
 
 Mode = Literal["accuracy", "performance", "eval"]
 DeviceKind = Literal["npu", "gpu", "cpu"]
@@ -337,7 +337,7 @@ class _SafeLoader(yaml.SafeLoader):
 
 def _expanded_values(node: Any, where: str) -> int:
     """How many values ``node`` holds once YAML aliases are expanded (pydantic, error messages and
-    ``yaml.safe_dump`` all expand them), counted without expanding; RecipeError past the bound."""
+    ``yaml.safe_dump`` all expand them), counted without expanding; BadInput past the bound."""
     sizes: dict[int, int] = {}
     in_progress: set[int] = set()
 
@@ -348,14 +348,14 @@ def _expanded_values(node: Any, where: str) -> int:
         if key in sizes:
             return sizes[key]
         if key in in_progress:
-            raise RecipeError(f"{where}: YAML aliases refer to themselves (a recursive structure)")
+            raise BadInput(f"{where}: YAML aliases refer to themselves (a recursive structure)")
         in_progress.add(key)
         children = value.values() if isinstance(value, dict) else value
         total = 1
         for child in children:
             total += count(child)
             if total > MAX_YAML_VALUES:
-                raise RecipeError(f"{where}: YAML aliases expand to more than {MAX_YAML_VALUES} values; a recipe is small")
+                raise BadInput(f"{where}: YAML aliases expand to more than {MAX_YAML_VALUES} values; a recipe is small")
         in_progress.discard(key)
         sizes[key] = total
         return total
@@ -366,21 +366,21 @@ def _expanded_values(node: Any, where: str) -> int:
 def load_recipe_data(path: Path) -> dict:
     try:
         if path.is_file() and path.stat().st_size > MAX_RECIPE_BYTES:
-            raise RecipeError(f"{path}: the recipe is larger than {MAX_RECIPE_BYTES} bytes; a recipe is a few kilobytes")
+            raise BadInput(f"{path}: the recipe is larger than {MAX_RECIPE_BYTES} bytes; a recipe is a few kilobytes")
         text = path.read_text()
     except FileNotFoundError:
-        raise RecipeError(f"{path}: recipe file does not exist") from None
+        raise BadInput(f"{path}: recipe file does not exist") from None
     except (IsADirectoryError, PermissionError, UnicodeDecodeError) as exc:
-        raise RecipeError(f"{path}: cannot read recipe ({exc.__class__.__name__})") from None
+        raise BadInput(f"{path}: cannot read recipe ({exc.__class__.__name__})") from None
     try:
         data = yaml.load(text, Loader=_SafeLoader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}: " if mark else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise RecipeError(f"{path}: {where}invalid YAML: {problem}") from None
+        raise BadInput(f"{path}: {where}invalid YAML: {problem}") from None
     if not isinstance(data, dict):
-        raise RecipeError(f"{path}: (top level): expected a mapping of recipe fields, got {type(data).__name__}")
+        raise BadInput(f"{path}: (top level): expected a mapping of recipe fields, got {type(data).__name__}")
     _expanded_values(data, str(path))
     return data
 
@@ -391,11 +391,11 @@ def parse_set_arguments(items: list[str]) -> list[tuple[str, Any]]:
     for item in items:
         key, sep, raw = item.partition("=")
         if not sep or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*", key):
-            raise RecipeError(f"--set {item!r}: expected KEY=VALUE with a dotted recipe key, e.g. train.iterations=20")
+            raise BadInput(f"--set {item!r}: expected KEY=VALUE with a dotted recipe key, e.g. train.iterations=20")
         try:
             value = yaml.load(raw, Loader=_SafeLoader) if raw else ""
         except yaml.YAMLError:
-            raise RecipeError(f"--set {key}: the value is not valid YAML") from None
+            raise BadInput(f"--set {key}: the value is not valid YAML") from None
         _expanded_values(value, f"--set {key}")
         pairs.append((key, value))
     return pairs
@@ -417,11 +417,11 @@ def load_recipe(path: Path, sets: list[str] | tuple[str, ...] = (), *, for_run: 
         try:
             set_dotted(data, key, value)
         except DottedKeyError as exc:
-            raise RecipeError(f"--set {exc}") from None
+            raise BadInput(f"--set {exc}") from None
     try:
         recipe = Recipe.model_validate(data)
     except ValidationError as exc:
-        raise RecipeError(_format_validation(path, exc)) from None
+        raise BadInput(_format_validation(path, exc)) from None
     loaded = LoadedRecipe(path=path.resolve(), recipe=recipe, data=data)
     loaded.check_paths(for_run=for_run)
     return loaded
@@ -455,8 +455,8 @@ class LoadedRecipe:
 
         try:
             return collect_config_files(self.config_path, self.path.parent)
-        except RecipeError as exc:
-            raise RecipeError(f"{self.path}: model.config: {exc}") from None
+        except BadInput as exc:
+            raise BadInput(f"{self.path}: model.config: {exc}") from None
 
     def check_overrides(self) -> None:
         """Every ``model.overrides`` key must exist in the loaded mmengine config with a value of
@@ -480,31 +480,31 @@ class LoadedRecipe:
             return
         except Exception as exc:  # a config mmengine cannot load is bad input, whatever the reason
             detail = str(exc).splitlines()[0] if str(exc) else ""
-            raise RecipeError(f"{self.path}: model.config: mmengine cannot load {self.config_path} ({exc.__class__.__name__}: {detail})") from None
+            raise BadInput(f"{self.path}: model.config: mmengine cannot load {self.config_path} ({exc.__class__.__name__}: {detail})") from None
         try:
             check_overrides(cfg, overrides)
         except OverrideError as exc:
-            raise RecipeError(f"{self.path}: model.overrides: {exc}") from None
+            raise BadInput(f"{self.path}: model.overrides: {exc}") from None
 
     def check_paths(self, *, for_run: bool) -> None:
         recipe = self.recipe
         if not self.config_path.is_file():
-            raise RecipeError(f"{self.path}: model.config: file {self.config_path} does not exist")
+            raise BadInput(f"{self.path}: model.config: file {self.config_path} does not exist")
         self.config_files()
         self.check_overrides()
         if not for_run:
             return
         if recipe.eval is not None and not self.resolve(recipe.eval.checkpoint).is_file():
-            raise RecipeError(f"{self.path}: eval.checkpoint: file {self.resolve(recipe.eval.checkpoint)} does not exist")
+            raise BadInput(f"{self.path}: eval.checkpoint: file {self.resolve(recipe.eval.checkpoint)} does not exist")
         if recipe.device.rank_table is not None:
             from harness.planning.ranktable import load_rank_table
 
             load_rank_table(self.resolve(recipe.device.rank_table), recipe.device, where=f"{self.path}: device.rank_table")
         pretrained = recipe.model.pretrained
         if pretrained and "://" not in pretrained and not self.resolve(pretrained).is_file():
-            raise RecipeError(f"{self.path}: model.pretrained: file {self.resolve(pretrained)} does not exist")
+            raise BadInput(f"{self.path}: model.pretrained: file {self.resolve(pretrained)} does not exist")
         if recipe.dataset.root is not None and not self.dataset_root().is_dir():
-            raise RecipeError(
+            raise BadInput(
                 f"{self.path}: dataset.root: folder {self.dataset_root()} does not exist "
                 "(expected a VOCdevkit folder holding VOC2012/: `harness data fetch --prepare` makes one in the "
                 "data home; or override with --set dataset.root=PATH)"

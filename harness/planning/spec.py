@@ -6,6 +6,25 @@ stored with a run and compared in tests without Docker.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from enum import Enum
+
+
+class PlanLayout(str, Enum):
+    """Where the worker sees its paths, as each executor class declares (``plan_layout``): this
+    host's own paths, the container's fixed ones, or this host's paths on a scheduler's nodes
+    (which are other machines). The values are the words plans were built with."""
+
+    HOST = "local"
+    CONTAINER = "docker"
+    SCHEDULED = "slurm"
+
+    @property
+    def in_container(self) -> bool:
+        return self is PlanLayout.CONTAINER
+
+    @property
+    def on_this_host(self) -> bool:
+        return self is not PlanLayout.SCHEDULED
 
 
 @dataclass(frozen=True)

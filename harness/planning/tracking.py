@@ -11,7 +11,7 @@ import importlib.util
 from pathlib import PurePosixPath
 from typing import Any
 
-from harness.core.errors import EnvironmentNotReady, RecipeError
+from harness.core.errors import EnvironmentNotReady, BadInput
 
 EXTRA_HINT = "pip install 'pspnet-repro[tracking]'"
 RUN_ID_TAG = "harness.run_id"  # the tag by which `harness export mlflow` finds a run's MLflow run
@@ -76,7 +76,7 @@ def check_tracking(recipe, where: str, *, worker_here: bool, in_container: bool)
     if worker_here:
         require_installed(list(tracking.backends), tracking.mlflow_uri, where)
     if in_container and tracking.mlflow_uri and local_store_path(tracking.mlflow_uri) is not None:
-        raise RecipeError(
+        raise BadInput(
             f"{where}: tracking.mlflow_uri {tracking.mlflow_uri!r}: a container cannot reach a store on the host's "
             "disk; give a tracking server (http://HOST:PORT), or run with --executor local"
         )

@@ -10,7 +10,7 @@ from pathlib import Path
 
 
 from harness.core.fileio import write_json_atomic, write_text_atomic
-from harness.planning.recipe import METRICS, PublishedRow, Recipe, RecipeError, load_recipe
+from harness.planning.recipe import METRICS, PublishedRow, Recipe, BadInput, load_recipe
 from harness.planning.shipped import RECIPES_DIR
 from harness.planning.stored_recipe import recipe_of
 from harness.results.run_result import build_result
@@ -84,7 +84,7 @@ def shipped_recipes(recipes_dir: Path) -> list[Recipe]:
         if path.is_file():
             try:
                 recipes.append(load_recipe(path).recipe)
-            except RecipeError:
+            except BadInput:
                 continue
     return recipes
 

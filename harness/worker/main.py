@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 from contextlib import nullcontext
 from pathlib import Path
 
+from harness.core.errors import BadInput
 from harness.store.job import Job
 from harness.store.provenance import host_provenance
 from harness.worker import device_info
@@ -144,7 +144,6 @@ def main(argv: list[str] | None = None) -> int:
 
     install_from_environment()  # die with the harness that runs us (harness.store.lifeline)
     if not args.job.is_file():
-        print(f"harness.worker: error: {args.job}: job file does not exist", file=sys.stderr)
-        return 2
+        raise BadInput(f"{args.job}: job file does not exist")
     job = Job.read(args.job)
     return run_job(job, args.job)

@@ -23,6 +23,7 @@ from pathlib import PurePosixPath
 from typing import Any
 
 from harness.core.errors import BadInput
+from harness.planning.spec import PlanLayout
 from harness.store.records import DamagedRecord, JobRecord, PlanRecord, RunStatus
 
 _SHOWN = 80
@@ -75,7 +76,7 @@ def _bind_source_under(container: dict | None, prefix: str) -> str | None:
     return None
 
 
-def recorded_inputs(plan: PlanRecord, recipe, layout: str):
+def recorded_inputs(plan: PlanRecord, recipe, layout: PlanLayout):
     """The machine facts of the recorded plan, as the ``PlanInputs`` they were planned from."""
     from harness.planning.backends.npu import OPTIONAL_HOST_PATHS
     from harness.planning.plan import (CONTAINER_DATA_DIR, CONTAINER_INPUTS_DIR, CONTAINER_RUN_DIR, CONTAINER_USER,
@@ -84,7 +85,7 @@ def recorded_inputs(plan: PlanRecord, recipe, layout: str):
 
     job = plan.job
     container = plan.container
-    if layout == "local":
+    if not PlanLayout(layout).in_container:
         run_dir = str(PurePosixPath(job.work_dir).parent)
         dataset_dir = str(PurePosixPath(job.data_root).parent)
         pretrained = job.pretrained if recipe.model.pretrained and "://" not in recipe.model.pretrained else None

@@ -13,7 +13,7 @@ from harness.core.errors import first_problem
 from harness.data.manifest import sha256_file
 from harness.evidence.ingest.discover import Source, discover, read_head
 from harness.evidence.ingest.errors import IngestError
-from harness.planning.recipe import Recipe, RecipeError, load_recipe_data
+from harness.planning.recipe import Recipe, BadInput, load_recipe_data
 from harness.planning.shipped import RECIPES_DIR
 from harness.results.logs import LogParseError, LogResult, parse_logs
 
@@ -36,7 +36,7 @@ class Prepared:
 def _shipped_reference(name: str) -> dict | None:
     try:
         data = load_recipe_data(RECIPES_DIR / f"{name}.yaml")
-    except RecipeError:
+    except BadInput:
         return None
     reference = data.get("reference")
     return dict(reference) if isinstance(reference, dict) else None
@@ -46,7 +46,7 @@ def _mmseg_reference(kind: str) -> dict:
     if kind != "cpu":
         try:
             data = load_recipe_data(RECIPES_DIR / "gpu_full_8p.yaml")
-        except RecipeError:
+        except BadInput:
             data = {}
         for row in data.get("published") or []:
             if isinstance(row, dict) and row.get("label") == "mmsegmentation":
