@@ -6,7 +6,7 @@ record is validated every time it is read: a damaged file (bad JSON, wrong shape
 this harness does not know raises ``DamagedRecord`` naming the file and the field.
 
 Version 0 is the layout written before records were versioned (no ``schema_version``; a
-``result.json`` with ``"version": 1``): it has the same fields, and ``migrate`` lifts it to 1.
+``result.json`` with ``"version": 1``): it has the same fields, and ``Record.migrate`` lifts it to 1.
 
 The JSON schemas of these models are published under ``docs/schemas/`` (``harness schema``), so
 other tools can read run folders without importing the harness.
@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from harness.core.errors import BadInput, first_problem
 
@@ -29,13 +29,30 @@ class DamagedRecord(BadInput):
     """A run-folder record that is missing, not JSON, of the wrong shape or of an unknown version."""
 
 
-class Record(BaseModel):
-    """A run-folder JSON file. Unknown extra fields are kept (a newer harness of the same schema
-    version may add optional fields), but every known field is validated."""
+class Strict(BaseModel):
+    """A part of a record: a field it does not know is refused, like the record's own."""
 
-    model_config = ConfigDict(extra="allow", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid")
+
+
+class Record(Strict):
+    """A run-folder JSON file. A field the model does not know is refused, so that everything the
+    harness writes is typed and in the published schema (docs/schemas/)."""
+
+    model_config = ConfigDict(validate_assignment=True)
     FILE: ClassVar[str] = ""
+    V0_ONLY: ClassVar[tuple[str, ...]] = ()  # fields of the version-0 layout that version 1 dropped
     schema_version: Literal[1] = SCHEMA_VERSION
+
+    @model_validator(mode="before")
+    @classmethod
+    def migrate(cls, data: Any) -> Any:
+        """Lift a record of the version-0 layout (no ``schema_version``) to ``SCHEMA_VERSION``, on
+        every read, whoever reads it."""
+        if isinstance(data, dict) and "schema_version" not in data:
+            data = {key: value for key, value in data.items() if key not in cls.V0_ONLY}
+            data["schema_version"] = SCHEMA_VERSION
+        return data
 
 
 # ---------------------------------------------------------------------------------------------
@@ -62,14 +79,14 @@ class RunStatus(Record):
     last_lines: list[str] = Field(default_factory=list)
     ingested: bool = False
     source: str | None = None
+    slurm_job_id: str | None = None  # the batch job that runs the attempt (harness.executors.slurm)
 
 
 # ---------------------------------------------------------------------------------------------
 # job.json and plan.json
 
 
-class TrainSettingsRecord(BaseModel):
-    model_config = ConfigDict(extra="allow")
+class TrainSettingsRecord(Strict):
     batch_per_device: int
     iterations: int
     log_interval: int
@@ -80,6 +97,19 @@ class TrainSettingsRecord(BaseModel):
     amp: bool
     lr: float | None = None
     seed: int | None = 0
+    amp_dtype: str | None = None
+    channels_last: bool = False
+    cudnn_benchmark: bool | None = None
+
+
+class JobTracking(Strict):
+    """Where the worker streams its curves (``harness.planning.tracking.job_tracking``)."""
+
+    backends: list[str]
+    mlflow_uri: str | None = None
+    experiment: str
+    run_id: str
+    recipe: str
 
 
 class JobRecord(Record):
@@ -98,18 +128,49 @@ class JobRecord(Record):
     checkpoint: str | None = None
     overrides: dict[str, Any] = Field(default_factory=dict)
     resume: bool = False
-    tracking: dict[str, Any] | None = None  # the recipe's tracking section as the worker applies it
+    tracking: JobTracking | None = None  # the recipe's tracking section as the worker applies it
 
     @classmethod
     def from_job(cls, job) -> "JobRecord":
         return cls.model_validate(job.to_dict())
 
 
-class LaunchRecord(BaseModel):
-    model_config = ConfigDict(extra="allow")
+class LaunchRecord(Strict):
     argv: list[str]
     environment: dict[str, str] = Field(default_factory=dict)
     world_size: int = 1
+
+
+class NodeLaunchRecord(Strict):
+    """One node's torchrun and environment (``harness.planning.launch.NodeLaunch``)."""
+
+    node_rank: int
+    argv: list[str]
+    environment: dict[str, str] = Field(default_factory=dict)
+    hostname: str | None = None
+    setup: list[str] = Field(default_factory=list)
+
+
+class RendezvousRecord(Strict):
+    """Where a node learns the master's address and its rank (``harness.planning.launch.Rendezvous``)."""
+
+    name: str
+    master_addr: str
+    master_port: str
+    node_rank: str | None = None
+    setup: list[str] = Field(default_factory=list)
+    source: str = ""
+
+
+class PlanNodes(Strict):
+    """A multi-node plan's nodes (``harness.planning.plan.describe_nodes``)."""
+
+    count: int
+    nproc_per_node: int
+    world_size: int
+    master_port: int | None = None
+    launches: list[NodeLaunchRecord]
+    rendezvous: dict[str, RendezvousRecord]  # by scheduler
 
 
 class PlanRecord(Record):
@@ -128,6 +189,9 @@ class PlanRecord(Record):
     container: dict[str, Any] | None = None
     config_changes: dict[str, Any] = Field(default_factory=dict)
     executor_options: dict[str, str] = Field(default_factory=dict)  # the executor's constructor options
+    master_port: int | None = None  # multi-rank rendezvous; None for one rank
+    nodes: PlanNodes | None = None  # multi-node plans only
+    recipe: str | None = None  # the recipe file, in plans for Kubernetes (elsewhere recipe_source.json)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -150,10 +214,9 @@ class RecipeSourceRecord(Record):
     path: str
 
 
-class ImageRecord(BaseModel):
+class ImageRecord(Strict):
     """The container image a run used: the tag asked for, its ID and the harness inside it."""
 
-    model_config = ConfigDict(extra="allow")
     tag: str
     image_id: str | None = None
     harness_version: str | None = None
@@ -192,7 +255,7 @@ class ProvenanceRecord(HostFacts):
     ingested_by: dict[str, Any] | None = None
 
 
-class OptimWrapperUsed(BaseModel):
+class OptimWrapperUsed(Strict):
     """The optimizer wrapper asked for and the one the Runner built (mmengine forces AMP on SoCs
     older than 910B whatever the config says)."""
 
@@ -220,20 +283,27 @@ class WorkerEnvRecord(HostFacts):
 # result.json
 
 
-class Metrics(BaseModel):
-    model_config = ConfigDict(extra="allow")
+class Metrics(Strict):
     aAcc: float | None = None
     mIoU: float | None = None
     mAcc: float | None = None
 
 
-class DeviceCount(BaseModel):
+class DeviceCount(Strict):
     kind: str
     count: int
 
 
-class ReferenceRow(BaseModel):
-    model_config = ConfigDict(extra="allow")
+class ToleranceRecord(Strict):
+    """How far a number may be from the reference (``harness.planning.recipe.Tolerance``)."""
+
+    fps_ratio: float
+    accuracy_points: float
+    warn_points: float
+    seed_spread_points: float | None = None  # absent in run folders older than ``harness run --repeat``
+
+
+class ReferenceRow(Strict):
     label: str
     source: str | None = None
     conditions: str | None = None
@@ -242,9 +312,10 @@ class ReferenceRow(BaseModel):
     mIoU: float | None = None
     mAcc: float | None = None
     compare: str = "best"
+    tolerance: ToleranceRecord | None = None
 
 
-class TrainPoint(BaseModel):
+class TrainPoint(Strict):
     iter: int
     lr: float | None = None
     time: float | None = None
@@ -252,7 +323,7 @@ class TrainPoint(BaseModel):
     loss: float | None = None
 
 
-class Evaluation(BaseModel):
+class Evaluation(Strict):
     iteration: int | None = None
     aAcc: float | None = None
     mIoU: float | None = None
@@ -260,7 +331,7 @@ class Evaluation(BaseModel):
     source: str | None = None
 
 
-class Verdict(BaseModel):
+class Verdict(Strict):
     metric: str
     status: str
     measured: float | None = None
@@ -268,8 +339,7 @@ class Verdict(BaseModel):
     reason: str = ""
 
 
-class ResultProvenance(BaseModel):
-    model_config = ConfigDict(extra="allow")
+class ResultProvenance(Strict):
     log_files: list[str] = Field(default_factory=list)
     dataset_fingerprint: str | None = None
     dataset_check: str | None = None
@@ -283,6 +353,7 @@ class RunResult(Record):
     against the recipe's reference. Rebuilt from the stored logs at any time."""
 
     FILE: ClassVar[str] = "result.json"
+    V0_ONLY: ClassVar[tuple[str, ...]] = ("version",)
     run_id: str
     recipe: str
     mode: str
@@ -323,7 +394,7 @@ class RunResult(Record):
 # group.json (results/groups/<group-id>/): the runs of one `harness run --repeat N`
 
 
-class GroupMember(BaseModel):
+class GroupMember(Strict):
     """One seed of a group: its run (None when it never got a run folder) and how it ended."""
 
     seed: int
@@ -355,7 +426,7 @@ class GroupRecord(Record):
 # bundle.json: the manifest at the top of a ``harness bundle`` tarball (not a run-folder file)
 
 
-class BundleFile(BaseModel):
+class BundleFile(Strict):
     """One file of a bundle: its path inside the tarball, size in bytes and sha256."""
 
     path: str
@@ -363,7 +434,7 @@ class BundleFile(BaseModel):
     sha256: str
 
 
-class ImageLockRef(BaseModel):
+class ImageLockRef(Strict):
     """The package locks of the run's device kind (``docker/<kind>/requirements-*.lock``), bundled
     under ``context/<run-id>/locks/``, and their digest (``harness.executors.images.lock_digest``)."""
 
@@ -402,16 +473,6 @@ RECORD_FILES = {model.FILE for model in RECORDS.values()}
 # Reading: JSON text -> model, with the migration from version 0
 
 
-def migrate(model: type[Record], data: dict) -> dict:
-    """Lift a record of an older layout to ``SCHEMA_VERSION`` (returns a new dict)."""
-    data = dict(data)
-    if "schema_version" not in data:  # version 0: the same fields, no version
-        if model is RunResult:
-            data.pop("version", None)
-        data["schema_version"] = SCHEMA_VERSION
-    return data
-
-
 def _where(error: ValidationError) -> str:
     return f"field {first_problem(error)}"
 
@@ -442,7 +503,7 @@ def parse_record(model: type[Record], text: str, *, where: str) -> Record:
             "unversioned layout 0); use the harness that wrote it"
         )
     try:
-        return model.model_validate(migrate(model, data))
+        return model.model_validate(data)
     except ValidationError as exc:
         raise DamagedRecord(f"{where}: damaged record: {_where(exc)}") from None
 
