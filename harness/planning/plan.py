@@ -4,7 +4,7 @@ the host's facts (a free rendezvous port included) come in ``PlanInputs``.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import PurePosixPath
 
 from harness.planning.backends import cpu as cpu_backend
@@ -170,21 +170,7 @@ def build_job(recipe: Recipe, inputs: PlanInputs, executor: Executor) -> Job:
         config=str(run / CONFIGS_DIR / inputs.config_name),
         work_dir=str(run / WORK_DIR),
         data_root=str(PurePosixPath(paths["data"]) / "VOC2012"),
-        train=TrainSettings(
-            batch_per_device=train.batch_per_device,
-            iterations=train.iterations,
-            log_interval=train.log_interval,
-            val_interval=train.val_interval,
-            checkpoint_interval=train.checkpoint_interval,
-            workers_per_device=train.workers_per_device,
-            norm=train.norm,
-            amp=train.amp,
-            lr=train.lr,
-            seed=train.seed,
-            amp_dtype=train.amp_dtype,
-            channels_last=train.channels_last,
-            cudnn_benchmark=train.cudnn_benchmark,
-        ),
+        train=TrainSettings(**train.model_dump(include={f.name for f in fields(TrainSettings)})),
         pretrained=pretrained,
         checkpoint=paths["checkpoint"],
         overrides=dict(recipe.model.overrides),
