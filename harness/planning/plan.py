@@ -16,6 +16,7 @@ from harness.planning.recipe import Recipe
 from harness.planning.spec import BindMount, ContainerSpec, LaunchSpec
 from harness.planning.tracking import job_tracking
 from harness.store.job import JOB_FILE, Job, TrainSettings
+from harness.store.layout import CONFIGS_DIR, WORK_DIR
 
 Executor = str  # an executor name; the layout of its paths is PlanLayout ("local" or "docker")
 
@@ -25,8 +26,6 @@ CONTAINER_INPUTS_DIR = "/workspace/inputs"
 CONTAINER_USER = "1000:1000"
 MASTER_ADDR = "127.0.0.1"
 DEFAULT_MASTER_PORT = 29500  # torchrun's; a plan for a real run gets a probed free port instead
-CONFIGS_DIR = "configs"
-WORK_DIR = "work_dir"
 
 # Data loader workers share memory through /dev/shm; Docker's 64 MB default kills them.
 SHM_PER_DEVICE_GB = {"cpu": 1, "gpu": 4, "npu": 4}

@@ -26,6 +26,8 @@ from harness.core.fileio import write_text_atomic
 from harness.core.flocks import lock_conflicts
 from harness.core.scratch import Scratch
 from harness.core.untrusted import ArchiveLimits, copy_tree_bounded
+from harness.store.layout import (LOCK_FILE, LOG_FILE, NODE_LOG, NODES_DIR, PLOTS_DIR, RECIPE_FILE, RESOLVED_CONFIG,
+                                   TRAINER_LOCK_FILE, WORK_DIR)
 from harness.store.records import (STATES, DamagedRecord, DatasetRecord, GroupRecord, JobRecord, OptimWrapperUsed,
                                     PlanRecord, ProvenanceRecord, RecipeSourceRecord, Record, RunResult, RunStatus,
                                     WorkerEnvRecord, dump_record, parse_record)
@@ -43,10 +45,6 @@ CHECKPOINT_SUFFIX = ".pth"
 INCOMING = ".incoming"  # scratch folders in runs/ while a run is copied in (harness.core.scratch)
 RUN_ID_PATTERN = re.compile(r"^[0-9]{8}T[0-9]{6}Z-[A-Za-z0-9_.-]{1,64}-[0-9a-f]{6}$")
 GROUP_ID_PATTERN = re.compile(r"^g[0-9]{8}T[0-9]{6}Z-[A-Za-z0-9_.-]{1,64}-[0-9a-f]{6}$")
-RESOLVED_CONFIG = "resolved_config.py"  # written by the worker (harness.worker.main.RESOLVED_CONFIG)
-LOCK_FILE = ".lock"  # held (exclusive) by the harness attempt running the run
-TRAINER_LOCK_FILE = ".trainer.lock"  # held (shared) by every live worker process of the run
-RECIPE_FILE = "recipe.yaml"
 __all__ = ["RunDir", "RunStore", "GroupDir", "GroupStore", "RunStoreError", "RunBusy", "DamagedRecord", "RunLock", "STATES", "utc_now"]
 
 R = TypeVar("R", bound=Record)
@@ -126,10 +124,10 @@ class RunDir:
         return self.path.name
 
     recipe_file = property(lambda self: self.path / RECIPE_FILE)
-    log_file = property(lambda self: self.path / "train.log")
-    nodes_dir = property(lambda self: self.path / "nodes")  # multi-node runs: every node's own log
-    work_dir = property(lambda self: self.path / "work_dir")
-    plots_dir = property(lambda self: self.path / "plots")  # drawn by the commands that record the run
+    log_file = property(lambda self: self.path / LOG_FILE)
+    nodes_dir = property(lambda self: self.path / NODES_DIR)
+    work_dir = property(lambda self: self.path / WORK_DIR)
+    plots_dir = property(lambda self: self.path / PLOTS_DIR)
     lock_file = property(lambda self: self.path / LOCK_FILE)
     trainer_lock_file = property(lambda self: self.path / TRAINER_LOCK_FILE)
 
@@ -139,7 +137,7 @@ class RunDir:
     result_file = property(lambda self: self.record_path(RunResult))
 
     def node_log_file(self, node: int) -> Path:
-        return self.nodes_dir / f"node-{node}.log"
+        return self.nodes_dir / NODE_LOG.format(node=node)
 
     def record_path(self, model: type[Record]) -> Path:
         return self.path / model.FILE

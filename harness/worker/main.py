@@ -16,7 +16,7 @@ from harness.store.provenance import host_provenance
 from harness.worker import device_info
 from harness.worker.checkpoints import install_atomic_local_backend, pick_resume_checkpoint
 
-RESOLVED_CONFIG = "resolved_config.py"
+from harness.store.layout import RESOLVED_CONFIG
 CANN_VERSION_FILES = (
     "/usr/local/Ascend/ascend-toolkit/latest/version.cfg",
     "/usr/local/Ascend/driver/version.info",

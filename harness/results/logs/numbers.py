@@ -12,6 +12,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from harness.store.layout import WORK_DIR
+
 from .registry import parse_logs
 
 SCALARS = ("iterations", "max_iters", "mean_iter_time_s", "fps", "fps_seed_definition",
@@ -30,7 +32,7 @@ def run_log_paths(source: Path | str | Sequence[Path | str]) -> list[Path]:
         source = [source]
     out = []
     for item in map(Path, source):
-        work_dir = item / "work_dir"
+        work_dir = item / WORK_DIR
         out.append(work_dir if item.is_dir() and work_dir.is_dir() else item)
     return out
 
