@@ -78,5 +78,5 @@ def build_result(run: RunDir, recipe: Recipe, world_size: int, **provenance) -> 
         result["provenance"]["log_files"] = data["files"]
     metrics = (result.get(compared) or {}) if parsed is not None else {}
     result["compared"] = compared
-    result["verdicts"] = [v.to_dict() for v in judge_all(result.get("fps"), metrics, recipe.reference)]
+    result["verdicts"] = [v.model_dump() for v in judge_all(result.get("fps"), metrics, recipe.reference)]
     return RunResult.model_validate(result)

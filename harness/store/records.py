@@ -332,8 +332,10 @@ class Evaluation(Strict):
 
 
 class Verdict(Strict):
+    """A measured number against the reference's (``harness.results.verdict`` judges them)."""
+
     metric: str
-    status: str
+    status: str  # PASS | WARN | FAIL | MISSING | NONE
     measured: float | None = None
     reference: float | None = None
     reason: str = ""
