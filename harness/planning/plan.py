@@ -95,7 +95,7 @@ class Plan:
         data["launch"] = self.launch.to_dict()
         data["container"] = self.container.to_dict() if self.container else None
         for key in ("nodes", "nproc_per_node", "python", "worker", "node_environment", "node_launches"):
-            del data[key]  # a one-node plan reads as it always has (and its rendezvous port)
+            del data[key]  # a one-node plan records no node fields; a multi-node one has them under nodes
         if not self.executor_options:
             del data["executor_options"]
         if self.nodes > 1:
