@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.core.fileio import write_text_atomic
-from harness.store.records import DamagedRecord, JobRecord, dump_record, parse_record
+from harness.store.records import DamagedRecord, JobRecord, dump_record, read_record
 
 JOB_FILE = JobRecord.FILE  # where the harness writes the job in a run folder
 
@@ -64,9 +64,7 @@ class Job:
     @classmethod
     def read(cls, path: Path) -> "Job":
         """The job of a job.json (a run folder's, as the worker sees it); damage is one line."""
-        path = Path(path)
-        try:
-            text = path.read_text()
-        except OSError as exc:
-            raise DamagedRecord(f"{path}: unreadable ({exc.__class__.__name__})") from None
-        return cls.from_dict(parse_record(JobRecord, text, where=str(path)).model_dump(exclude={"schema_version"}))
+        record = read_record(JobRecord, Path(path))
+        if record is None:
+            raise DamagedRecord(f"{path}: missing (the worker's job)")
+        return cls.from_dict(record.model_dump(exclude={"schema_version"}))

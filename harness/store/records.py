@@ -14,6 +14,7 @@ other tools can read run folders without importing the harness.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -508,6 +509,17 @@ def parse_record(model: type[Record], text: str, *, where: str) -> Record:
         return model.model_validate(data)
     except ValidationError as exc:
         raise DamagedRecord(f"{where}: damaged record: {_where(exc)}") from None
+
+
+def read_record(model: type[Record], path: Path) -> Record | None:
+    """The record in ``path``, None when the file does not exist; DamagedRecord when it cannot be read."""
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DamagedRecord(f"{path}: unreadable ({exc.__class__.__name__})") from None
+    return parse_record(model, text, where=str(path))
 
 
 def dump_record(record: Record) -> str:

@@ -30,7 +30,7 @@ from harness.store.layout import (LOCK_FILE, LOG_FILE, NODE_LOG, NODES_DIR, PLOT
                                    TRAINER_LOCK_FILE, WORK_DIR)
 from harness.store.records import (STATES, DamagedRecord, DatasetRecord, GroupRecord, JobRecord, OptimWrapperUsed,
                                     PlanRecord, ProvenanceRecord, RecipeSourceRecord, Record, RunResult, RunStatus,
-                                    WorkerEnvRecord, dump_record, parse_record)
+                                    WorkerEnvRecord, dump_record, read_record)
 
 RUNS_DIR = "runs"
 GROUPS_DIR = "groups"
@@ -91,16 +91,6 @@ class RunLock:
         self.release()
 
 
-def lock_held(path: Path) -> bool:
-    """Whether some process holds an flock on ``path`` that conflicts with a shared one."""
-    return lock_conflicts(path)
-
-
-def trainer_alive(path: Path) -> bool:
-    """Whether a worker process still holds its shared lock on ``path`` (.trainer.lock)."""
-    return lock_conflicts(path, exclusive=True)
-
-
 @dataclass(frozen=True)
 class RunRecords:
     """What one run folder holds, read once (``RunDir.records``)."""
@@ -146,14 +136,7 @@ class RunDir:
 
     def read(self, model: type[R]) -> R | None:
         """The record, None when its file does not exist; DamagedRecord when it cannot be read."""
-        path = self.record_path(model)
-        try:
-            text = path.read_text()
-        except FileNotFoundError:
-            return None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise DamagedRecord(f"{path}: unreadable ({exc.__class__.__name__})") from None
-        return parse_record(model, text, where=str(path))  # type: ignore[return-value]
+        return read_record(model, self.record_path(model))  # type: ignore[return-value]
 
     def require(self, model: type[R]) -> R:
         record = self.read(model)
@@ -258,11 +241,11 @@ class RunDir:
 
     def is_live(self) -> bool:
         """A harness process holds the run's lock (so it is being run right now)."""
-        return lock_held(self.lock_file)
+        return lock_conflicts(self.lock_file)  # some process holds a lock that conflicts with a shared one
 
     def trainer_alive(self) -> bool:
         """A worker of this run is still alive (it holds the trainer lock)."""
-        return trainer_alive(self.trainer_lock_file)
+        return lock_conflicts(self.trainer_lock_file, exclusive=True)  # a worker holds its shared lock
 
     def effective_state(self, status: RunStatus | None = None) -> str:
         """The recorded state (``status``, when already read), except that a 'running' run whose
@@ -410,13 +393,10 @@ class GroupDir:
         return RunLock(self.lock_file).acquire(f"group {self.group_id}")
 
     def read(self) -> GroupRecord:
-        try:
-            text = self.record_file.read_text()
-        except FileNotFoundError:
-            raise DamagedRecord(f"{self.record_file}: missing (every group folder has one)") from None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise DamagedRecord(f"{self.record_file}: unreadable ({exc.__class__.__name__})") from None
-        return parse_record(GroupRecord, text, where=str(self.record_file))  # type: ignore[return-value]
+        record = read_record(GroupRecord, self.record_file)
+        if record is None:
+            raise DamagedRecord(f"{self.record_file}: missing (every group folder has one)")
+        return record  # type: ignore[return-value]
 
     def write(self, record: GroupRecord) -> None:
         record.updated = utc_now()
@@ -468,7 +448,7 @@ class GroupStore:
 def record_optim_wrapper(run_path: Path, requested: str, used: str) -> None:
     """Add the optimizer wrapper the Runner really built to ``worker_env.json``."""
     path = Path(run_path) / WorkerEnvRecord.FILE
-    record = parse_record(WorkerEnvRecord, path.read_text(), where=str(path)) if path.is_file() else WorkerEnvRecord()
+    record = read_record(WorkerEnvRecord, path) or WorkerEnvRecord()
     used_wrapper = OptimWrapperUsed(requested=requested, used=used, changed_by_mmengine=requested != used)
     write_text_atomic(path, dump_record(record.model_copy(update={"optim_wrapper": used_wrapper})))
 
