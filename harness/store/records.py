@@ -17,9 +17,11 @@ import json
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, create_model, model_validator
+from pydantic.dataclasses import dataclass as pydantic_dataclass
 
 from harness.core.errors import BadInput, first_problem
+from harness.core.fileio import write_text_atomic
 
 SCHEMA_VERSION = 1
 STATES = ("created", "running", "succeeded", "failed", "interrupted")
@@ -87,7 +89,10 @@ class RunStatus(Record):
 # job.json and plan.json
 
 
-class TrainSettingsRecord(Strict):
+@pydantic_dataclass(config=ConfigDict(extra="forbid"))
+class TrainSettings:
+    """The recipe's training settings as the worker applies them (``harness.planning.recipe.Train``)."""
+
     batch_per_device: int
     iterations: int
     log_interval: int
@@ -113,10 +118,12 @@ class JobTracking(Strict):
     recipe: str
 
 
-class JobRecord(Record):
-    """The worker's input (``harness.store.job.Job``); paths are the worker's (container paths under Docker)."""
+@pydantic_dataclass(frozen=True, config=ConfigDict(extra="forbid"))
+class Job:
+    """The worker's input: everything the training process needs, as seen from where it runs. The
+    host writes it to ``job.json`` (``JobRecord``: these fields and the record's version); the worker
+    (locally or in a container) reads it. Paths are the worker's (container paths under Docker)."""
 
-    FILE: ClassVar[str] = "job.json"
     recipe_name: str
     mode: str
     device_kind: str
@@ -124,16 +131,37 @@ class JobRecord(Record):
     config: str
     work_dir: str
     data_root: str
-    train: TrainSettingsRecord
+    train: TrainSettings
     pretrained: str | None = None
     checkpoint: str | None = None
     overrides: dict[str, Any] = Field(default_factory=dict)
     resume: bool = False
     tracking: JobTracking | None = None  # the recipe's tracking section as the worker applies it
 
+    def to_dict(self) -> dict:
+        return TypeAdapter(Job).dump_python(self)
+
     @classmethod
-    def from_job(cls, job) -> "JobRecord":
+    def from_dict(cls, data: dict) -> "Job":
+        return cls(**data)
+
+    def write(self, path: Path) -> None:
+        write_text_atomic(Path(path), dump_record(JobRecord.from_job(self)))
+
+
+class _JobFile(Record):
+    FILE: ClassVar[str] = "job.json"
+
+    @classmethod
+    def from_job(cls, job: Job) -> "JobRecord":
         return cls.model_validate(job.to_dict())
+
+    def job(self) -> Job:
+        return Job.from_dict(self.model_dump(exclude={"schema_version"}))
+
+
+JobRecord = create_model("JobRecord", __base__=_JobFile, __doc__=Job.__doc__,
+                         **{name: (info.annotation, info) for name, info in Job.__pydantic_fields__.items()})
 
 
 class LaunchRecord(Strict):

@@ -11,7 +11,7 @@ import sys
 from contextlib import nullcontext
 from pathlib import Path
 
-from harness.store.job import Job
+from harness.store.job import Job, read_job
 from harness.store.provenance import host_provenance
 from harness.worker import device_info
 from harness.worker.checkpoints import install_atomic_local_backend, pick_resume_checkpoint
@@ -146,5 +146,5 @@ def main(argv: list[str] | None = None) -> int:
     if not args.job.is_file():
         print(f"harness.worker: error: {args.job}: job file does not exist", file=sys.stderr)
         return 2
-    job = Job.read(args.job)
+    job = read_job(args.job)
     return run_job(job, args.job)
