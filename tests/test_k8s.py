@@ -290,3 +290,15 @@ def test_node_script_keeps_the_run_folder_in_the_run_store_layout(tmp_path):
     assert imported.stdout.strip() == f"{run_dir}: imported run {run_id} (failed)"
     [mine] = RunStore(tmp_path / "mine").all()
     assert mine.effective_state() == "failed" and mine.result().parse_error  # the stand-in torchrun trained nothing
+
+
+def test_the_pods_status_json_is_every_field_of_the_run_status_model(tmp_path):
+    from harness.k8s.run_files import _status_writer
+    from harness.store.records import RunStatus
+
+    script = f'{_status_writer(str(tmp_path), "kubernetes/volcano", "smoke_cpu_2node")}\nCREATED=2026-12-01T00:00:00Z\nstatus failed 3\n'
+    subprocess.run(["sh", "-c", script], check=True)
+    text = (tmp_path / "status.json").read_text()
+    assert sorted(json.loads(text)) == sorted(RunStatus.model_fields)
+    status = RunStatus.model_validate_json(text)
+    assert (status.state, status.exit_code, status.executor, status.created) == ("failed", 3, "kubernetes/volcano", "2026-12-01T00:00:00Z")

@@ -47,6 +47,44 @@ def test_committed_schemas_equal_the_generated_ones(tmp_path):
     assert run_cli("schema", "Nope").returncode == 2
 
 
+def _fields_missing_from(schema: dict, data, node: dict | None = None, where: str = "") -> list[str]:
+    """The keys of ``data`` (nested objects and lists of them included) that ``schema`` does not declare."""
+    node = schema if node is None else node
+    if "$ref" in node:
+        node = schema["$defs"][node["$ref"].rsplit("/", 1)[-1]]
+    for option in node.get("anyOf", []):
+        if option.get("type") != "null":
+            return _fields_missing_from(schema, data, option, where)
+    if isinstance(data, list):
+        return [m for i, item in enumerate(data) for m in _fields_missing_from(schema, item, node.get("items", {}), f"{where}[{i}]")]
+    if not isinstance(data, dict) or "properties" not in node:
+        return []
+    missing = []
+    for key, value in data.items():
+        if key in node["properties"]:
+            missing += _fields_missing_from(schema, value, node["properties"][key], f"{where}.{key}")
+        else:
+            missing.append(f"{where}.{key}")
+    return missing
+
+
+@pytest.mark.parametrize("recipe, sets", [
+    ("gpu_perf_8p", ["tracking={backends: [tensorboard, mlflow], mlflow_uri: 'http://mlflow.lan:5000'}"]),
+    ("smoke_cpu", []),
+])
+def test_every_field_of_a_real_job_json_is_in_its_schema(recipe, sets):
+    from harness.planning.plan import PlanInputs, build_plan
+    from harness.planning.recipe import load_recipe
+    from harness.store.records import JobRecord, dump_record
+
+    plan = build_plan(load_recipe(RECIPES / f"{recipe}.yaml", sets).recipe,
+                      PlanInputs(run_dir="/r/runs/R", dataset_dir="/d", config_name="c.py"), "local")
+    written = json.loads(dump_record(JobRecord.model_validate(plan.job.to_dict())))  # job.json as the harness writes it
+    assert written["train"] and (written["tracking"] or not sets)
+    schema = json.loads((REPO / "docs" / "schemas" / "job.schema.json").read_text())
+    assert _fields_missing_from(schema, written) == []
+
+
 def test_the_unversioned_example_run_migrates(tmp_path):
     (run,) = example_store(tmp_path, "smoke_cpu")
     assert "schema_version" not in json.loads((run.path / "result.json").read_text())

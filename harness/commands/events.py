@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from harness.core.errors import EXIT_OK, EXIT_RUN_FAILED, BadInput
+from harness.store.layout import WORK_DIR
 
 
 def register(subparsers) -> None:
@@ -39,7 +40,7 @@ def _check(path: Path) -> tuple[int, list[str]]:
         raise BadInput(f"{path}: no such file or folder")
     if (path / FILE_NAME).exists():
         return 1, check_stream(path / FILE_NAME)
-    work_dir = path / "work_dir" if (path / "work_dir").is_dir() else path
+    work_dir = path / WORK_DIR if (path / WORK_DIR).is_dir() else path
     checked, failures = check_run(work_dir)
     if not checked:
         raise BadInput(f"{path}: holds no event stream ({FILE_NAME}, expected in work_dir/<timestamp>/)")

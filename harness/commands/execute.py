@@ -36,6 +36,7 @@ from harness.planning.plan import CONFIGS_DIR, CONTAINER_USER, CPU_THREADS_VARIA
 from harness.planning.recipe import LoadedRecipe
 from harness.planning.stored_recipe import loaded_recipe_of
 from harness.results.run_result import build_result
+from harness.store.layout import RECIPE_FILE
 from harness.store.provenance import host_provenance
 from harness.store.records import (DatasetRecord, ImageRecord, JobRecord, ProvenanceRecord, RecipeSourceRecord,
                                     RunStatus)
@@ -186,7 +187,7 @@ def prepare_run(loaded: LoadedRecipe, store: RunStore, executor: Executor, *,
     plan = executor.prepare(planned(loaded, inputs, executor))
     _say_threads_chosen(plan, inputs)
     copy_configs(loaded, run)
-    run.write_text("recipe.yaml", yaml.safe_dump(loaded.data, sort_keys=False))
+    run.write_text(RECIPE_FILE, yaml.safe_dump(loaded.data, sort_keys=False))
     run.write(RecipeSourceRecord(path=str(loaded.path)))
     run.write(plan_record(plan))
     run.write(JobRecord.from_job(plan.job))

@@ -24,12 +24,13 @@ from harness.core.errors import EXIT_INTERRUPTED, EXIT_TIMEOUT, BadInput, Enviro
 from harness.core.words import image_reference
 from harness.executors import register
 from harness.executors.base import Executor, ExecutorOption, LineSink, Outcome
-from harness.executors.slurm_batch import (CONTAINER_MODES, NODE_LOG_DIR, SBATCH_FILE, SlurmJobSpec, gres_word,
-                                            partition_word, render_sbatch, run_state_of, sbatch_arguments)
+from harness.executors.slurm_batch import (CONTAINER_MODES, SlurmJobSpec, gres_word, partition_word, render_sbatch,
+                                            run_state_of, sbatch_arguments)
 from harness.executors.slurm_client import (ControllerUnreachable, JobInfo, LogFollower, cancel, follow, job_info,
                                            require_slurm, submit)
 from harness.planning.launch import NodeLaunch, node_launches, scheduler_rendezvous
 from harness.planning.spec import LaunchSpec
+from harness.store.layout import NODE_LOG, NODES_DIR, SBATCH_FILE
 from harness.store.lifeline import ENV_RUN_LOCK, ENV_TRAINER_LOCK
 
 POLL_S = 1.0
@@ -204,7 +205,7 @@ class SlurmExecutor(Executor):
     def _log_sources(self) -> list[Path]:
         assert self._run_dir is not None
         own_batch_log = [self._run_dir / f"slurm-{self._job_id}.out"] if self._job_id else []
-        return sorted((self._run_dir / NODE_LOG_DIR).glob("node-*.log")) + own_batch_log
+        return sorted((self._run_dir / NODES_DIR).glob(NODE_LOG.format(node="*"))) + own_batch_log
 
     def wait(self) -> Outcome:
         assert self._job_id is not None and self._follower is not None, "start() first"

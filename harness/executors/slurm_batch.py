@@ -22,12 +22,10 @@ from typing import Literal
 
 from harness.core.words import GRES, SLURM_NAMES, checked
 from harness.planning.launch import NodeLaunch, shell_word
+from harness.store.layout import NODE_LOG, NODES_DIR
 
 ContainerMode = Literal["none", "pyxis", "docker"]
 CONTAINER_MODES: tuple[str, ...] = ("none", "pyxis", "docker")
-
-NODE_LOG_DIR = "nodes"
-SBATCH_FILE = "job.sbatch"
 
 # Slurm job state -> (run state, reason). Pending/running states are absent: the job goes on.
 # CANCELLED and PREEMPTED stop a run that can continue (--resume): interrupted, as Ctrl-C.
@@ -102,7 +100,7 @@ def srun_options(spec: SlurmJobSpec) -> list[str]:
         "--kill-on-bad-exit=1",
         # A resumed run's nodes continue their logs, as train.log does (the follower skips what is there).
         "--open-mode=append",
-        f"--output={slurm_pattern_literal(spec.run_dir)}/{NODE_LOG_DIR}/node-%n.log",
+        f"--output={slurm_pattern_literal(spec.run_dir)}/{NODES_DIR}/{NODE_LOG.format(node='%n')}",
     ]
     if spec.container == "pyxis":
         mounts = ",".join(f"{h}:{c}:{'ro' if ro else 'rw'}" for h, c, ro in spec.container_mounts)
@@ -159,7 +157,7 @@ def render_sbatch(spec: SlurmJobSpec) -> str:
              "export MASTER_ADDR MASTER_PORT"]
     for key, value in sorted(spec.launch.environment.items()):
         lines.append(f"export {key}={shlex.quote(value)}")
-    lines += [f"mkdir -p {shlex.quote(spec.run_dir)}/{NODE_LOG_DIR}",
+    lines += [f"mkdir -p {shlex.quote(spec.run_dir)}/{NODES_DIR}",
               'echo "pspnet-repro: job $SLURM_JOB_ID on $SLURM_JOB_NODELIST, master ${MASTER_ADDR-}:$MASTER_PORT"',
               f"srun {' '.join(shlex.quote(o) for o in srun_options(spec))} \\",
               f"  bash -c {shlex.quote('exec ' + node_command(spec))}", ""]

@@ -17,14 +17,16 @@ from pathlib import PurePosixPath
 import yaml
 
 from harness.planning.launch import NodeLaunch, Rendezvous
-from harness.planning.plan import CONFIGS_DIR, Plan
+from harness.planning.plan import Plan
 from harness.planning.recipe import LoadedRecipe
-from harness.store.records import JobRecord, PlanRecord, RecipeSourceRecord, dump_record
+from harness.store import layout
+from harness.store.layout import CONFIGS_DIR, LOG_FILE, NODES_DIR, RECIPE_FILE
+from harness.store.records import JobRecord, PlanRecord, RecipeSourceRecord, RunStatus, dump_record
 
-# The run store's layout (harness.store.runs.RunDir), as the Docker and Slurm executors write it: every
-# node's output in nodes/node-<N>.log, node 0's also in train.log.
-LOG_NODE0 = "train.log"
-NODE_LOG = "nodes/node-$NODE.log"
+# The run store's layout, as the Docker and Slurm executors write it: every node's output in its
+# node log, node 0's also in the run's log.
+LOG_NODE0 = LOG_FILE
+NODE_LOG = f"{NODES_DIR}/{layout.NODE_LOG.format(node='$NODE')}"
 WAIT_FOR_RUN_FILES_S = 600
 
 
@@ -52,7 +54,7 @@ def run_files(loaded: LoadedRecipe, data: dict, plan_description: dict, plan: Pl
     """The run folder's starting files, as the run store's records write them (versioned), so the
     results PVC reads like any run store."""
     files = {
-        "recipe.yaml": yaml.safe_dump(data, sort_keys=False),
+        RECIPE_FILE: yaml.safe_dump(data, sort_keys=False),
         RecipeSourceRecord.FILE: dump_record(RecipeSourceRecord(path=str(loaded.path))),
         PlanRecord.FILE: dump_record(PlanRecord.model_validate(json.loads(json.dumps(plan_description, default=str)))),
         JobRecord.FILE: dump_record(JobRecord.from_job(plan.job)),
@@ -64,14 +66,17 @@ def run_files(loaded: LoadedRecipe, data: dict, plan_description: dict, plan: Pl
 
 
 def _status_writer(run: str, executor: str, recipe: str) -> str:
-    # printf keeps the status JSON valid with any values: all of them are harness-made literals.
-    return (
-        "status() {\n"
-        f"  printf '{{\"schema_version\": 1, \"state\": \"%s\", \"exit_code\": %s, \"executor\": \"{executor}\", \"recipe\": \"{recipe}\", "
-        f"\"created\": \"%s\", \"updated\": \"%s\"}}\\n' \"$1\" \"$2\" \"$CREATED\" \"$(date -u +%Y-%m-%dT%H:%M:%SZ)\" "
-        f"> \"{run}/.status.json.tmp\" && mv \"{run}/.status.json.tmp\" \"{run}/status.json\"\n"
-        "}"
-    )
+    """``status <state> <exit code>``: status.json as the run store writes it, rendered from the
+    RunStatus model with the pod's values in place of placeholders (a heredoc: no value is
+    re-parsed by the shell beyond the four it fills in)."""
+    fields = RunStatus(state="created", executor=executor, recipe=recipe).model_dump(mode="json")
+    shell = {"state": '"$1"', "exit_code": "$2", "created": '"$CREATED"', "updated": '"$(date -u +%Y-%m-%dT%H:%M:%SZ)"'}
+    text = json.dumps({**fields, **{key: f"@{key}@" for key in shell}}, indent=2)
+    text = text.replace("\\", "\\\\").replace("$", "\\$").replace("`", "\\`")  # literal in the heredoc
+    for key, value in shell.items():
+        text = text.replace(f'"@{key}@"', value)
+    temporary, target = f"{run}/.{RunStatus.FILE}.tmp", f"{run}/{RunStatus.FILE}"
+    return f"status() {{\n  cat > \"{temporary}\" <<STATUS\n{text}\nSTATUS\n  mv \"{temporary}\" \"{target}\"\n}}"
 
 
 def node_script(launch: NodeLaunch, rendezvous: Rendezvous, files: RunFiles, *, run_dir: str, files_mount: str,
@@ -101,7 +106,7 @@ def node_script(launch: NodeLaunch, rendezvous: Rendezvous, files: RunFiles, *, 
         f'  if [ "$waited" -ge {WAIT_FOR_RUN_FILES_S} ]; then echo "node $NODE: no $RUN/job.json after {WAIT_FOR_RUN_FILES_S}s" >&2; exit 1; fi',
         "  sleep 2; waited=$((waited + 2))",
         "done",
-        'mkdir -p "$RUN/nodes"',
+        f'mkdir -p "$RUN/{NODES_DIR}"',
         f'if [ "$NODE" = 0 ]; then set -- "$RUN/{NODE_LOG}" "$RUN/{LOG_NODE0}"; else set -- "$RUN/{NODE_LOG}"; fi',
         'cd "$RUN"',
         "set +e",

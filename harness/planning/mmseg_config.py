@@ -99,10 +99,10 @@ def apply_tracking(cfg: MutableMapping, job: Job) -> list[str]:
     from harness.planning.tracking import HARNESS_VIS_BACKENDS_MODULE, vis_backends
 
     visualizer = cfg.setdefault("visualizer", {"type": "SegLocalVisualizer", "name": "visualizer"})
-    visualizer["vis_backends"] = [*(visualizer.get("vis_backends") or []), *vis_backends(job.tracking)]
-    if "mlflow" in job.tracking["backends"]:
+    visualizer["vis_backends"] = [*(visualizer.get("vis_backends") or []), *vis_backends(job.tracking.model_dump())]
+    if "mlflow" in job.tracking.backends:
         add_custom_import(cfg, HARNESS_VIS_BACKENDS_MODULE)
-    return [f"streams to {', '.join(job.tracking['backends'])}"]
+    return [f"streams to {', '.join(job.tracking.backends)}"]
 
 
 # Top-level keys the harness itself sets (``adapt``), so overrides may name them even where the

@@ -4,7 +4,7 @@ the host's facts (a free rendezvous port included) come in ``PlanInputs``.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import PurePosixPath
 
 from harness.planning.backends import cpu as cpu_backend
@@ -16,6 +16,7 @@ from harness.planning.recipe import Recipe
 from harness.planning.spec import BindMount, ContainerSpec, LaunchSpec, PlanLayout
 from harness.planning.tracking import job_tracking
 from harness.store.job import JOB_FILE, Job, TrainSettings
+from harness.store.layout import CONFIGS_DIR, WORK_DIR
 
 Executor = str  # an executor name; the layout of its paths is a PlanLayout
 
@@ -25,8 +26,6 @@ CONTAINER_INPUTS_DIR = "/workspace/inputs"
 CONTAINER_USER = "1000:1000"
 MASTER_ADDR = "127.0.0.1"
 DEFAULT_MASTER_PORT = 29500  # torchrun's; a plan for a real run gets a probed free port instead
-CONFIGS_DIR = "configs"
-WORK_DIR = "work_dir"
 
 # Data loader workers share memory through /dev/shm; Docker's 64 MB default kills them.
 SHM_PER_DEVICE_GB = {"cpu": 1, "gpu": 4, "npu": 4}
@@ -96,7 +95,7 @@ class Plan:
         data["launch"] = self.launch.to_dict()
         data["container"] = self.container.to_dict() if self.container else None
         for key in ("nodes", "nproc_per_node", "python", "worker", "node_environment", "node_launches"):
-            del data[key]  # a one-node plan reads as it always has (and its rendezvous port)
+            del data[key]  # a one-node plan records no node fields; a multi-node one has them under nodes
         if not self.executor_options:
             del data["executor_options"]
         if self.nodes > 1:
@@ -170,21 +169,7 @@ def build_job(recipe: Recipe, inputs: PlanInputs, layout: PlanLayout | str) -> J
         config=str(run / CONFIGS_DIR / inputs.config_name),
         work_dir=str(run / WORK_DIR),
         data_root=str(PurePosixPath(paths["data"]) / "VOC2012"),
-        train=TrainSettings(
-            batch_per_device=train.batch_per_device,
-            iterations=train.iterations,
-            log_interval=train.log_interval,
-            val_interval=train.val_interval,
-            checkpoint_interval=train.checkpoint_interval,
-            workers_per_device=train.workers_per_device,
-            norm=train.norm,
-            amp=train.amp,
-            lr=train.lr,
-            seed=train.seed,
-            amp_dtype=train.amp_dtype,
-            channels_last=train.channels_last,
-            cudnn_benchmark=train.cudnn_benchmark,
-        ),
+        train=TrainSettings(**train.model_dump(include={f.name for f in fields(TrainSettings)})),
         pretrained=pretrained,
         checkpoint=paths["checkpoint"],
         overrides=dict(recipe.model.overrides),

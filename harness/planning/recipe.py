@@ -31,12 +31,12 @@ METRICS = ("aAcc", "mIoU", "mAcc")
 
 
 class _Strict(BaseModel):
-    # No NaN or infinity anywhere: `timeout_minutes: .inf` once passed and crashed the timer later.
+    # No NaN or infinity anywhere: a timer, a count or a tolerance of infinity has no meaning, and NaN compares false.
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 MAX_SEED = 2**32 - 1
-MAX_DEVICE_ID = 1023  # far above any host's accelerator count; "0-99999999999" once filled memory
+MAX_DEVICE_ID = 1023  # far above any host's accelerator count; a range like "0-99999999999" would fill memory
 MAX_RECIPE_BYTES = 1 << 20  # recipes are a few kilobytes
 MAX_YAML_VALUES = 100_000  # values after alias expansion ("billion laughs" stays small on disk)
 

@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 
 from harness.planning.recipe import MAX_SEED, METRICS, Reference
 from harness.results.stats import GroupStats, describe
-from harness.results.verdict import Verdict, judge_accuracy, judge_speed
-from harness.store.records import GroupMember, GroupRecord, RunResult
+from harness.results.verdict import judge_accuracy, judge_speed
+from harness.store.records import GroupMember, GroupRecord, RunResult, Verdict
 from harness.store.runs import RunStoreError
 
 NUMBERS = ("fps", *METRICS)
@@ -81,7 +81,7 @@ class GroupSummary:
             "members": [m.model_dump() for m in self.members], "finished": self.finished,
             "completeness": self.completeness(),
             "stats": {name: s.to_dict() for name, s in self.stats.items()},
-            "verdicts": [v.to_dict() for v in self.verdicts],
+            "verdicts": [v.model_dump() for v in self.verdicts],
         }
 
 
@@ -108,10 +108,9 @@ def judge_group(stats: dict[str, GroupStats], reference: Reference) -> list[Verd
     widened = reference.model_copy(update={"tolerance": reference.tolerance.model_copy(
         update={"accuracy_points": reference.tolerance.accuracy_points + spread})})
     speed = judge_speed(stats["fps"].median, reference)
-    verdicts = [Verdict(speed.metric, speed.status, speed.measured, speed.reference,
-                        f"median of {stats['fps'].n}: {speed.reason}")]
+    verdicts = [speed.model_copy(update={"reason": f"median of {stats['fps'].n}: {speed.reason}"})]
     for metric in METRICS:
         v = judge_accuracy(metric, stats[metric].mean, widened)
         reason = f"mean of {stats[metric].n}: {v.reason}, tolerance {reference.tolerance.accuracy_points:.2f} + seed spread {spread:.2f}"
-        verdicts.append(Verdict(v.metric, v.status, v.measured, v.reference, reason))
+        verdicts.append(v.model_copy(update={"reason": reason}))
     return verdicts

@@ -4,12 +4,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from harness.planning.recipe import METRICS, Recipe
+from harness.planning.recipe import Recipe
 from harness.results.logs import LogParseError, parse_logs
 from harness.results.logs.detect import holds_logs
+from harness.results.logs.model import LogResult
 from harness.results.verdict import judge_all
-from harness.store.records import DamagedRecord, RunResult
+from harness.store.records import DamagedRecord, Evaluation, RunResult, TrainPoint
 from harness.store.runs import RunDir
+
+
+# The fields of result.json that LogResult (harness.results.logs.model) computes under the same name.
+PARSED_FIELDS = tuple(name for name in RunResult.model_fields
+                      if name in LogResult.__dataclass_fields__ and name not in ("batch_per_device", "train", "evaluations"))
 
 
 def _dataset_provenance(run: RunDir) -> dict:
@@ -56,27 +62,12 @@ def build_result(run: RunDir, recipe: Recipe, world_size: int, **provenance) -> 
     compared = recipe.reference.compare
     if parsed is not None:
         data = parsed.to_dict()
-        result.update(
-            iterations=data["iterations"],
-            max_iters=data["max_iters"],
-            mean_iter_time_s=data["mean_iter_time_s"],
-            fps=data["fps"],
-            fps_seed_definition=data["fps_seed_definition"],
-            final=data["final"],
-            best=data["best"],
-            per_class=data["per_class"],
-            evaluations_count=data["evaluations_count"],
-            final_loss=data["final_loss"],
-            definitions=data["definitions"],
-            sources=data["sources"],
-            warnings=data["warnings"],
-            partial=data["partial"],
-            log_format=data["format"],
-            train=[{k: p[k] for k in ("iter", "lr", "time", "data_time", "loss")} for p in data["train"]],
-            evaluations=[{k: e[k] for k in ("iteration", *METRICS, "source")} for e in data["evaluations"]],
-        )
+        # The parsed numbers under the result's own field names; the batch stays the recipe's.
+        result.update({name: data[name] for name in PARSED_FIELDS}, log_format=data["format"],
+                      train=[{k: p[k] for k in TrainPoint.model_fields} for p in data["train"]],
+                      evaluations=[{k: e[k] for k in Evaluation.model_fields} for e in data["evaluations"]])
         result["provenance"]["log_files"] = data["files"]
     metrics = (result.get(compared) or {}) if parsed is not None else {}
     result["compared"] = compared
-    result["verdicts"] = [v.to_dict() for v in judge_all(result.get("fps"), metrics, recipe.reference)]
+    result["verdicts"] = [v.model_dump() for v in judge_all(result.get("fps"), metrics, recipe.reference)]
     return RunResult.model_validate(result)

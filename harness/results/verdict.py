@@ -8,31 +8,22 @@ MISSING the reference has the number but the run did not produce it
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-
 from harness.planning.recipe import METRICS, Reference
+from harness.store.records import Verdict
 
 SPEED_WARN_BAND = 0.1
 
 
-@dataclass(frozen=True)
-class Verdict:
-    metric: str
-    status: str  # PASS | WARN | FAIL | MISSING | NONE
-    measured: float | None
-    reference: float | None
-    reason: str
-
-    def to_dict(self) -> dict:
-        return asdict(self)
+def _verdict(metric: str, status: str, measured: float | None, reference: float | None, reason: str) -> Verdict:
+    return Verdict(metric=metric, status=status, measured=measured, reference=reference, reason=reason)
 
 
 def judge_speed(measured: float | None, reference: Reference) -> Verdict:
     ref = reference.fps
     if ref is None:
-        return Verdict("fps", "NONE", measured, None, "no reference fps")
+        return _verdict("fps", "NONE", measured, None, "no reference fps")
     if measured is None:
-        return Verdict("fps", "MISSING", None, ref, "the run produced no fps")
+        return _verdict("fps", "MISSING", None, ref, "the run produced no fps")
     ratio = measured / ref
     need = reference.tolerance.fps_ratio
     if ratio >= need:
@@ -41,15 +32,15 @@ def judge_speed(measured: float | None, reference: Reference) -> Verdict:
         status = "WARN"
     else:
         status = "FAIL"
-    return Verdict("fps", status, measured, ref, f"{ratio:.3f}x reference (needs >= {need:.2f}x)")
+    return _verdict("fps", status, measured, ref, f"{ratio:.3f}x reference (needs >= {need:.2f}x)")
 
 
 def judge_accuracy(metric: str, measured: float | None, reference: Reference) -> Verdict:
     ref = getattr(reference, metric)
     if ref is None:
-        return Verdict(metric, "NONE", measured, None, f"no reference {metric}")
+        return _verdict(metric, "NONE", measured, None, f"no reference {metric}")
     if measured is None:
-        return Verdict(metric, "MISSING", None, ref, f"the run produced no {metric}")
+        return _verdict(metric, "MISSING", None, ref, f"the run produced no {metric}")
     tolerance = reference.tolerance
     delta = measured - ref
     if delta >= -tolerance.accuracy_points:
@@ -58,7 +49,7 @@ def judge_accuracy(metric: str, measured: float | None, reference: Reference) ->
         status = "WARN"
     else:
         status = "FAIL"
-    return Verdict(metric, status, measured, ref, f"{delta:+.2f} points (needs >= -{tolerance.accuracy_points:.2f})")
+    return _verdict(metric, status, measured, ref, f"{delta:+.2f} points (needs >= -{tolerance.accuracy_points:.2f})")
 
 
 def judge_all(fps: float | None, metrics: dict[str, float | None], reference: Reference) -> list[Verdict]:

@@ -6,7 +6,7 @@ record is validated every time it is read: a damaged file (bad JSON, wrong shape
 this harness does not know raises ``DamagedRecord`` naming the file and the field.
 
 Version 0 is the layout written before records were versioned (no ``schema_version``; a
-``result.json`` with ``"version": 1``): it has the same fields, and ``migrate`` lifts it to 1.
+``result.json`` with ``"version": 1``): it has the same fields, and ``Record.migrate`` lifts it to 1.
 
 The JSON schemas of these models are published under ``docs/schemas/`` (``harness schema``), so
 other tools can read run folders without importing the harness.
@@ -14,11 +14,14 @@ other tools can read run folders without importing the harness.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, create_model, model_validator
+from pydantic.dataclasses import dataclass as pydantic_dataclass
 
 from harness.core.errors import BadInput, first_problem
+from harness.core.fileio import write_text_atomic
 
 SCHEMA_VERSION = 1
 STATES = ("created", "running", "succeeded", "failed", "interrupted")
@@ -29,13 +32,30 @@ class DamagedRecord(BadInput):
     """A run-folder record that is missing, not JSON, of the wrong shape or of an unknown version."""
 
 
-class Record(BaseModel):
-    """A run-folder JSON file. Unknown extra fields are kept (a newer harness of the same schema
-    version may add optional fields), but every known field is validated."""
+class Strict(BaseModel):
+    """A part of a record: a field it does not know is refused, like the record's own."""
 
-    model_config = ConfigDict(extra="allow", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid")
+
+
+class Record(Strict):
+    """A run-folder JSON file. A field the model does not know is refused, so that everything the
+    harness writes is typed and in the published schema (docs/schemas/)."""
+
+    model_config = ConfigDict(validate_assignment=True)
     FILE: ClassVar[str] = ""
+    V0_ONLY: ClassVar[tuple[str, ...]] = ()  # fields of the version-0 layout that version 1 dropped
     schema_version: Literal[1] = SCHEMA_VERSION
+
+    @model_validator(mode="before")
+    @classmethod
+    def migrate(cls, data: Any) -> Any:
+        """Lift a record of the version-0 layout (no ``schema_version``) to ``SCHEMA_VERSION``, on
+        every read, whoever reads it."""
+        if isinstance(data, dict) and "schema_version" not in data:
+            data = {key: value for key, value in data.items() if key not in cls.V0_ONLY}
+            data["schema_version"] = SCHEMA_VERSION
+        return data
 
 
 # ---------------------------------------------------------------------------------------------
@@ -62,14 +82,17 @@ class RunStatus(Record):
     last_lines: list[str] = Field(default_factory=list)
     ingested: bool = False
     source: str | None = None
+    slurm_job_id: str | None = None  # the batch job that runs the attempt (harness.executors.slurm)
 
 
 # ---------------------------------------------------------------------------------------------
 # job.json and plan.json
 
 
-class TrainSettingsRecord(BaseModel):
-    model_config = ConfigDict(extra="allow")
+@pydantic_dataclass(config=ConfigDict(extra="forbid"))
+class TrainSettings:
+    """The recipe's training settings as the worker applies them (``harness.planning.recipe.Train``)."""
+
     batch_per_device: int
     iterations: int
     log_interval: int
@@ -80,12 +103,27 @@ class TrainSettingsRecord(BaseModel):
     amp: bool
     lr: float | None = None
     seed: int | None = 0
+    amp_dtype: str | None = None
+    channels_last: bool = False
+    cudnn_benchmark: bool | None = None
 
 
-class JobRecord(Record):
-    """The worker's input (``harness.store.job.Job``); paths are the worker's (container paths under Docker)."""
+class JobTracking(Strict):
+    """Where the worker streams its curves (``harness.planning.tracking.job_tracking``)."""
 
-    FILE: ClassVar[str] = "job.json"
+    backends: list[str]
+    mlflow_uri: str | None = None
+    experiment: str
+    run_id: str
+    recipe: str
+
+
+@pydantic_dataclass(frozen=True, config=ConfigDict(extra="forbid"))
+class Job:
+    """The worker's input: everything the training process needs, as seen from where it runs. The
+    host writes it to ``job.json`` (``JobRecord``: these fields and the record's version); the worker
+    (locally or in a container) reads it. Paths are the worker's (container paths under Docker)."""
+
     recipe_name: str
     mode: str
     device_kind: str
@@ -93,23 +131,75 @@ class JobRecord(Record):
     config: str
     work_dir: str
     data_root: str
-    train: TrainSettingsRecord
+    train: TrainSettings
     pretrained: str | None = None
     checkpoint: str | None = None
     overrides: dict[str, Any] = Field(default_factory=dict)
     resume: bool = False
-    tracking: dict[str, Any] | None = None  # the recipe's tracking section as the worker applies it
+    tracking: JobTracking | None = None  # the recipe's tracking section as the worker applies it
+
+    def to_dict(self) -> dict:
+        return TypeAdapter(Job).dump_python(self)
 
     @classmethod
-    def from_job(cls, job) -> "JobRecord":
+    def from_dict(cls, data: dict) -> "Job":
+        return cls(**data)
+
+    def write(self, path: Path) -> None:
+        write_text_atomic(Path(path), dump_record(JobRecord.from_job(self)))
+
+
+class _JobFile(Record):
+    FILE: ClassVar[str] = "job.json"
+
+    @classmethod
+    def from_job(cls, job: Job) -> "JobRecord":
         return cls.model_validate(job.to_dict())
 
+    def job(self) -> Job:
+        return Job.from_dict(self.model_dump(exclude={"schema_version"}))
 
-class LaunchRecord(BaseModel):
-    model_config = ConfigDict(extra="allow")
+
+JobRecord = create_model("JobRecord", __base__=_JobFile, __doc__=Job.__doc__,
+                         **{name: (info.annotation, info) for name, info in Job.__pydantic_fields__.items()})
+
+
+class LaunchRecord(Strict):
     argv: list[str]
     environment: dict[str, str] = Field(default_factory=dict)
     world_size: int = 1
+
+
+class NodeLaunchRecord(Strict):
+    """One node's torchrun and environment (``harness.planning.launch.NodeLaunch``)."""
+
+    node_rank: int
+    argv: list[str]
+    environment: dict[str, str] = Field(default_factory=dict)
+    hostname: str | None = None
+    setup: list[str] = Field(default_factory=list)
+
+
+class RendezvousRecord(Strict):
+    """Where a node learns the master's address and its rank (``harness.planning.launch.Rendezvous``)."""
+
+    name: str
+    master_addr: str
+    master_port: str
+    node_rank: str | None = None
+    setup: list[str] = Field(default_factory=list)
+    source: str = ""
+
+
+class PlanNodes(Strict):
+    """A multi-node plan's nodes (``harness.planning.plan.describe_nodes``)."""
+
+    count: int
+    nproc_per_node: int
+    world_size: int
+    master_port: int | None = None
+    launches: list[NodeLaunchRecord]
+    rendezvous: dict[str, RendezvousRecord]  # by scheduler
 
 
 class PlanRecord(Record):
@@ -128,6 +218,9 @@ class PlanRecord(Record):
     container: dict[str, Any] | None = None
     config_changes: dict[str, Any] = Field(default_factory=dict)
     executor_options: dict[str, str] = Field(default_factory=dict)  # the executor's constructor options
+    master_port: int | None = None  # multi-rank rendezvous; None for one rank
+    nodes: PlanNodes | None = None  # multi-node plans only
+    recipe: str | None = None  # the recipe file, in plans for Kubernetes (elsewhere recipe_source.json)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -150,10 +243,9 @@ class RecipeSourceRecord(Record):
     path: str
 
 
-class ImageRecord(BaseModel):
+class ImageRecord(Strict):
     """The container image a run used: the tag asked for, its ID and the harness inside it."""
 
-    model_config = ConfigDict(extra="allow")
     tag: str
     image_id: str | None = None
     harness_version: str | None = None
@@ -192,7 +284,7 @@ class ProvenanceRecord(HostFacts):
     ingested_by: dict[str, Any] | None = None
 
 
-class OptimWrapperUsed(BaseModel):
+class OptimWrapperUsed(Strict):
     """The optimizer wrapper asked for and the one the Runner built (mmengine forces AMP on SoCs
     older than 910B whatever the config says)."""
 
@@ -220,20 +312,27 @@ class WorkerEnvRecord(HostFacts):
 # result.json
 
 
-class Metrics(BaseModel):
-    model_config = ConfigDict(extra="allow")
+class Metrics(Strict):
     aAcc: float | None = None
     mIoU: float | None = None
     mAcc: float | None = None
 
 
-class DeviceCount(BaseModel):
+class DeviceCount(Strict):
     kind: str
     count: int
 
 
-class ReferenceRow(BaseModel):
-    model_config = ConfigDict(extra="allow")
+class ToleranceRecord(Strict):
+    """How far a number may be from the reference (``harness.planning.recipe.Tolerance``)."""
+
+    fps_ratio: float
+    accuracy_points: float
+    warn_points: float
+    seed_spread_points: float | None = None  # absent in run folders older than ``harness run --repeat``
+
+
+class ReferenceRow(Strict):
     label: str
     source: str | None = None
     conditions: str | None = None
@@ -242,9 +341,10 @@ class ReferenceRow(BaseModel):
     mIoU: float | None = None
     mAcc: float | None = None
     compare: str = "best"
+    tolerance: ToleranceRecord | None = None
 
 
-class TrainPoint(BaseModel):
+class TrainPoint(Strict):
     iter: int
     lr: float | None = None
     time: float | None = None
@@ -252,7 +352,7 @@ class TrainPoint(BaseModel):
     loss: float | None = None
 
 
-class Evaluation(BaseModel):
+class Evaluation(Strict):
     iteration: int | None = None
     aAcc: float | None = None
     mIoU: float | None = None
@@ -260,16 +360,17 @@ class Evaluation(BaseModel):
     source: str | None = None
 
 
-class Verdict(BaseModel):
+class Verdict(Strict):
+    """A measured number against the reference's (``harness.results.verdict`` judges them)."""
+
     metric: str
-    status: str
+    status: str  # PASS | WARN | FAIL | MISSING | NONE
     measured: float | None = None
     reference: float | None = None
     reason: str = ""
 
 
-class ResultProvenance(BaseModel):
-    model_config = ConfigDict(extra="allow")
+class ResultProvenance(Strict):
     log_files: list[str] = Field(default_factory=list)
     dataset_fingerprint: str | None = None
     dataset_check: str | None = None
@@ -283,6 +384,7 @@ class RunResult(Record):
     against the recipe's reference. Rebuilt from the stored logs at any time."""
 
     FILE: ClassVar[str] = "result.json"
+    V0_ONLY: ClassVar[tuple[str, ...]] = ("version",)
     run_id: str
     recipe: str
     mode: str
@@ -323,7 +425,7 @@ class RunResult(Record):
 # group.json (results/groups/<group-id>/): the runs of one `harness run --repeat N`
 
 
-class GroupMember(BaseModel):
+class GroupMember(Strict):
     """One seed of a group: its run (None when it never got a run folder) and how it ended."""
 
     seed: int
@@ -355,7 +457,7 @@ class GroupRecord(Record):
 # bundle.json: the manifest at the top of a ``harness bundle`` tarball (not a run-folder file)
 
 
-class BundleFile(BaseModel):
+class BundleFile(Strict):
     """One file of a bundle: its path inside the tarball, size in bytes and sha256."""
 
     path: str
@@ -363,7 +465,7 @@ class BundleFile(BaseModel):
     sha256: str
 
 
-class ImageLockRef(BaseModel):
+class ImageLockRef(Strict):
     """The package locks of the run's device kind (``docker/<kind>/requirements-*.lock``), bundled
     under ``context/<run-id>/locks/``, and their digest (``harness.executors.images.lock_digest``)."""
 
@@ -402,16 +504,6 @@ RECORD_FILES = {model.FILE for model in RECORDS.values()}
 # Reading: JSON text -> model, with the migration from version 0
 
 
-def migrate(model: type[Record], data: dict) -> dict:
-    """Lift a record of an older layout to ``SCHEMA_VERSION`` (returns a new dict)."""
-    data = dict(data)
-    if "schema_version" not in data:  # version 0: the same fields, no version
-        if model is RunResult:
-            data.pop("version", None)
-        data["schema_version"] = SCHEMA_VERSION
-    return data
-
-
 def _where(error: ValidationError) -> str:
     return f"field {first_problem(error)}"
 
@@ -442,9 +534,20 @@ def parse_record(model: type[Record], text: str, *, where: str) -> Record:
             "unversioned layout 0); use the harness that wrote it"
         )
     try:
-        return model.model_validate(migrate(model, data))
+        return model.model_validate(data)
     except ValidationError as exc:
         raise DamagedRecord(f"{where}: damaged record: {_where(exc)}") from None
+
+
+def read_record(model: type[Record], path: Path) -> Record | None:
+    """The record in ``path``, None when the file does not exist; DamagedRecord when it cannot be read."""
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DamagedRecord(f"{path}: unreadable ({exc.__class__.__name__})") from None
+    return parse_record(model, text, where=str(path))
 
 
 def dump_record(record: Record) -> str:

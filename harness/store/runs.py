@@ -26,9 +26,11 @@ from harness.core.fileio import write_text_atomic
 from harness.core.flocks import lock_conflicts
 from harness.core.scratch import Scratch
 from harness.core.untrusted import ArchiveLimits, copy_tree_bounded
+from harness.store.layout import (LOCK_FILE, LOG_FILE, NODE_LOG, NODES_DIR, PLOTS_DIR, RECIPE_FILE, RESOLVED_CONFIG,
+                                   TRAINER_LOCK_FILE, WORK_DIR)
 from harness.store.records import (STATES, DamagedRecord, DatasetRecord, GroupRecord, JobRecord, OptimWrapperUsed,
                                     PlanRecord, ProvenanceRecord, RecipeSourceRecord, Record, RunResult, RunStatus,
-                                    WorkerEnvRecord, dump_record, parse_record)
+                                    WorkerEnvRecord, dump_record, read_record)
 
 RUNS_DIR = "runs"
 GROUPS_DIR = "groups"
@@ -43,10 +45,6 @@ CHECKPOINT_SUFFIX = ".pth"
 INCOMING = ".incoming"  # scratch folders in runs/ while a run is copied in (harness.core.scratch)
 RUN_ID_PATTERN = re.compile(r"^[0-9]{8}T[0-9]{6}Z-[A-Za-z0-9_.-]{1,64}-[0-9a-f]{6}$")
 GROUP_ID_PATTERN = re.compile(r"^g[0-9]{8}T[0-9]{6}Z-[A-Za-z0-9_.-]{1,64}-[0-9a-f]{6}$")
-RESOLVED_CONFIG = "resolved_config.py"  # written by the worker (harness.worker.main.RESOLVED_CONFIG)
-LOCK_FILE = ".lock"  # held (exclusive) by the harness attempt running the run
-TRAINER_LOCK_FILE = ".trainer.lock"  # held (shared) by every live worker process of the run
-RECIPE_FILE = "recipe.yaml"
 __all__ = ["RunDir", "RunStore", "GroupDir", "GroupStore", "RunStoreError", "RunBusy", "DamagedRecord", "RunLock", "STATES", "utc_now"]
 
 R = TypeVar("R", bound=Record)
@@ -93,16 +91,6 @@ class RunLock:
         self.release()
 
 
-def lock_held(path: Path) -> bool:
-    """Whether some process holds an flock on ``path`` that conflicts with a shared one."""
-    return lock_conflicts(path)
-
-
-def trainer_alive(path: Path) -> bool:
-    """Whether a worker process still holds its shared lock on ``path`` (.trainer.lock)."""
-    return lock_conflicts(path, exclusive=True)
-
-
 @dataclass(frozen=True)
 class RunRecords:
     """What one run folder holds, read once (``RunDir.records``)."""
@@ -126,10 +114,10 @@ class RunDir:
         return self.path.name
 
     recipe_file = property(lambda self: self.path / RECIPE_FILE)
-    log_file = property(lambda self: self.path / "train.log")
-    nodes_dir = property(lambda self: self.path / "nodes")  # multi-node runs: every node's own log
-    work_dir = property(lambda self: self.path / "work_dir")
-    plots_dir = property(lambda self: self.path / "plots")  # drawn by the commands that record the run
+    log_file = property(lambda self: self.path / LOG_FILE)
+    nodes_dir = property(lambda self: self.path / NODES_DIR)
+    work_dir = property(lambda self: self.path / WORK_DIR)
+    plots_dir = property(lambda self: self.path / PLOTS_DIR)
     lock_file = property(lambda self: self.path / LOCK_FILE)
     trainer_lock_file = property(lambda self: self.path / TRAINER_LOCK_FILE)
 
@@ -139,7 +127,7 @@ class RunDir:
     result_file = property(lambda self: self.record_path(RunResult))
 
     def node_log_file(self, node: int) -> Path:
-        return self.nodes_dir / f"node-{node}.log"
+        return self.nodes_dir / NODE_LOG.format(node=node)
 
     def record_path(self, model: type[Record]) -> Path:
         return self.path / model.FILE
@@ -148,14 +136,7 @@ class RunDir:
 
     def read(self, model: type[R]) -> R | None:
         """The record, None when its file does not exist; DamagedRecord when it cannot be read."""
-        path = self.record_path(model)
-        try:
-            text = path.read_text()
-        except FileNotFoundError:
-            return None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise DamagedRecord(f"{path}: unreadable ({exc.__class__.__name__})") from None
-        return parse_record(model, text, where=str(path))  # type: ignore[return-value]
+        return read_record(model, self.record_path(model))  # type: ignore[return-value]
 
     def require(self, model: type[R]) -> R:
         record = self.read(model)
@@ -260,11 +241,11 @@ class RunDir:
 
     def is_live(self) -> bool:
         """A harness process holds the run's lock (so it is being run right now)."""
-        return lock_held(self.lock_file)
+        return lock_conflicts(self.lock_file)  # some process holds a lock that conflicts with a shared one
 
     def trainer_alive(self) -> bool:
         """A worker of this run is still alive (it holds the trainer lock)."""
-        return trainer_alive(self.trainer_lock_file)
+        return lock_conflicts(self.trainer_lock_file, exclusive=True)  # a worker holds its shared lock
 
     def effective_state(self, status: RunStatus | None = None) -> str:
         """The recorded state (``status``, when already read), except that a 'running' run whose
@@ -412,13 +393,10 @@ class GroupDir:
         return RunLock(self.lock_file).acquire(f"group {self.group_id}")
 
     def read(self) -> GroupRecord:
-        try:
-            text = self.record_file.read_text()
-        except FileNotFoundError:
-            raise DamagedRecord(f"{self.record_file}: missing (every group folder has one)") from None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise DamagedRecord(f"{self.record_file}: unreadable ({exc.__class__.__name__})") from None
-        return parse_record(GroupRecord, text, where=str(self.record_file))  # type: ignore[return-value]
+        record = read_record(GroupRecord, self.record_file)
+        if record is None:
+            raise DamagedRecord(f"{self.record_file}: missing (every group folder has one)")
+        return record  # type: ignore[return-value]
 
     def write(self, record: GroupRecord) -> None:
         record.updated = utc_now()
@@ -470,7 +448,7 @@ class GroupStore:
 def record_optim_wrapper(run_path: Path, requested: str, used: str) -> None:
     """Add the optimizer wrapper the Runner really built to ``worker_env.json``."""
     path = Path(run_path) / WorkerEnvRecord.FILE
-    record = parse_record(WorkerEnvRecord, path.read_text(), where=str(path)) if path.is_file() else WorkerEnvRecord()
+    record = read_record(WorkerEnvRecord, path) or WorkerEnvRecord()
     used_wrapper = OptimWrapperUsed(requested=requested, used=used, changed_by_mmengine=requested != used)
     write_text_atomic(path, dump_record(record.model_copy(update={"optim_wrapper": used_wrapper})))
 

@@ -11,12 +11,12 @@ from contextlib import nullcontext
 from pathlib import Path
 
 from harness.core.errors import BadInput
-from harness.store.job import Job
+from harness.store.job import Job, read_job
 from harness.store.provenance import host_provenance
 from harness.worker import device_info
 from harness.worker.checkpoints import install_atomic_local_backend, pick_resume_checkpoint
 
-RESOLVED_CONFIG = "resolved_config.py"
+from harness.store.layout import RESOLVED_CONFIG
 CANN_VERSION_FILES = (
     "/usr/local/Ascend/ascend-toolkit/latest/version.cfg",
     "/usr/local/Ascend/driver/version.info",
@@ -145,5 +145,5 @@ def main(argv: list[str] | None = None) -> int:
     install_from_environment()  # die with the harness that runs us (harness.store.lifeline)
     if not args.job.is_file():
         raise BadInput(f"{args.job}: job file does not exist")
-    job = Job.read(args.job)
+    job = read_job(args.job)
     return run_job(job, args.job)

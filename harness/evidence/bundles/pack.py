@@ -33,8 +33,8 @@ from harness.executors.image_locks import lock_digest, lock_paths
 from harness.store.records import (BundleFile, BundleRecord, DamagedRecord, DatasetRecord, ImageLockRef, JobRecord,
                                     PlanRecord, ProvenanceRecord, RecipeSourceRecord, RunResult, RunStatus,
                                     WorkerEnvRecord, dump_record)
-from harness.store.runs import RECIPE_FILE, RunDir, RunStore, RunStoreError
-from harness.worker.main import RESOLVED_CONFIG
+from harness.store.layout import CONFIGS_DIR, LOG_FILE, RECIPE_FILE, RESOLVED_CONFIG
+from harness.store.runs import RunDir, RunStore, RunStoreError
 
 RUN_RECORDS = (RunStatus, PlanRecord, JobRecord, DatasetRecord, RecipeSourceRecord, ProvenanceRecord,
                WorkerEnvRecord, RunResult)
@@ -90,9 +90,9 @@ def source_for(results_dir: Path, name: str) -> BundleSource:
 
 def run_files(run: RunDir) -> list[tuple[str, Path]]:
     """(path inside the run folder, file) for everything of the run that goes into a bundle."""
-    wanted = [RECIPE_FILE, RESOLVED_CONFIG, "train.log", *(model.FILE for model in RUN_RECORDS)]
+    wanted = [RECIPE_FILE, RESOLVED_CONFIG, LOG_FILE, *(model.FILE for model in RUN_RECORDS)]
     files = [(name, run.path / name) for name in wanted]
-    configs = run.path / "configs"
+    configs = run.path / CONFIGS_DIR
     if configs.is_dir():
         files += [(p.relative_to(run.path).as_posix(), p) for p in configs.rglob("*")]
     if run.work_dir.is_dir():

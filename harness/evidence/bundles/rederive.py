@@ -100,9 +100,7 @@ def recorded_inputs(plan: PlanRecord, recipe, layout: PlanLayout):
     present = tuple(p for p in OPTIONAL_HOST_PATHS if any(
         isinstance(b, dict) and b.get("host_path") == p for b in (container or {}).get("binds") or []))
     threads = plan.launch.environment.get("OMP_NUM_THREADS")
-    extra = plan.model_extra or {}
-    nodes = extra.get("nodes") if isinstance(extra.get("nodes"), dict) else {}
-    port = extra.get("master_port", nodes.get("master_port"))
+    port = plan.master_port if plan.master_port is not None or plan.nodes is None else plan.nodes.master_port
     return PlanInputs(
         run_dir=run_dir,
         dataset_dir=dataset_dir,
@@ -114,7 +112,7 @@ def recorded_inputs(plan: PlanRecord, recipe, layout: PlanLayout):
         container_user=(container or {}).get("user") or CONTAINER_USER,
         rank_table_host_path=rank_table,
         optional_host_paths=present,
-        master_port=port if isinstance(port, int) and not isinstance(port, bool) else None,
+        master_port=port,
         cpu_threads=int(threads) if recipe.device.kind == "cpu" and threads and threads.isdigit() else None,
     )
 

@@ -36,6 +36,7 @@ from harness.core.untrusted import UntrustedInput, read_bounded, short
 from harness.data.manifest import sha256_file
 from harness.evidence.bundles.pack import CONTEXT_PREFIX, DATASET_MANIFEST, RUNS_PREFIX
 from harness.evidence.bundles.tarball import NotABundle, extract_safely
+from harness.store.layout import WORK_DIR
 from harness.store.records import BundleRecord, DamagedRecord, DatasetRecord, PlanRecord, parse_record
 from harness.store.runs import MAX_RECORD_BYTES, RUN_ID_PATTERN, RunDir
 
@@ -258,8 +259,8 @@ def check_event_streams(run: RunDir, where: str, out: Verification) -> None:
     """Every attempt's event stream against the shipped ruleset, by MLCommons' own checker."""
     from harness.results.logs.compliance import check_run
 
-    if (run.path / "work_dir").is_dir():
-        out.differences.extend(check_run(run.path / "work_dir", name=f"{where}/work_dir")[1])
+    if run.work_dir.is_dir():
+        out.differences.extend(check_run(run.work_dir, name=f"{where}/{WORK_DIR}")[1])
 
 
 def verify_tree(root: Path, names: list[str], bundle: Path) -> Verification:

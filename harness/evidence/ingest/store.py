@@ -11,6 +11,7 @@ import yaml
 from harness.core.untrusted import copy_file_bounded
 from harness.evidence.ingest.describe import Prepared, prepare
 from harness.results.run_result import build_result
+from harness.store.layout import RECIPE_FILE
 from harness.store.records import DamagedRecord, ProvenanceRecord, RecipeSourceRecord
 from harness.store.runs import MAX_TEXT_FILE_BYTES, RunDir, RunStore, utc_now
 
@@ -53,7 +54,7 @@ def write(prepared: Prepared, results_dir: Path) -> RunDir:
                 dest.parent.mkdir(parents=True, exist_ok=True)
                 copy_file_bounded(src, dest, MAX_TEXT_FILE_BYTES)  # never through a link, bounded
                 files.append({"source": str(src), "stored": f"work_dir/{attempt}/{rel}"})
-        run.write_text("recipe.yaml", yaml.safe_dump(prepared.recipe_data, sort_keys=False))
+        run.write_text(RECIPE_FILE, yaml.safe_dump(prepared.recipe_data, sort_keys=False))
         run.write(RecipeSourceRecord(path=str(source.origin)))
         run.write(ProvenanceRecord(
             ingested_from=str(source.origin),

@@ -12,13 +12,17 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from harness.store.layout import WORK_DIR
+from harness.store.records import Evaluation, Metrics, TrainPoint
+
 from .registry import parse_logs
 
 SCALARS = ("iterations", "max_iters", "mean_iter_time_s", "fps", "fps_seed_definition",
            "evaluations_count", "final_loss")
-SCORES = ("aAcc", "mIoU", "mAcc")
-WINDOW_FIELDS = ("lr", "time", "data_time", "loss")
-EVAL_FIELDS = ("iteration", *SCORES)
+# The result record's own fields (harness.store.records), so the two sides cannot list different ones.
+SCORES = tuple(Metrics.model_fields)
+WINDOW_FIELDS = tuple(name for name in TrainPoint.model_fields if name != "iter")  # a window is named by its iter
+EVAL_FIELDS = tuple(name for name in Evaluation.model_fields if name != "source")
 
 Number = float | int | None
 
@@ -30,7 +34,7 @@ def run_log_paths(source: Path | str | Sequence[Path | str]) -> list[Path]:
         source = [source]
     out = []
     for item in map(Path, source):
-        work_dir = item / "work_dir"
+        work_dir = item / WORK_DIR
         out.append(work_dir if item.is_dir() and work_dir.is_dir() else item)
     return out
 
