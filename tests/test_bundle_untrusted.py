@@ -375,3 +375,47 @@ def test_every_genuine_plan_rebuilds_without_a_difference(tmp_path: Path, recipe
     edited.job.train.iterations += 1
     run.write(edited)
     assert [line for line in check_plan(run, f"runs/{RUN_ID}") if "job.train.iterations" in line]
+
+
+THREAD_ENVIRONMENTS = {"harness-default": {}, "PSPNET_CPU_THREADS": {"PSPNET_CPU_THREADS": "1"},
+                       "callers-own": {"OMP_DYNAMIC": "false"}}
+
+
+def _thread_environment(monkeypatch, name: str) -> None:
+    import os
+
+    for variable in list(os.environ):
+        if variable == "PSPNET_CPU_THREADS" or variable.startswith(("OMP_", "GOMP_")):
+            monkeypatch.delenv(variable)
+    for variable, value in THREAD_ENVIRONMENTS[name].items():
+        monkeypatch.setenv(variable, value)
+
+
+@pytest.mark.parametrize("verified_under", THREAD_ENVIRONMENTS)
+@pytest.mark.parametrize("made_under", THREAD_ENVIRONMENTS)
+def test_a_cpu_plan_rebuilds_whatever_threads_the_verifier_has(tmp_path: Path, monkeypatch, made_under: str,
+                                                              verified_under: str):
+    """How a run chose its CPU threads is read from its plan, never from the verifier's shell: a
+    genuine bundle made under any thread setting passes under any other."""
+    import yaml
+
+    from harness.commands.execute import plan_inputs
+    from harness.evidence.bundles.rederive import check_plan
+    from harness.executors import get_executor
+    from harness.executors.planned import plan_record, planned
+    from harness.planning.recipe import load_recipe
+    from harness.planning.shipped import RECIPES_DIR
+    from harness.store.records import JobRecord
+    from harness.store.runs import RunDir
+
+    _thread_environment(monkeypatch, made_under)
+    loaded = load_recipe(RECIPES_DIR / "smoke_cpu.yaml")
+    run = RunDir(tmp_path / RUN_ID)
+    run.path.mkdir()
+    plan = planned(loaded, plan_inputs(loaded, run.path, tmp_path / "VOCdevkit", sample_load=True), get_executor("local")())
+    run.write_text("recipe.yaml", yaml.safe_dump(loaded.data, sort_keys=False))
+    run.write(plan_record(plan))
+    run.write(JobRecord.from_job(plan.job))
+    run.set_status("succeeded", executor="local")
+    _thread_environment(monkeypatch, verified_under)
+    assert check_plan(run, f"runs/{RUN_ID}") == []

@@ -23,6 +23,7 @@ from pathlib import PurePosixPath
 from typing import Any
 
 from harness.core.errors import BadInput
+from harness.planning.backends.cpu import THREAD_DEFAULTS
 from harness.planning.spec import PlanLayout
 from harness.store.records import DamagedRecord, JobRecord, PlanRecord, RunStatus
 
@@ -99,7 +100,7 @@ def recorded_inputs(plan: PlanRecord, recipe, layout: PlanLayout):
         rank_table = _bind_source(container, CONTAINER_RANK_TABLE) if recipe.device.rank_table else None
     present = tuple(p for p in OPTIONAL_HOST_PATHS if any(
         isinstance(b, dict) and b.get("host_path") == p for b in (container or {}).get("binds") or []))
-    threads = plan.launch.environment.get("OMP_NUM_THREADS")
+    threads = _recorded_threads(plan.launch.environment) if recipe.device.kind == "cpu" else {}
     port = plan.master_port if plan.master_port is not None or plan.nodes is None else plan.nodes.master_port
     return PlanInputs(
         run_dir=run_dir,
@@ -113,8 +114,22 @@ def recorded_inputs(plan: PlanRecord, recipe, layout: PlanLayout):
         rank_table_host_path=rank_table,
         optional_host_paths=present,
         master_port=port,
-        cpu_threads=int(threads) if recipe.device.kind == "cpu" and threads and threads.isdigit() else None,
+        **threads,
     )
+
+
+def _recorded_threads(environment: dict[str, str]) -> dict[str, Any]:
+    """How the run chose its CPU threads, read from its plan (never from the verifier's own
+    environment): the harness's default (its spin count, and the idle cores a single rank took),
+    PSPNET_CPU_THREADS (OMP_NUM_THREADS alone), or the caller's own variables (neither recorded:
+    also every plan written before the default existed)."""
+    threads = environment.get("OMP_NUM_THREADS", "")
+    count = int(threads) if threads.isdigit() else None
+    if all(environment.get(name) == value for name, value in THREAD_DEFAULTS.items()):
+        return {"free_cpus": count}
+    if count is not None:
+        return {"cpu_threads": count}
+    return {"user_thread_settings": ("the run's own",)}
 
 
 def check_plan(run, where: str) -> list[str]:
