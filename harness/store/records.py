@@ -247,6 +247,7 @@ class ImageRecord(Strict):
     """The container image a run used: the tag asked for, its ID and the harness inside it."""
 
     tag: str
+    asked: str | None = None  # the tag the recipe named, when the run used its content tag
     image_id: str | None = None
     harness_version: str | None = None
 
