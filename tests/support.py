@@ -68,3 +68,22 @@ def wait_for(predicate, timeout: float = 300, what: str = "") -> None:
 
 def log_has(run, text: str) -> bool:
     return run.log_file.is_file() and text in run.log_file.read_text(errors="replace")
+
+
+def mount_tmpfs(path: Path, options: str) -> None:
+    """A real small file system (root only; tests that need one skip with this reason otherwise:
+    CI runs as root, so there they run)."""
+    import os
+
+    import pytest
+
+    if os.getuid() != 0:
+        pytest.skip("needs root to mount a tmpfs (read-only / tiny disk)")
+    path.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)], capture_output=True, text=True)
+    if proc.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {proc.stderr.strip()}")
+
+
+def umount(path: Path) -> None:
+    subprocess.run(["umount", "-l", str(path)], check=False)

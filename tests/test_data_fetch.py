@@ -20,7 +20,7 @@ from harness.data.layout import AUG_LABELS
 from harness.data.manifest import TRACKED, dataset_fingerprint
 from harness.data.prepare import prepare_dataset
 from harness.data.registry import load_registry
-from support import wait_for
+from support import wait_for, mount_tmpfs, umount
 from test_data_helpers import REPO, error_lines, sbd_source  # noqa: F401
 
 VOC_FILE, SBD_FILE = "VOCtrainval_11-May-2012.tar", "benchmark.tgz"
@@ -204,12 +204,9 @@ def test_a_redirect_to_a_file_url_is_refused_and_no_source_is_exit_3(tmp_path, a
 def small_disk(tmp_path):
     """A 1 MiB tmpfs (the tests run as root in CI and here); skipped where mounting is not allowed."""
     mount = tmp_path / "small-disk"
-    mount.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)], capture_output=True)
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
+    mount_tmpfs(mount, "size=1m")
     yield mount
-    subprocess.run(["umount", str(mount)], check=False)
+    umount(mount)
 
 
 def test_a_disk_that_fills_during_the_download_is_exit_3_and_nothing_under_the_final_name(

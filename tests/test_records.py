@@ -13,7 +13,7 @@ import pytest
 from harness.executors import executor_names, get_executor
 from harness.store.records import RECORD_FILES, RECORDS, DamagedRecord, PlanRecord, RunResult, RunStatus, json_schemas
 from harness.store.runs import RunDir, RunStore
-from support import RECIPES, REPO, run_cli
+from support import RECIPES, REPO, run_cli, mount_tmpfs, umount
 
 sys.path.insert(0, str(Path(__file__).parent))
 EXAMPLE_ID = "20261125T210711Z-smoke_cpu-206fec"
@@ -192,25 +192,6 @@ def test_resume_while_another_harness_holds_the_run_is_refused(tmp_path):
     assert proc.returncode == 3 and "another harness process is running it" in proc.stderr, proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
     assert run.status().attempts == 1
-
-
-def mount_tmpfs(path: Path, options: str) -> None:
-    """A real small file system (root only; tests that need one skip with this reason otherwise)."""
-    import os
-    import subprocess
-
-    if os.getuid() != 0:
-        pytest.skip("needs root to mount a tmpfs (read-only / tiny disk)")
-    path.mkdir(parents=True, exist_ok=True)
-    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)], capture_output=True, text=True)
-    if proc.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {proc.stderr.strip()}")
-
-
-def umount(path: Path) -> None:
-    import subprocess
-
-    subprocess.run(["umount", "-l", str(path)], check=False)
 
 
 @pytest.mark.parametrize("make", ["file", "read_only_mount", "unwritable_cache"])

@@ -32,7 +32,7 @@ def register(subparsers) -> None:
 
 def _check(path: Path) -> tuple[int, list[str]]:
     from harness.results.logs.compliance import check_run, check_stream
-    from harness.results.logs.events import FILE_NAME
+    from harness.store.event_stream import FILE_NAME
 
     if path.is_file() or path.is_symlink():
         return 1, check_stream(path)
