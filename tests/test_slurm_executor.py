@@ -124,7 +124,7 @@ def test_cancelled_job_is_interrupted_and_resume_completes_it(tmp_path, slurm_cl
         process.kill()
     assert code == 130, out
     assert status(run)["state"] == "interrupted" and status(run)["reason"] == "Slurm job CANCELLED", status(run)
-    assert job_gone(job_id)
+    wait_for(lambda: job_gone(job_id), 30, "the cancelled job to leave the queue (scancel is asynchronous)")
     assert_resume_finishes(run, tmp_path, job_id)
 
 
